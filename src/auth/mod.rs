@@ -1,0 +1,9 @@
+//! The Auth Service: cluster CA, join tokens, node inventory and the admin API.
+
+pub mod backend;
+pub mod inventory;
+pub mod limiter;
+pub mod server;
+pub mod tokens;
+
+pub use server::AuthServer;

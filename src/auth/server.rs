@@ -1,0 +1,639 @@
+//! The Auth Service process part: first-start initialization (CA, host UUID, admin identity),
+//! the TLS listener, and request handling. Authorization reads role and host ID from the
+//! verified client certificate only.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_rustls::server::TlsStream;
+use log::{debug, info, warn};
+use serde::{Deserialize, Serialize};
+use smol::net::{TcpListener, TcpStream};
+
+use super::backend::sqlite::SqliteBackend;
+use super::backend::{Backend, Item};
+use super::inventory::{node_info, Inventory};
+use super::limiter::Limiter;
+use super::tokens::{parse_roles, TokenRole, TokenStore};
+use crate::clock::{self, now_unix};
+use crate::config::{self, Settings};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::net::{self, Framed};
+use crate::pki::ca::{CertAuthority, Sans, HOST_CERT_VALIDITY};
+use crate::pki::identity::Identity;
+use crate::pki::pin::Pin;
+use crate::pki::{self, Subject, AUTH_SERVER_NAME};
+use crate::proto::{
+    self, AdminCmd, ClusterStatus, ErrorCode, RegisterRequest, Request, Response, StreamHello,
+    TokenCreated, MAX_REQUEST_FRAME, PROTOCOL_VERSION,
+};
+use crate::rt::Shutdown;
+use crate::secret::{new_uuid, Token};
+use crate::VERSION;
+
+const CA_KEY: &str = "authorities/host";
+/// Heartbeats may be missed this many times before a silent node is dropped.
+const MISSED_BEATS: u32 = 3;
+/// A client must send its first message within this time.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Serialize, Deserialize)]
+struct StoredCa {
+    cluster_name: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// Shared state of a running Auth Service.
+pub struct AuthState {
+    pub cluster_name: String,
+    ca: CertAuthority,
+    ca_pins: Vec<String>,
+    tokens: TokenStore,
+    inventory: Mutex<Inventory>,
+    limiter: Mutex<Limiter>,
+    heartbeat_interval: Duration,
+    advertise_addr: String,
+    started: Instant,
+    next_conn: AtomicU64,
+}
+
+/// A started Auth Service.
+pub struct AuthServer {
+    pub state: Arc<AuthState>,
+    pub local_addr: SocketAddr,
+    pub host_id: String,
+}
+
+/// Loads the host UUID of this data directory, creating it on first start.
+pub fn load_or_create_host_uuid(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join(config::HOST_UUID_FILE);
+    if path.exists() {
+        let s = fsutil::read_to_string(&path)?;
+        if !s.trim().is_empty() {
+            return Ok(s.trim().to_string());
+        }
+    }
+    let id = new_uuid();
+    fsutil::write_atomic(&path, format!("{id}\n").as_bytes(), 0o600)?;
+    Ok(id)
+}
+
+impl AuthState {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.heartbeat_interval.as_millis() as u64 * u64::from(MISSED_BEATS)
+    }
+
+    /// Issues an identity for a service of this process (no token needed: same trust domain).
+    pub fn issue_local_identity(&self, host_id: &str, role: &str, names: &[String]) -> Result<Identity> {
+        let subject = Subject {
+            host_id: host_id.to_string(),
+            role: role.to_string(),
+            cluster: self.cluster_name.clone(),
+        };
+        let mut dns = vec![host_id.to_string(), format!("{host_id}.{}", self.cluster_name)];
+        dns.extend(names.iter().cloned());
+        let (key_pem, cert_pem) = self.ca.issue_local(
+            &subject,
+            &Sans {
+                dns,
+                ips: Vec::new(),
+            },
+            HOST_CERT_VALIDITY,
+        )?;
+        Ok(Identity {
+            key_pem,
+            cert_pem,
+            ca_pems: vec![self.ca.cert_pem.clone()],
+        })
+    }
+}
+
+impl AuthServer {
+    /// Initializes storage and identities, binds the listener and starts serving.
+    pub async fn start(settings: &Settings, shutdown: Shutdown) -> Result<AuthServer> {
+        let s = settings.clone();
+        let (state, host_id, server_identity) = smol::unblock(move || init(&s)).await?;
+        let listener = TcpListener::bind(settings.auth.listen_addr)
+            .await
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot listen on auth_service.listen_addr {}: {e}",
+                    settings.auth.listen_addr
+                ))
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::net(settings.auth.listen_addr.to_string(), e))?;
+        let acceptor = net::acceptor(net::server_config(&server_identity)?);
+        info!(
+            "auth service listening on {local_addr}, cluster {:?}, CA pin {}",
+            state.cluster_name,
+            state.ca_pins.join(",")
+        );
+        smol::spawn(accept_loop(listener, acceptor, state.clone(), shutdown.clone())).detach();
+        smol::spawn(housekeeping(state.clone(), shutdown)).detach();
+        Ok(AuthServer {
+            state,
+            local_addr,
+            host_id,
+        })
+    }
+}
+
+/// Blocking first-start work: directories, database, CA, host UUID, identities.
+fn init(s: &Settings) -> Result<(Arc<AuthState>, String, Identity)> {
+    fsutil::ensure_private_dir(&s.data_dir)?;
+    let backend: Arc<dyn Backend> =
+        Arc::new(SqliteBackend::open(&s.data_dir.join(config::AUTH_DB_FILE))?);
+    let ca = load_or_create_ca(backend.as_ref(), &s.auth.cluster_name)?;
+    let ca_pins = vec![Pin::of_cert(&ca.cert_der()?)?.to_string()];
+    let host_id = load_or_create_host_uuid(&s.data_dir)?;
+    let tokens = TokenStore::new(backend, &s.auth.static_tokens)?;
+    let state = Arc::new(AuthState {
+        cluster_name: s.auth.cluster_name.clone(),
+        ca,
+        ca_pins,
+        tokens,
+        inventory: Mutex::new(Inventory::default()),
+        limiter: Mutex::new(Limiter::default()),
+        heartbeat_interval: s.auth.heartbeat_interval,
+        advertise_addr: s.auth.advertise_addr.clone(),
+        started: Instant::now(),
+        next_conn: AtomicU64::new(1),
+    });
+    ensure_admin_identity(&state, &s.data_dir.join(config::ADMIN_IDENTITY_FILE))?;
+    let server_identity = server_identity(&state, &host_id, s)?;
+    Ok((state, host_id, server_identity))
+}
+
+fn load_or_create_ca(backend: &dyn Backend, cluster_name: &str) -> Result<CertAuthority> {
+    let now = now_unix();
+    if let Some(item) = backend.get(CA_KEY, now)? {
+        let stored: StoredCa = serde_json::from_slice(&item.value)
+            .map_err(|e| Error::Storage(format!("stored CA is unreadable: {e}")))?;
+        if stored.cluster_name != cluster_name {
+            return Err(Error::Config(format!(
+                "this data_dir holds the CA of cluster {:?}, but the config names the cluster \
+                 {cluster_name:?}: set auth_service.cluster_name back, or use a new data_dir",
+                stored.cluster_name
+            )));
+        }
+        return Ok(CertAuthority {
+            cert_pem: stored.cert_pem,
+            key_pem: stored.key_pem,
+        });
+    }
+    let ca = CertAuthority::generate(cluster_name)?;
+    let stored = StoredCa {
+        cluster_name: cluster_name.to_string(),
+        cert_pem: ca.cert_pem.clone(),
+        key_pem: ca.key_pem.clone(),
+    };
+    let item = Item {
+        key: CA_KEY.into(),
+        value: serde_json::to_vec(&stored).map_err(|e| Error::Storage(e.to_string()))?,
+        expires: None,
+    };
+    if !backend.create(&item, now)? {
+        // Another process created it at the same moment: use theirs.
+        return load_or_create_ca(backend, cluster_name);
+    }
+    info!("created the host CA of cluster {cluster_name:?}");
+    Ok(ca)
+}
+
+/// The admin identity that local `tctl` uses; re-issued if missing or from an older CA.
+fn ensure_admin_identity(state: &AuthState, path: &Path) -> Result<()> {
+    if let Ok(Some(id)) = Identity::load_optional(path) {
+        if id.ca_pems.first().map(|p| p.trim()) == Some(state.ca.cert_pem.trim()) {
+            return Ok(());
+        }
+    }
+    let id = state.issue_local_identity("admin", pki::ROLE_ADMIN, &[])?;
+    id.save(path)
+}
+
+/// The certificate auth serves: always for `teleport.cluster.local`, plus local names.
+fn server_identity(state: &AuthState, host_id: &str, s: &Settings) -> Result<Identity> {
+    let subject = Subject {
+        host_id: host_id.to_string(),
+        role: pki::ROLE_AUTH.to_string(),
+        cluster: state.cluster_name.clone(),
+    };
+    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip")];
+    if !s.auth.listen_addr.ip().is_unspecified() {
+        ips.push(s.auth.listen_addr.ip());
+    }
+    let sans = Sans {
+        dns: vec![
+            AUTH_SERVER_NAME.to_string(),
+            "localhost".to_string(),
+            format!("{host_id}.{}", state.cluster_name),
+        ],
+        ips,
+    };
+    let (key_pem, cert_pem) = state
+        .ca
+        .issue_local(&subject, &sans, Duration::from_secs(365 * 24 * 3600))?;
+    Ok(Identity {
+        key_pem,
+        cert_pem,
+        ca_pems: vec![state.ca.cert_pem.clone()],
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: futures_rustls::TlsAcceptor,
+    state: Arc<AuthState>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shutdown.wait().await;
+            None
+        })
+        .await;
+        let (tcp, peer) = match accepted {
+            None => return,
+            Some(Ok(x)) => x,
+            Some(Err(e)) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!("accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        smol::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            match net::with_timeout(FIRST_MESSAGE_TIMEOUT, acceptor.accept(tcp)).await {
+                Some(Ok(tls)) => handle_conn(tls, peer, state, shutdown).await,
+                Some(Err(e)) => debug!("TLS handshake with {peer} failed: {e}"),
+                None => debug!("TLS handshake with {peer} timed out"),
+            }
+        })
+        .detach();
+    }
+}
+
+/// Who is on the other side, from the verified client certificate.
+fn peer_subject(tls: &TlsStream<TcpStream>) -> Option<Subject> {
+    let certs = tls.get_ref().1.peer_certificates()?;
+    pki::subject_of(certs.first()?).ok()
+}
+
+async fn handle_conn(
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    state: Arc<AuthState>,
+    shutdown: Shutdown,
+) {
+    let subject = peer_subject(&tls).filter(|s| s.cluster == state.cluster_name);
+    let mut conn = Framed::new(tls, MAX_REQUEST_FRAME);
+    let first = match net::with_timeout(FIRST_MESSAGE_TIMEOUT, conn.recv::<Request>()).await {
+        Some(Ok(Some(req))) => req,
+        Some(Ok(None)) | None => return,
+        Some(Err(e)) => {
+            debug!("bad first message from {peer}: {e}");
+            let _ = conn
+                .send(&Response::error(ErrorCode::BadParameter, e.to_string()))
+                .await;
+            return;
+        }
+    };
+    let reply = match first {
+        Request::GetCa { version } | Request::Admin { version, .. } if version != PROTOCOL_VERSION => {
+            proto::version_mismatch(version)
+        }
+        Request::GetCa { .. } => match rate_limit(&state, peer.ip()) {
+            Some(refusal) => refusal,
+            None => Response::Ca {
+                cluster_name: state.cluster_name.clone(),
+                certs: vec![state.ca.cert_pem.clone()],
+            },
+        },
+        Request::Register(req) => match rate_limit(&state, peer.ip()) {
+            Some(refusal) => refusal,
+            None => register(&state, req, peer).await,
+        },
+        Request::Admin { cmd, .. } => match &subject {
+            Some(s) if s.role == pki::ROLE_ADMIN => admin(&state, cmd).await,
+            _ => Response::error(
+                ErrorCode::AccessDenied,
+                "admin commands need the admin identity: run tctl on the auth host or pass \
+                 --identity",
+            ),
+        },
+        Request::Hello(hello) => match subject {
+            Some(s) if s.role == pki::ROLE_NODE => {
+                return heartbeat_stream(conn, hello, s, peer, state, shutdown).await;
+            }
+            _ => Response::error(
+                ErrorCode::AccessDenied,
+                "a heartbeat stream needs a node identity issued by this cluster",
+            ),
+        },
+        Request::Heartbeat { .. } | Request::Goodbye => Response::error(
+            ErrorCode::BadParameter,
+            "no heartbeat stream is open on this connection: send hello first",
+        ),
+    };
+    let _ = conn.send(&reply).await;
+    conn.close().await;
+}
+
+fn rate_limit(state: &AuthState, ip: IpAddr) -> Option<Response> {
+    let mut limiter = state.limiter.lock().unwrap_or_else(|p| p.into_inner());
+    if limiter.allow(ip, state.now_ms()) {
+        None
+    } else {
+        warn!("rate limit exceeded for unauthenticated requests from {ip}");
+        Some(Response::error(
+            ErrorCode::RateLimited,
+            "too many join requests from this address: wait a minute and retry",
+        ))
+    }
+}
+
+fn valid_host_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: SocketAddr) -> Response {
+    if req.version != PROTOCOL_VERSION {
+        return proto::version_mismatch(req.version);
+    }
+    let bad = |msg: String| Response::error(ErrorCode::BadParameter, msg);
+    if !valid_host_id(&req.host_id) {
+        return bad("hostID must be 1-64 letters, digits or '-'".into());
+    }
+    if let Err(e) = config::validate_name(&req.node_name, "node_name") {
+        return bad(e.to_string());
+    }
+    let role = match TokenRole::parse(&req.role) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    if !matches!(role, TokenRole::Node) {
+        return bad(format!(
+            "joining as {} is not available in this build: only nodes can join",
+            role.name()
+        ));
+    }
+    let st = state.clone();
+    let token = Token::new(req.token.clone());
+    let checked = smol::unblock(move || st.tokens.check_join(&token, role, now_unix())).await;
+    let grant = match checked {
+        Ok(Ok(g)) => g,
+        Ok(Err(refusal)) => {
+            warn!(
+                "join refused for {:?} ({}) from {peer}: {}",
+                req.node_name, req.host_id, refusal.0
+            );
+            return Response::error(ErrorCode::AccessDenied, refusal.0);
+        }
+        Err(e) => {
+            warn!("join check failed: {e}");
+            return Response::error(ErrorCode::Internal, "the auth server could not check the token");
+        }
+    };
+    let subject = Subject {
+        host_id: req.host_id.clone(),
+        role: role.name().to_string(),
+        cluster: state.cluster_name.clone(),
+    };
+    let sans = Sans {
+        dns: vec![
+            req.node_name.clone(),
+            req.host_id.clone(),
+            format!("{}.{}", req.host_id, state.cluster_name),
+        ],
+        ips: Vec::new(),
+    };
+    match state.ca.sign_csr(&req.csr, &subject, &sans) {
+        Ok(cert) => {
+            info!(
+                "join accepted: {} {:?} ({}) from {peer} with token id {}",
+                role.name(),
+                req.node_name,
+                req.host_id,
+                grant.token_id
+            );
+            Response::Registered {
+                tls: cert,
+                tls_ca_certs: vec![state.ca.cert_pem.clone()],
+                cluster_name: state.cluster_name.clone(),
+            }
+        }
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+async fn admin(state: &Arc<AuthState>, cmd: AdminCmd) -> Response {
+    let st = state.clone();
+    let result = smol::unblock(move || admin_blocking(&st, cmd)).await;
+    result.unwrap_or_else(|e| match e {
+        Error::Remote { code, message } => Response::error(code, message),
+        other => Response::error(ErrorCode::Internal, other.to_string()),
+    })
+}
+
+fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
+    let now = now_unix();
+    Ok(match cmd {
+        AdminCmd::TokensAdd {
+            roles,
+            ttl_secs,
+            labels,
+        } => {
+            let roles =
+                parse_roles(&roles).map_err(|e| Error::remote(ErrorCode::BadParameter, e))?;
+            let (token, expires) = state.tokens.add(&roles, ttl_secs, labels, now)?;
+            info!(
+                "token id {} created for {}",
+                crate::secret::public_id(&token.hash_hex()),
+                roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
+            );
+            Response::TokenCreated(TokenCreated {
+                token: token.expose().to_string(),
+                roles: roles.iter().map(|r| r.name().to_string()).collect(),
+                expires: clock::rfc3339(expires),
+                ttl_secs,
+                ca_pins: state.ca_pins.clone(),
+                auth_addr: state.advertise_addr.clone(),
+            })
+        }
+        AdminCmd::TokensList => Response::Tokens {
+            tokens: state.tokens.list(now)?,
+        },
+        AdminCmd::TokensRemove { token } => {
+            let masked = state.tokens.remove(&token, now)?;
+            info!("token {masked} deleted");
+            Response::TokenRemoved { masked }
+        }
+        AdminCmd::NodesList => Response::Nodes {
+            nodes: state
+                .inventory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .list(state.now_ms()),
+        },
+        AdminCmd::Status => Response::Status(ClusterStatus {
+            cluster_name: state.cluster_name.clone(),
+            version: VERSION.to_string(),
+            host_ca_rotation: "never updated".into(),
+            ca_pins: state.ca_pins.clone(),
+            nodes_online: state
+                .inventory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .count(state.now_ms()),
+        }),
+    })
+}
+
+/// One node's long-lived stream: hello, heartbeats, goodbye.
+async fn heartbeat_stream(
+    mut conn: Framed<TlsStream<TcpStream>>,
+    hello: StreamHello,
+    subject: Subject,
+    peer: SocketAddr,
+    state: Arc<AuthState>,
+    shutdown: Shutdown,
+) {
+    if hello.version != PROTOCOL_VERSION {
+        let _ = conn.send(&proto::version_mismatch(hello.version)).await;
+        return;
+    }
+    if config::validate_name(&hello.node_name, "node_name").is_err() {
+        let _ = conn
+            .send(&Response::error(ErrorCode::BadParameter, "invalid node_name"))
+            .await;
+        return;
+    }
+    let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let addr = if hello.public_addr.is_empty() {
+        peer.ip().to_string()
+    } else {
+        hello.public_addr.clone()
+    };
+    let labels: BTreeMap<String, String> = hello.labels.into_iter().take(64).collect();
+    let info = node_info(
+        &subject.host_id,
+        &hello.node_name,
+        &addr,
+        labels,
+        &hello.server_version,
+    );
+    let ttl = state.ttl_ms();
+    state
+        .inventory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .upsert(info.clone(), conn_id, state.now_ms(), ttl);
+    info!("node {:?} ({}) is online from {peer}", info.hostname, info.uuid);
+    let ack = Response::HelloAck {
+        cluster_name: state.cluster_name.clone(),
+        server_version: VERSION.to_string(),
+        heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
+    };
+    if conn.send(&ack).await.is_err() {
+        return;
+    }
+    let idle_limit = Duration::from_millis(ttl);
+    loop {
+        let next = futures_lite::future::or(
+            async { net::with_timeout(idle_limit, conn.recv::<Request>()).await },
+            async {
+                shutdown.wait().await;
+                None
+            },
+        )
+        .await;
+        match next {
+            Some(Ok(Some(Request::Heartbeat { seq }))) => {
+                {
+                    let mut inv = state.inventory.lock().unwrap_or_else(|p| p.into_inner());
+                    if !inv.heartbeat(&subject.host_id, conn_id, state.now_ms(), ttl) {
+                        // Expired meanwhile (or a newer stream took over and ended): re-announce.
+                        inv.upsert(info.clone(), conn_id, state.now_ms(), ttl);
+                    }
+                }
+                if conn.send(&Response::HeartbeatAck { seq }).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(Some(Request::Goodbye))) => {
+                state
+                    .inventory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&subject.host_id, conn_id);
+                info!("node {:?} ({}) said goodbye", info.hostname, info.uuid);
+                let _ = conn.send(&Response::GoodbyeAck).await;
+                conn.close().await;
+                return;
+            }
+            Some(Ok(Some(other))) => {
+                debug!("unexpected message on heartbeat stream: {other:?}");
+                return;
+            }
+            // Peer closed, broke the protocol, went silent, or we are stopping: the node stays
+            // listed until its TTL runs out, so a brief network cut does not flap it.
+            Some(Ok(None)) | Some(Err(_)) | None => {
+                debug!("heartbeat stream of {:?} ended", info.hostname);
+                return;
+            }
+        }
+    }
+}
+
+/// Periodic cleanup: expired nodes from memory, expired tokens from storage.
+async fn housekeeping(state: Arc<AuthState>, shutdown: Shutdown) {
+    let mut tick = 0u64;
+    while shutdown.sleep(Duration::from_secs(1)).await {
+        let gone = state
+            .inventory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expire(state.now_ms());
+        if gone > 0 {
+            info!("{gone} node(s) stopped heartbeating and were removed");
+        }
+        tick += 1;
+        if tick % 60 == 0 {
+            let st = state.clone();
+            if let Err(e) = smol::unblock(move || st.tokens.purge(now_unix())).await {
+                warn!("purging expired tokens failed: {e}");
+            }
+        }
+    }
+}
+
+/// The address a local client uses to reach a listener (0.0.0.0 becomes loopback).
+pub fn dial_addr(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port()).to_string()
+}
+
+/// Paths in an auth data directory.
+pub fn admin_identity_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(config::ADMIN_IDENTITY_FILE)
+}

@@ -1,0 +1,90 @@
+//! Command lines of `teleport` and `tctl`.
+
+pub mod tctl;
+pub mod teleport;
+
+use argh::{EarlyExit, FromArgs};
+
+use crate::error::Error;
+
+/// argh takes `--flag value`; people type `--flag=value` too (Teleport's CLI accepts both).
+pub fn split_equals(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    for a in args {
+        match a.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") && flag.len() > 2 => {
+                out.push(flag.to_string());
+                out.push(value.to_string());
+            }
+            _ => out.push(a.clone()),
+        }
+    }
+    out
+}
+
+/// Parses a command line; on `--help` or a usage error prints and returns the exit code.
+pub fn parse<T: FromArgs>(prog: &str, args: &[String]) -> Result<T, i32> {
+    let args = split_equals(args);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    T::from_args(&[prog], &refs).map_err(|EarlyExit { output, status }| match status {
+        Ok(()) => {
+            println!("{output}");
+            0
+        }
+        Err(()) => {
+            eprintln!("{output}");
+            eprintln!("Run \"{prog} --help\" for usage.");
+            2
+        }
+    })
+}
+
+/// Prints an error the way both commands do, and returns the exit code.
+pub fn fail(e: &Error) -> i32 {
+    eprintln!("ERROR: {e}");
+    1
+}
+
+/// A left-aligned table with a dashed rule under the header, as tctl prints.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$} ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = vec![
+        line(headers.iter().map(|h| h.to_string()).collect()),
+        line(widths.iter().map(|w| "-".repeat(*w)).collect()),
+    ];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_long_flags_with_values() {
+        let got = split_equals(&["--labels=a=b,c=d".into(), "-o".into(), "x=y".into()]);
+        assert_eq!(got, vec!["--labels", "a=b,c=d", "-o", "x=y"]);
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["A", "Long"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A   Long\n--- ----\nxyz 1\n");
+    }
+}

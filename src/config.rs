@@ -1,0 +1,877 @@
+//! `teleport.yaml` (v3): parsing with unknown keys rejected, merging with command-line flags,
+//! validation, and writing the file for `teleport configure`. All YAML lives in this module.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::pki::pin::Pin;
+use crate::secret::Token;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/teleport.yaml";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/teleport";
+pub const DEFAULT_AUTH_LISTEN: &str = "0.0.0.0:3025";
+pub const DEFAULT_AUTH_PORT: u16 = 3025;
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Shortest heartbeat interval auth accepts in its config.
+pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
+
+// ---------------------------------------------------------------------------------------------
+// The file as written by people and by `teleport configure`.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub version: Option<String>,
+    #[serde(default)]
+    pub teleport: Global,
+    #[serde(default)]
+    pub auth_service: AuthServiceConf,
+    #[serde(default)]
+    pub ssh_service: SshServiceConf,
+    #[serde(default)]
+    pub proxy_service: ProxyServiceConf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    pub nodename: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub join_params: Option<JoinParams>,
+    /// Legacy spelling of `join_params.token_name`.
+    pub auth_token: Option<String>,
+    pub auth_server: Option<String>,
+    pub proxy_server: Option<String>,
+    pub ca_pin: Option<OneOrMany>,
+    pub diag_addr: Option<String>,
+    pub advertise_ip: Option<String>,
+    pub log: Option<LogConf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinParams {
+    pub token_name: Option<String>,
+    pub method: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConf {
+    pub output: Option<String>,
+    pub severity: Option<String>,
+    pub format: Option<LogFormatConf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFormatConf {
+    pub output: Option<String>,
+    pub extra_fields: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthServiceConf {
+    pub enabled: Option<Flag>,
+    pub listen_addr: Option<String>,
+    pub cluster_name: Option<String>,
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    pub proxy_listener_mode: Option<String>,
+    /// teleport-lite extension: how often nodes heartbeat (auth tells them). Default 5s.
+    pub heartbeat_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshServiceConf {
+    pub enabled: Option<Flag>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub listen_addr: Option<String>,
+    pub public_addr: Option<OneOrMany>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyServiceConf {
+    pub enabled: Option<Flag>,
+    pub web_listen_addr: Option<String>,
+    pub public_addr: Option<OneOrMany>,
+    #[serde(default)]
+    pub https_keypairs: Vec<KeyPairConf>,
+    pub https_keypairs_reload_interval: Option<String>,
+    pub acme: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPairConf {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Teleport's booleans: `true`, `yes`, `"yes"`, `on` ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            B(bool),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::B(b) => Ok(Flag(b)),
+            Raw::S(s) => match s.to_ascii_lowercase().as_str() {
+                "yes" | "true" | "on" | "1" => Ok(Flag(true)),
+                "no" | "false" | "off" | "0" => Ok(Flag(false)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "invalid boolean {s:?}: use yes or no"
+                ))),
+            },
+        }
+    }
+}
+
+/// A value that may be written as one string or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Parses a YAML config text; errors name the file, line and column.
+pub fn parse_file_config(text: &str, origin: &Path) -> Result<FileConfig> {
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    let cfg: FileConfig = serde_yaml::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        Error::Config(format!(
+            "{}{at}: {e}; fix the file (see docs/operations.md for the keys teleport-lite reads)",
+            origin.display()
+        ))
+    })?;
+    match cfg.version.as_deref() {
+        Some("v3") => Ok(cfg),
+        Some(other) => Err(Error::Config(format!(
+            "{}: config version {other:?} is not supported: teleport-lite reads version: v3 \
+             (generate one with \"teleport configure\")",
+            origin.display()
+        ))),
+        None => Err(Error::Config(format!(
+            "{}: the file has no \"version: v3\" line; add it (teleport-lite reads the v3 format)",
+            origin.display()
+        ))),
+    }
+}
+
+/// Reads and parses a config file.
+pub fn load_file_config(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read config", path, e))?;
+    parse_file_config(&text, path)
+}
+
+/// The config file to use: the given one, or `/etc/teleport.yaml` when it exists.
+pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let default = Path::new(DEFAULT_CONFIG_PATH);
+            default.exists().then(|| default.to_path_buf())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Effective settings of `teleport start`.
+
+/// Which services a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles {
+    pub auth: bool,
+    pub node: bool,
+    pub proxy: bool,
+}
+
+impl Roles {
+    /// Parses `--roles=auth,node,proxy`.
+    pub fn parse(s: &str) -> Result<Roles> {
+        let mut roles = Roles::default();
+        for r in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match r.to_ascii_lowercase().as_str() {
+                "auth" => roles.auth = true,
+                "node" | "ssh" => roles.node = true,
+                "proxy" => roles.proxy = true,
+                other => {
+                    return Err(Error::Config(format!(
+                        "unknown role {other:?} in --roles: use a comma-separated list of auth, \
+                         node and proxy"
+                    )))
+                }
+            }
+        }
+        if roles == Roles::default() {
+            return Err(Error::Config(
+                "--roles is empty: name at least one of auth, node, proxy".into(),
+            ));
+        }
+        Ok(roles)
+    }
+}
+
+/// Command-line flags of `teleport start` that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct StartFlags {
+    pub config: Option<PathBuf>,
+    pub roles: Option<String>,
+    pub token: Option<String>,
+    pub ca_pins: Vec<String>,
+    pub auth_server: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub nodename: Option<String>,
+    pub labels: Option<String>,
+    pub insecure: bool,
+    pub pid_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    Stderr,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub output: LogOutput,
+    pub level: log::LevelFilter,
+    pub json: bool,
+}
+
+/// A static token from `auth_service.tokens`.
+#[derive(Debug, Clone)]
+pub struct StaticToken {
+    pub roles: Vec<String>,
+    pub token: Token,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub listen_addr: SocketAddr,
+    pub cluster_name: String,
+    pub static_tokens: Vec<StaticToken>,
+    pub heartbeat_interval: Duration,
+    /// The address printed in join instructions.
+    pub advertise_addr: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub roles: Roles,
+    pub nodename: String,
+    pub data_dir: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub token: Option<Token>,
+    pub auth_server: Option<String>,
+    pub proxy_server: Option<String>,
+    pub ca_pins: Vec<Pin>,
+    pub insecure: bool,
+    pub labels: BTreeMap<String, String>,
+    pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub config_path: Option<PathBuf>,
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Reads a value that may be a path to a file holding it (as Teleport's `--token`).
+pub fn value_or_file(v: &str) -> Result<String> {
+    let p = Path::new(v);
+    if v.starts_with('/') || v.starts_with("./") {
+        let text = std::fs::read_to_string(p).map_err(|e| Error::io("read token file", p, e))?;
+        let first = text.lines().map(str::trim).find(|l| !l.is_empty());
+        return first.map(str::to_string).ok_or_else(|| {
+            Error::Config(format!("token file {} is empty", p.display()))
+        });
+    }
+    Ok(v.to_string())
+}
+
+/// Parses "k=v,k2=v2".
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            Error::Config(format!("invalid label {pair:?}: expected key=value"))
+        })?;
+        if k.trim().is_empty() {
+            return Err(Error::Config(format!("invalid label {pair:?}: the key is empty")));
+        }
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Parses static tokens: `'proxy,node:secret'` or `'auth:/path/to/file'` (one token a line).
+pub fn parse_static_tokens(entries: &[String]) -> Result<Vec<StaticToken>> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let bad = |why: &str| {
+            Error::Config(format!(
+                "auth_service.tokens: invalid entry (roles {why}); write it as \
+                 'node,proxy:secret-value' or 'node:/path/to/tokenfile'"
+            ))
+        };
+        let (roles, value) = entry.split_once(':').ok_or_else(|| bad("and value missing"))?;
+        let roles: Vec<String> = roles
+            .split(',')
+            .map(|r| r.trim().to_ascii_lowercase())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if roles.is_empty() {
+            return Err(bad("missing"));
+        }
+        for r in &roles {
+            crate::auth::tokens::TokenRole::parse(r).map_err(Error::Config)?;
+        }
+        let values: Vec<String> = if value.starts_with('/') {
+            let p = Path::new(value);
+            let text =
+                std::fs::read_to_string(p).map_err(|e| Error::io("read static token file", p, e))?;
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        } else {
+            vec![value.trim().to_string()]
+        };
+        if values.iter().any(String::is_empty) || values.is_empty() {
+            return Err(bad("given but the token value is empty"));
+        }
+        for v in values {
+            out.push(StaticToken {
+                roles: roles.clone(),
+                token: Token::new(v),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn parse_log(conf: Option<&LogConf>) -> Result<LogSettings> {
+    let output = match conf.and_then(|l| l.output.as_deref()) {
+        None | Some("stderr") | Some("") => LogOutput::Stderr,
+        Some("stdout") => LogOutput::Stdout,
+        Some(p) if p.starts_with('/') => LogOutput::File(PathBuf::from(p)),
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "teleport.log.output {other:?} is not supported: use stderr, stdout or an \
+                 absolute file path"
+            )))
+        }
+    };
+    let level = match conf
+        .and_then(|l| l.severity.as_deref())
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("INFO") => log::LevelFilter::Info,
+        Some("DEBUG") => log::LevelFilter::Debug,
+        Some("TRACE") => log::LevelFilter::Trace,
+        Some("WARN") | Some("WARNING") => log::LevelFilter::Warn,
+        Some("ERROR") | Some("ERR") => log::LevelFilter::Error,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "teleport.log.severity {other:?} is not one of DEBUG, INFO, WARN, ERROR"
+            )))
+        }
+    };
+    let json = match conf
+        .and_then(|l| l.format.as_ref())
+        .and_then(|f| f.output.as_deref())
+    {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "teleport.log.format.output {other:?} is not one of text, json"
+            )))
+        }
+    };
+    Ok(LogSettings {
+        output,
+        level,
+        json,
+    })
+}
+
+/// Checks "host:port" and returns it; a bare host gets `default_port`.
+pub fn normalize_addr(addr: &str, default_port: u16, what: &str) -> Result<String> {
+    let addr = addr.trim();
+    let bad = || {
+        Error::Config(format!(
+            "invalid {what} {addr:?}: expected HOST:PORT, for example auth.example.com:3025"
+        ))
+    };
+    if addr.is_empty() || addr.contains("://") || addr.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
+            port.parse::<u16>().map_err(|_| bad())?;
+            Ok(addr.to_string())
+        }
+        Some(_) => Err(bad()),
+        None => Ok(format!("{addr}:{default_port}")),
+    }
+}
+
+impl Settings {
+    /// Builds the effective settings from the config file (if any) and the flags.
+    pub fn load(flags: &StartFlags) -> Result<Settings> {
+        let path = locate(flags.config.as_deref());
+        let file = match &path {
+            Some(p) => load_file_config(p)?,
+            None => FileConfig::default(),
+        };
+        Settings::merge(file, path, flags)
+    }
+
+    pub fn merge(file: FileConfig, path: Option<PathBuf>, flags: &StartFlags) -> Result<Settings> {
+        let g = &file.teleport;
+        let roles = match &flags.roles {
+            Some(r) => Roles::parse(r)?,
+            None if path.is_some() => Roles {
+                // In a config file, Teleport enables every service that is not disabled.
+                auth: file.auth_service.enabled.map_or(true, |f| f.0),
+                node: file.ssh_service.enabled.map_or(true, |f| f.0),
+                proxy: file.proxy_service.enabled.map_or(false, |f| f.0),
+            },
+            None => Roles {
+                auth: true,
+                node: true,
+                proxy: false,
+            },
+        };
+        let nodename = flags
+            .nodename
+            .clone()
+            .or_else(|| g.nodename.clone())
+            .unwrap_or_else(hostname);
+        validate_name(&nodename, "nodename")?;
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| g.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+
+        let raw_token = flags
+            .token
+            .clone()
+            .or_else(|| g.join_params.as_ref().and_then(|j| j.token_name.clone()))
+            .or_else(|| g.auth_token.clone())
+            .filter(|t| !t.trim().is_empty());
+        if let Some(method) = g.join_params.as_ref().and_then(|j| j.method.as_deref()) {
+            if !method.is_empty() && method != "token" {
+                return Err(Error::Config(format!(
+                    "join_params.method {method:?} is not supported: teleport-lite joins with \
+                     method: token"
+                )));
+            }
+        }
+        let token = raw_token
+            .map(|t| value_or_file(&t))
+            .transpose()?
+            .map(Token::new);
+
+        let auth_server = flags.auth_server.clone().or_else(|| g.auth_server.clone());
+        let auth_server = auth_server
+            .filter(|a| !a.is_empty())
+            .map(|a| normalize_addr(&a, DEFAULT_AUTH_PORT, "auth_server"))
+            .transpose()?;
+        let proxy_server = g
+            .proxy_server
+            .clone()
+            .filter(|a| !a.is_empty())
+            .map(|a| normalize_addr(&a, 443, "proxy_server"))
+            .transpose()?;
+        if auth_server.is_some() && proxy_server.is_some() {
+            return Err(Error::Config(
+                "both auth_server and proxy_server are set: keep only one".into(),
+            ));
+        }
+
+        let mut pin_strings: Vec<String> = g
+            .ca_pin
+            .clone()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default();
+        if !flags.ca_pins.is_empty() {
+            pin_strings = flags.ca_pins.clone();
+        }
+        let ca_pins = pin_strings
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(Pin::parse)
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut labels = file.ssh_service.labels.clone();
+        if let Some(l) = &flags.labels {
+            labels = parse_labels(l)?;
+        }
+
+        let a = &file.auth_service;
+        let listen = a.listen_addr.as_deref().unwrap_or(DEFAULT_AUTH_LISTEN);
+        let listen_addr: SocketAddr = listen.parse().map_err(|_| {
+            Error::Config(format!(
+                "auth_service.listen_addr {listen:?} is not an IP:PORT such as 0.0.0.0:3025"
+            ))
+        })?;
+        let cluster_name = a.cluster_name.clone().unwrap_or_else(hostname);
+        validate_name(&cluster_name, "auth_service.cluster_name")?;
+        let heartbeat_interval = match &a.heartbeat_interval {
+            Some(s) => clock::parse_duration(s)
+                .map_err(|e| Error::Config(format!("auth_service.heartbeat_interval: {e}")))?,
+            None => DEFAULT_HEARTBEAT_INTERVAL,
+        };
+        if heartbeat_interval < MIN_HEARTBEAT_INTERVAL {
+            return Err(Error::Config(format!(
+                "auth_service.heartbeat_interval must be at least {}ms",
+                MIN_HEARTBEAT_INTERVAL.as_millis()
+            )));
+        }
+        let advertise_host = match (&g.advertise_ip, listen_addr.ip().is_unspecified()) {
+            (Some(ip), _) => ip.clone(),
+            (None, false) => listen_addr.ip().to_string(),
+            (None, true) => hostname(),
+        };
+        let auth = AuthSettings {
+            listen_addr,
+            cluster_name,
+            static_tokens: parse_static_tokens(&a.tokens)?,
+            heartbeat_interval,
+            advertise_addr: format!("{advertise_host}:{}", listen_addr.port()),
+        };
+
+        let settings = Settings {
+            roles,
+            nodename,
+            data_dir,
+            pid_file: flags.pid_file.clone().or_else(|| g.pid_file.clone()),
+            token,
+            auth_server,
+            proxy_server,
+            ca_pins,
+            insecure: flags.insecure,
+            labels,
+            log: parse_log(g.log.as_ref())?,
+            auth,
+            config_path: path,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.roles.proxy {
+            return Err(Error::Config(
+                "the proxy role is not available in this build yet: run auth and node roles \
+                 (--roles=auth,node) and join nodes directly to auth on port 3025"
+                    .into(),
+            ));
+        }
+        if self.roles.node && !self.roles.auth {
+            if self.proxy_server.is_some() {
+                return Err(Error::Config(
+                    "joining through a proxy (proxy_server / --proxy) is not available in this \
+                     build yet: configure the node with --auth-server=HOST:3025 and a --ca-pin"
+                        .into(),
+                ));
+            }
+            if self.auth_server.is_none() {
+                return Err(Error::Config(
+                    "the node does not know where the cluster is: set teleport.auth_server in \
+                     the config or pass --auth-server=HOST:3025"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn identity_path(&self) -> PathBuf {
+        self.data_dir.join(NODE_IDENTITY_FILE)
+    }
+}
+
+/// Files in `data_dir`.
+pub const NODE_IDENTITY_FILE: &str = "node-identity.pem";
+pub const ADMIN_IDENTITY_FILE: &str = "admin-identity.pem";
+pub const HOST_UUID_FILE: &str = "host_uuid";
+pub const AUTH_DB_FILE: &str = "auth.db";
+
+/// Names that end up in certificates and tables: hostname characters only.
+pub fn validate_name(name: &str, what: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid {what} {name:?}: use letters, digits, '-', '.' and '_' (at most 253)"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `teleport configure` output.
+
+/// Inputs of `teleport configure` / `teleport node configure`.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigureInput {
+    pub roles: Roles,
+    pub token: Option<String>,
+    pub auth_server: Option<String>,
+    pub proxy: Option<String>,
+    pub ca_pins: Vec<String>,
+    pub data_dir: Option<PathBuf>,
+    pub node_name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub cluster_name: Option<String>,
+}
+
+/// A double-quoted YAML scalar (JSON string syntax is valid YAML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "\"yes\""
+    } else {
+        "\"no\""
+    }
+}
+
+/// Renders the v3 file. Without pins it holds the line `  ca_pin: ""`, so the documented
+/// `sed -i 's| ca_pin: ""| ca_pin: "sha256:..."|'` edit works.
+pub fn render_config(input: &ConfigureInput) -> Result<String> {
+    if input.auth_server.is_some() && input.proxy.is_some() {
+        return Err(Error::Config(
+            "--proxy and --auth-server cannot both be set: choose one".into(),
+        ));
+    }
+    let nodename = input.node_name.clone().unwrap_or_else(hostname);
+    validate_name(&nodename, "--node-name")?;
+    let pins = input
+        .ca_pins
+        .iter()
+        .flat_map(|p| p.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| Pin::parse(p).map(|pin| pin.to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    let data_dir = input
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+
+    let mut y = String::from("version: v3\nteleport:\n");
+    let _ = writeln!(y, "  nodename: {}", q(&nodename));
+    let _ = writeln!(y, "  data_dir: {}", q(&data_dir.to_string_lossy()));
+    if let Some(t) = &input.token {
+        let _ = writeln!(y, "  join_params:\n    token_name: {}\n    method: token", q(t));
+    }
+    if let Some(a) = &input.auth_server {
+        let a = normalize_addr(a, DEFAULT_AUTH_PORT, "--auth-server")?;
+        let _ = writeln!(y, "  auth_server: {}", q(&a));
+    }
+    if let Some(p) = &input.proxy {
+        let p = normalize_addr(p, 443, "--proxy")?;
+        let _ = writeln!(y, "  proxy_server: {}", q(&p));
+    }
+    y.push_str("  log:\n    output: stderr\n    severity: INFO\n    format:\n      output: text\n");
+    match pins.as_slice() {
+        [] => y.push_str("  ca_pin: \"\"\n"),
+        [one] => {
+            let _ = writeln!(y, "  ca_pin: {}", q(one));
+        }
+        many => {
+            y.push_str("  ca_pin:\n");
+            for p in many {
+                let _ = writeln!(y, "  - {}", q(p));
+            }
+        }
+    }
+    y.push_str("  diag_addr: \"\"\n");
+    let _ = writeln!(y, "auth_service:\n  enabled: {}", yes_no(input.roles.auth));
+    if input.roles.auth {
+        let cluster = input.cluster_name.clone().unwrap_or_else(|| nodename.clone());
+        validate_name(&cluster, "--cluster-name")?;
+        let _ = writeln!(y, "  listen_addr: {}", q(DEFAULT_AUTH_LISTEN));
+        let _ = writeln!(y, "  cluster_name: {}", q(&cluster));
+    }
+    let _ = writeln!(y, "ssh_service:\n  enabled: {}", yes_no(input.roles.node));
+    if input.roles.node {
+        let mut labels = input.labels.clone();
+        labels
+            .entry("hostname".into())
+            .or_insert_with(|| nodename.clone());
+        y.push_str("  labels:\n");
+        for (k, v) in &labels {
+            let _ = writeln!(y, "    {}: {}", q(k), q(v));
+        }
+    }
+    let _ = writeln!(y, "proxy_service:\n  enabled: {}", yes_no(input.roles.proxy));
+    // What we write must be what we read.
+    parse_file_config(&y, Path::new("<generated>"))?;
+    Ok(y)
+}
+
+/// Where `-o/--output` sends the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    File(PathBuf),
+}
+
+pub fn parse_output(s: &str) -> Result<Output> {
+    match s {
+        "stdout" => Ok(Output::Stdout),
+        "" | "file" => Ok(Output::File(PathBuf::from(DEFAULT_CONFIG_PATH))),
+        s => {
+            let p = s.strip_prefix("file://").unwrap_or(s);
+            if p.starts_with('/') {
+                Ok(Output::File(PathBuf::from(p)))
+            } else {
+                Err(Error::Config(format!(
+                    "invalid --output {s:?}: use stdout, file (= {DEFAULT_CONFIG_PATH}), \
+                     file:///absolute/path or an absolute path"
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin() -> String {
+        format!("sha256:{}", "0f".repeat(32))
+    }
+
+    #[test]
+    fn rendered_file_has_the_seed_sed_line_and_reparses() {
+        let input = ConfigureInput {
+            roles: Roles {
+                node: true,
+                ..Roles::default()
+            },
+            token: Some("abc".into()),
+            auth_server: Some("10.0.0.1:3025".into()),
+            node_name: Some("n1".into()),
+            ..ConfigureInput::default()
+        };
+        let y = render_config(&input).unwrap();
+        assert!(y.contains("\n  ca_pin: \"\"\n"), "{y}");
+        let edited = y.replace(" ca_pin: \"\"", &format!(" ca_pin: \"{}\"", pin()));
+        let cfg = parse_file_config(&edited, Path::new("x")).unwrap();
+        let s = Settings::merge(cfg, Some("x".into()), &StartFlags::default()).unwrap();
+        assert_eq!(s.ca_pins.len(), 1);
+        assert!(s.roles.node && !s.roles.auth);
+        assert_eq!(s.token.unwrap().expose(), "abc");
+        assert_eq!(s.auth_server.as_deref(), Some("10.0.0.1:3025"));
+        assert_eq!(s.labels.get("hostname").map(String::as_str), Some("n1"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_yaml_name_the_place() {
+        let err = parse_file_config("version: v3\nteleport:\n  nodname: x\n", Path::new("/c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/c.yaml:3:"), "{err}");
+        assert!(err.contains("nodname"), "{err}");
+        let err = parse_file_config("version: v3\nteleport: [\n", Path::new("/c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/c.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn bad_pins_and_both_servers_are_refused() {
+        let mut input = ConfigureInput {
+            ca_pins: vec!["sha256:1234".into()],
+            ..ConfigureInput::default()
+        };
+        let err = render_config(&input).unwrap_err().to_string();
+        assert!(err.contains("expected sha256:<64 hex>"), "{err}");
+        input.ca_pins.clear();
+        input.auth_server = Some("a:3025".into());
+        input.proxy = Some("p:443".into());
+        assert!(render_config(&input).is_err());
+    }
+
+    #[test]
+    fn static_tokens_parse_roles_and_values() {
+        let t = parse_static_tokens(&["proxy,node:secret-token-value".into()]).unwrap();
+        assert_eq!(t[0].roles, vec!["proxy", "node"]);
+        assert_eq!(t[0].token.expose(), "secret-token-value");
+        assert!(parse_static_tokens(&["nope:x".into()]).is_err());
+        assert!(parse_static_tokens(&["node:".into()]).is_err());
+    }
+
+    #[test]
+    fn outputs_and_addresses() {
+        assert_eq!(parse_output("stdout").unwrap(), Output::Stdout);
+        assert_eq!(
+            parse_output("file").unwrap(),
+            Output::File(DEFAULT_CONFIG_PATH.into())
+        );
+        assert_eq!(
+            parse_output("file:///tmp/x.yaml").unwrap(),
+            Output::File("/tmp/x.yaml".into())
+        );
+        assert!(parse_output("relative.yaml").is_err());
+        assert_eq!(normalize_addr("auth", 3025, "a").unwrap(), "auth:3025");
+        assert!(normalize_addr("https://auth:3025", 3025, "a").is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! TLS configurations and a framed message connection over any async byte stream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::{TlsAcceptor, TlsConnector};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use serde::{de::DeserializeOwned, Serialize};
+use smol::net::TcpStream;
+
+use crate::error::{Error, Result};
+use crate::pki::identity::Identity;
+use crate::pki::AUTH_SERVER_NAME;
+use crate::proto::{encode, Decoder};
+
+/// Time allowed for TCP connect plus TLS handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(cas: &[CertificateDer<'static>]) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    for ca in cas {
+        store
+            .add(ca.clone())
+            .map_err(|e| Error::Pki(format!("unusable CA certificate: {e}")))?;
+    }
+    Ok(store)
+}
+
+/// A server config presenting `identity`; client certificates are optional but, when given,
+/// must chain to the identity's CAs (handlers then read the role from them).
+pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&identity.ca_ders()?)?), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| Error::Pki(format!("cannot build client verifier: {e}")))?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Pki(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![identity.cert_der()?], identity.key_der()?)
+        .map_err(|e| Error::Pki(format!("unusable server certificate: {e}")))?;
+    Ok(Arc::new(config))
+}
+
+/// A client config trusting only `cas`, presenting `identity` when given.
+pub fn client_config(
+    cas: &[CertificateDer<'static>],
+    identity: Option<&Identity>,
+) -> Result<Arc<ClientConfig>> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Pki(e.to_string()))?
+        .with_root_certificates(roots(cas)?);
+    let config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(vec![id.cert_der()?], id.key_der()?)
+            .map_err(|e| Error::Pki(format!("unusable client certificate: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// A client config that accepts any server certificate. Used only to fetch CA certificates
+/// that are then checked against a pin, or after an explicit `--insecure`.
+pub fn insecure_client_config() -> Arc<ClientConfig> {
+    let verifier = Arc::new(AcceptAnyServer(provider()));
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Resolves "host:port" (first address), with an error that names the address.
+pub async fn resolve(addr: &str) -> Result<SocketAddr> {
+    let owned = addr.to_string();
+    let mut addrs = smol::unblock(move || std::net::ToSocketAddrs::to_socket_addrs(&owned))
+        .await
+        .map_err(|e| Error::net(addr, format!("cannot resolve address: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| Error::net(addr, "the name resolved to no address"))
+}
+
+/// TCP connect and TLS handshake against the auth server name, within `CONNECT_TIMEOUT`.
+pub async fn connect_tls(
+    addr: &str,
+    config: Arc<ClientConfig>,
+) -> Result<futures_rustls::client::TlsStream<TcpStream>> {
+    let fut = async {
+        let sock = resolve(addr).await?;
+        let tcp = TcpStream::connect(sock)
+            .await
+            .map_err(|e| Error::net(addr, e))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(AUTH_SERVER_NAME).expect("valid constant server name");
+        TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls_error(addr, e))
+    };
+    with_timeout(CONNECT_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|| Err(Error::net(addr, "timed out connecting")))
+}
+
+/// Maps handshake failures to a message a person can act on.
+fn tls_error(addr: &str, e: std::io::Error) -> Error {
+    let detail = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(cause)) => {
+            return Error::Pki(format!(
+                "the server at {addr} presented a certificate not issued by the trusted cluster \
+                 CA ({cause:?})"
+            ))
+        }
+        Some(rustls::Error::AlertReceived(alert)) => format!("the server refused us ({alert:?})"),
+        _ => e.to_string(),
+    };
+    Error::net(addr, detail)
+}
+
+/// Runs `fut` for at most `d`; `None` on timeout.
+pub async fn with_timeout<T>(d: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        smol::Timer::after(d).await;
+        None
+    })
+    .await
+}
+
+/// A connection that sends and receives whole messages.
+pub struct Framed<S> {
+    io: S,
+    decoder: Decoder,
+    buf: Box<[u8]>,
+}
+
+impl<S> Framed<S>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    pub fn new(io: S, max_frame: usize) -> Self {
+        Framed {
+            io,
+            decoder: Decoder::new(max_frame),
+            buf: vec![0u8; 4096].into_boxed_slice(),
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    pub async fn send<T: Serialize>(&mut self, msg: &T) -> std::io::Result<()> {
+        self.io.write_all(&encode(msg)).await?;
+        self.io.flush().await
+    }
+
+    /// The next message; `Ok(None)` on a clean end of stream.
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        loop {
+            if let Some(msg) = self
+                .decoder
+                .next()
+                .map_err(|e| Error::Protocol(e.to_string()))?
+            {
+                return Ok(Some(msg));
+            }
+            let n = self
+                .io
+                .read(&mut self.buf)
+                .await
+                .map_err(|e| Error::Protocol(format!("read failed: {e}")))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.decoder.feed(&self.buf[..n]);
+        }
+    }
+
+    pub async fn close(&mut self) {
+        let _ = self.io.close().await;
+    }
+}
+
+/// A TLS acceptor for a server config.
+pub fn acceptor(config: Arc<ServerConfig>) -> TlsAcceptor {
+    TlsAcceptor::from(config)
+}

@@ -1,0 +1,170 @@
+//! The cluster's host certificate authority (ECDSA P-256): creation and issuing certificates.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::pki::{certs_from_pem, Subject};
+
+/// Validity of the CA certificate.
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Validity of host certificates. Hosts have no renewal yet, so they live as long as the CA;
+/// a CA rotation (later issue) is the way to replace them.
+pub const HOST_CERT_VALIDITY: Duration = CA_VALIDITY;
+/// Clock skew tolerated between hosts.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// The CA's certificate and private key, both PEM.
+#[derive(Clone)]
+pub struct CertAuthority {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Names to put into an issued certificate.
+#[derive(Debug, Clone, Default)]
+pub struct Sans {
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+impl CertAuthority {
+    /// A new self-signed CA for `cluster_name`.
+    pub fn generate(cluster_name: &str) -> Result<Self> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cluster_name);
+        dn.push(DnType::OrganizationName, cluster_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        set_validity(&mut params, CA_VALIDITY);
+        let cert = params.self_signed(&key)?;
+        Ok(CertAuthority {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    pub fn cert_der(&self) -> Result<CertificateDer<'static>> {
+        Ok(certs_from_pem(&self.cert_pem)?.remove(0))
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>> {
+        let key = KeyPair::from_pem(&self.key_pem)?;
+        Ok(Issuer::from_ca_cert_pem(&self.cert_pem, key)?)
+    }
+
+    fn params_for(subject: &Subject, sans: &Sans, validity: Duration) -> Result<CertificateParams> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, subject.host_id.as_str());
+        dn.push(DnType::OrganizationName, subject.role.as_str());
+        dn.push(DnType::OrganizationalUnitName, subject.cluster.as_str());
+        params.distinguished_name = dn;
+        for name in &sans.dns {
+            let ia5 = name
+                .as_str()
+                .try_into()
+                .map_err(|_| Error::Pki(format!("invalid DNS name {name:?}")))?;
+            params.subject_alt_names.push(SanType::DnsName(ia5));
+        }
+        for ip in &sans.ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        set_validity(&mut params, validity);
+        Ok(params)
+    }
+
+    /// Signs a host's CSR. Only the CSR's public key is used (its signature proves the host
+    /// holds the private key); subject and names are decided here, never by the requester.
+    pub fn sign_csr(&self, csr_pem: &str, subject: &Subject, sans: &Sans) -> Result<String> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| Error::Pki(format!("invalid certificate signing request: {e}")))?;
+        let params = Self::params_for(subject, sans, HOST_CERT_VALIDITY)?;
+        Ok(params.signed_by(&csr.public_key, &self.issuer()?)?.pem())
+    }
+
+    /// Issues a key pair and certificate for a local identity (auth's own TLS certificate, the
+    /// admin identity, the node of an all-in-one process). Returns (key PEM, cert PEM).
+    pub fn issue_local(
+        &self,
+        subject: &Subject,
+        sans: &Sans,
+        validity: Duration,
+    ) -> Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let params = Self::params_for(subject, sans, validity)?;
+        let cert = params.signed_by(&key, &self.issuer()?)?;
+        Ok((key.serialize_pem(), cert.pem()))
+    }
+}
+
+fn set_validity(params: &mut CertificateParams, validity: Duration) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + validity;
+}
+
+/// A fresh key pair and a CSR for it; the key stays with the caller.
+pub fn new_key_and_csr(host_id: &str) -> Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, host_id);
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::subject_of;
+
+    #[test]
+    fn signs_a_csr_with_the_subject_auth_chooses() {
+        let ca = CertAuthority::generate("example.com").unwrap();
+        let (_key, csr) = new_key_and_csr("attacker-chosen").unwrap();
+        let subject = Subject {
+            host_id: "6805dda3-779e-493b-0000-000000000000".into(),
+            role: "Node".into(),
+            cluster: "example.com".into(),
+        };
+        let cert = ca.sign_csr(&csr, &subject, &Sans::default()).unwrap();
+        let der = certs_from_pem(&cert).unwrap().remove(0);
+        assert_eq!(subject_of(&der).unwrap(), subject);
+    }
+
+    #[test]
+    fn rejects_garbage_csr() {
+        let ca = CertAuthority::generate("example.com").unwrap();
+        let subject = Subject {
+            host_id: "h".into(),
+            role: "Node".into(),
+            cluster: "c".into(),
+        };
+        let err = ca.sign_csr("not a csr", &subject, &Sans::default());
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The wire protocol between teleport-lite processes: length-prefixed JSON frames over TLS.
+//! No I/O here; see `docs/protocol.md` for the message flow.
+
+pub mod frame;
+pub mod msg;
+
+pub use frame::{encode, Decoder, FrameError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
+pub use msg::*;

@@ -1,0 +1,227 @@
+//! Messages. Every connection opens with a request that carries `version`; a server that speaks
+//! another protocol version answers with `ErrorCode::VersionMismatch` and a message that says
+//! which side to upgrade.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this wire protocol.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Client to server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Unauthenticated: the cluster's CA certificates, to be checked against a pin.
+    GetCa { version: u32 },
+    /// Unauthenticated: join with a token.
+    Register(RegisterRequest),
+    /// Admin identity required: one `tctl` operation.
+    Admin { version: u32, cmd: AdminCmd },
+    /// Host identity required: opens the heartbeat stream.
+    Hello(StreamHello),
+    /// On an open stream.
+    Heartbeat { seq: u64 },
+    /// On an open stream: the service stops; remove it from the inventory now.
+    Goodbye,
+}
+
+/// A join request. Field names follow Teleport's `RegisterUsingTokenRequest` where the meaning
+/// is the same.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub version: u32,
+    pub token: String,
+    #[serde(rename = "hostID")]
+    pub host_id: String,
+    pub node_name: String,
+    /// "Node", "Proxy", ...
+    pub role: String,
+    /// PEM certificate signing request; the private key stays on the host.
+    pub csr: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Filled in by a relaying proxy; ignored from direct clients.
+    #[serde(default)]
+    pub remote_addr: String,
+}
+
+impl fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("host_id", &self.host_id)
+            .field("node_name", &self.node_name)
+            .field("role", &self.role)
+            .field("token", &"MASKED")
+            .finish()
+    }
+}
+
+/// The first message on a heartbeat stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamHello {
+    pub version: u32,
+    pub node_name: String,
+    pub server_version: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The address the node announces, if any; otherwise auth records the peer address.
+    #[serde(default)]
+    pub public_addr: String,
+}
+
+/// `tctl` operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminCmd {
+    TokensAdd {
+        roles: Vec<String>,
+        ttl_secs: u64,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+    },
+    TokensList,
+    TokensRemove {
+        token: String,
+    },
+    NodesList,
+    Status,
+}
+
+/// Server to client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Ca {
+        cluster_name: String,
+        certs: Vec<String>,
+    },
+    /// Answer to `Register`; names follow Teleport's `Certs`.
+    Registered {
+        tls: String,
+        tls_ca_certs: Vec<String>,
+        cluster_name: String,
+    },
+    HelloAck {
+        cluster_name: String,
+        server_version: String,
+        heartbeat_interval_ms: u64,
+    },
+    HeartbeatAck {
+        seq: u64,
+    },
+    GoodbyeAck,
+    TokenCreated(TokenCreated),
+    Tokens {
+        tokens: Vec<TokenInfo>,
+    },
+    TokenRemoved {
+        masked: String,
+    },
+    Nodes {
+        nodes: Vec<NodeInfo>,
+    },
+    Status(ClusterStatus),
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub token: String,
+    pub roles: Vec<String>,
+    /// RFC 3339.
+    pub expires: String,
+    pub ttl_secs: u64,
+    pub ca_pins: Vec<String>,
+    pub auth_addr: String,
+}
+
+/// A token as listed: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub masked: String,
+    pub roles: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Unix seconds; `None` for static tokens, which never expire.
+    pub expires: Option<i64>,
+    #[serde(rename = "static")]
+    pub is_static: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub hostname: String,
+    pub uuid: String,
+    pub addr: String,
+    pub labels: BTreeMap<String, String>,
+    pub version: String,
+    /// Names of the proxies the node holds a tunnel to (empty for direct nodes).
+    #[serde(default)]
+    pub tunnels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub cluster_name: String,
+    pub version: String,
+    pub host_ca_rotation: String,
+    pub ca_pins: Vec<String>,
+    pub nodes_online: usize,
+}
+
+/// Error classes, mapped to exit messages in one place (`Display`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    AccessDenied,
+    BadParameter,
+    NotFound,
+    RateLimited,
+    VersionMismatch,
+    Unavailable,
+    Internal,
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorCode::AccessDenied => "access denied",
+            ErrorCode::BadParameter => "bad parameter",
+            ErrorCode::NotFound => "not found",
+            ErrorCode::RateLimited => "rate limited",
+            ErrorCode::VersionMismatch => "version mismatch",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal error",
+        })
+    }
+}
+
+impl Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Response::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The answer a server gives to a request of another protocol version.
+pub fn version_mismatch(client: u32) -> Response {
+    let upgrade = if client > PROTOCOL_VERSION {
+        "upgrade the auth server"
+    } else {
+        "upgrade this teleport binary"
+    };
+    Response::error(
+        ErrorCode::VersionMismatch,
+        format!(
+            "client speaks protocol v{client} but the server speaks v{PROTOCOL_VERSION}: {upgrade}"
+        ),
+    )
+}

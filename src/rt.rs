@@ -1,0 +1,202 @@
+//! Process runtime: the shutdown signal shared by all tasks, OS signal handling (also as PID 1,
+//! where the kernel drops signals that have no handler), and reconnect backoff.
+
+use std::time::Duration;
+
+use smol::channel::{Receiver, Sender};
+
+/// Fires once, for every holder, when the process should stop.
+#[derive(Clone)]
+pub struct Shutdown(Receiver<()>);
+
+/// Triggers the shutdown when `fire`d or dropped.
+pub struct Trigger(Sender<()>);
+
+pub fn shutdown_pair() -> (Trigger, Shutdown) {
+    let (tx, rx) = smol::channel::bounded(1);
+    (Trigger(tx), Shutdown(rx))
+}
+
+impl Trigger {
+    pub fn fire(&self) {
+        self.0.close();
+    }
+}
+
+impl Shutdown {
+    /// Resolves once the shutdown fired.
+    pub async fn wait(&self) {
+        while self.0.recv().await.is_ok() {}
+    }
+
+    pub fn is_fired(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    /// Sleeps for `d`; returns false if the shutdown fired first.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        futures_lite::future::or(
+            async {
+                smol::Timer::after(d).await;
+                true
+            },
+            async {
+                self.wait().await;
+                false
+            },
+        )
+        .await
+    }
+}
+
+#[allow(unsafe_code)]
+mod signals {
+    //! SIGTERM, SIGINT and SIGHUP are turned into bytes on a pipe by an async-signal-safe
+    //! handler; a thread reads them and fires the shutdown.
+
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    static PIPE_WR: AtomicI32 = AtomicI32::new(-1);
+
+    extern "C" fn on_signal(sig: nix::libc::c_int) {
+        let fd = PIPE_WR.load(Ordering::Relaxed);
+        if fd >= 0 {
+            let b = [sig as u8];
+            // SAFETY: write(2) is async-signal-safe; the fd stays open for the process's life.
+            unsafe {
+                nix::libc::write(fd, b.as_ptr().cast(), 1);
+            }
+        }
+    }
+
+    pub fn install(trigger: super::Trigger) -> std::io::Result<()> {
+        let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe()?;
+        PIPE_WR.store(wr.as_raw_fd(), Ordering::Relaxed);
+        std::mem::forget(wr);
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            // SAFETY: the handler only calls write(2) on a pipe.
+            unsafe { sigaction(sig, &action) }?;
+        }
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut file = std::fs::File::from(rd);
+                let mut buf = [0u8; 1];
+                let mut count = 0;
+                while std::io::Read::read(&mut file, &mut buf).unwrap_or(0) == 1 {
+                    count += 1;
+                    if count == 1 {
+                        log::info!("received signal {}, shutting down", buf[0]);
+                        trigger.fire();
+                    } else {
+                        log::warn!("second signal: exiting now");
+                        std::process::exit(1);
+                    }
+                }
+            })?;
+        Ok(())
+    }
+}
+
+pub use signals::install as install_signal_handlers;
+
+/// Capped exponential backoff with full jitter, reset after a healthy period.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+    seed: u64,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Backoff {
+            base,
+            max,
+            attempt: 0,
+            seed: u64::from_le_bytes(crate::secret::random_bytes::<8>()) | 1,
+        }
+    }
+
+    /// A random number (xorshift); jitter needs spread, not secrecy.
+    fn rand(&mut self) -> u64 {
+        let mut x = self.seed;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.seed = x;
+        x
+    }
+
+    /// The next delay: uniform in [cap/2, cap] where cap doubles up to `max`, so many agents
+    /// that failed together spread out instead of retrying in lockstep.
+    pub fn next_delay(&mut self) -> Duration {
+        let cap = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = cap.as_millis() as u64 / 2;
+        Duration::from_millis(half + self.rand() % (half + 1))
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// A value in [d*(1-frac), d*(1+frac)], to keep periodic work from synchronizing.
+    pub fn jitter(&mut self, d: Duration, frac: f64) -> Duration {
+        let span = (d.as_millis() as f64 * frac) as u64;
+        if span == 0 {
+            return d;
+        }
+        let off = self.rand() % (2 * span + 1);
+        Duration::from_millis((d.as_millis() as u64 + off).saturating_sub(span))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_jitters_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= Duration::from_secs(2));
+        }
+        let late = b.next_delay();
+        assert!(late >= Duration::from_secs(1));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn two_agents_do_not_share_delays() {
+        let mut a = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let da: Vec<_> = (0..8).map(|_| a.next_delay()).collect();
+        let db: Vec<_> = (0..8).map(|_| b.next_delay()).collect();
+        assert_ne!(da, db);
+    }
+
+    #[test]
+    fn shutdown_wakes_sleepers() {
+        let (trigger, shutdown) = shutdown_pair();
+        trigger.fire();
+        assert!(!smol::block_on(shutdown.sleep(Duration::from_secs(60))));
+        assert!(shutdown.is_fired());
+    }
+}
