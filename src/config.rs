@@ -322,9 +322,9 @@ pub fn value_or_file(v: &str) -> Result<String> {
     if v.starts_with('/') || v.starts_with("./") {
         let text = std::fs::read_to_string(p).map_err(|e| Error::io("read token file", p, e))?;
         let first = text.lines().map(str::trim).find(|l| !l.is_empty());
-        return first.map(str::to_string).ok_or_else(|| {
-            Error::Config(format!("token file {} is empty", p.display()))
-        });
+        return first
+            .map(str::to_string)
+            .ok_or_else(|| Error::Config(format!("token file {} is empty", p.display())));
     }
     Ok(v.to_string())
 }
@@ -333,11 +333,13 @@ pub fn value_or_file(v: &str) -> Result<String> {
 pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            Error::Config(format!("invalid label {pair:?}: expected key=value"))
-        })?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("invalid label {pair:?}: expected key=value")))?;
         if k.trim().is_empty() {
-            return Err(Error::Config(format!("invalid label {pair:?}: the key is empty")));
+            return Err(Error::Config(format!(
+                "invalid label {pair:?}: the key is empty"
+            )));
         }
         out.insert(k.trim().to_string(), v.trim().to_string());
     }
@@ -354,7 +356,9 @@ pub fn parse_static_tokens(entries: &[String]) -> Result<Vec<StaticToken>> {
                  'node,proxy:secret-value' or 'node:/path/to/tokenfile'"
             ))
         };
-        let (roles, value) = entry.split_once(':').ok_or_else(|| bad("and value missing"))?;
+        let (roles, value) = entry
+            .split_once(':')
+            .ok_or_else(|| bad("and value missing"))?;
         let roles: Vec<String> = roles
             .split(',')
             .map(|r| r.trim().to_ascii_lowercase())
@@ -368,8 +372,8 @@ pub fn parse_static_tokens(entries: &[String]) -> Result<Vec<StaticToken>> {
         }
         let values: Vec<String> = if value.starts_with('/') {
             let p = Path::new(value);
-            let text =
-                std::fs::read_to_string(p).map_err(|e| Error::io("read static token file", p, e))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::io("read static token file", p, e))?;
             text.lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
@@ -478,7 +482,7 @@ impl Settings {
                 // In a config file, Teleport enables every service that is not disabled.
                 auth: file.auth_service.enabled.map_or(true, |f| f.0),
                 node: file.ssh_service.enabled.map_or(true, |f| f.0),
-                proxy: file.proxy_service.enabled.map_or(false, |f| f.0),
+                proxy: file.proxy_service.enabled.is_some_and(|f| f.0),
             },
             None => Roles {
                 auth: true,
@@ -683,6 +687,23 @@ fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// A plain YAML scalar where that cannot change its type (keys like `hostname`), else quoted.
+fn key(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "yes" | "no" | "true" | "false" | "on" | "off" | "null" | "y" | "n"
+        );
+    if plain {
+        s.to_string()
+    } else {
+        q(s)
+    }
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b {
         "\"yes\""
@@ -718,7 +739,11 @@ pub fn render_config(input: &ConfigureInput) -> Result<String> {
     let _ = writeln!(y, "  nodename: {}", q(&nodename));
     let _ = writeln!(y, "  data_dir: {}", q(&data_dir.to_string_lossy()));
     if let Some(t) = &input.token {
-        let _ = writeln!(y, "  join_params:\n    token_name: {}\n    method: token", q(t));
+        let _ = writeln!(
+            y,
+            "  join_params:\n    token_name: {}\n    method: token",
+            q(t)
+        );
     }
     if let Some(a) = &input.auth_server {
         let a = normalize_addr(a, DEFAULT_AUTH_PORT, "--auth-server")?;
@@ -744,7 +769,10 @@ pub fn render_config(input: &ConfigureInput) -> Result<String> {
     y.push_str("  diag_addr: \"\"\n");
     let _ = writeln!(y, "auth_service:\n  enabled: {}", yes_no(input.roles.auth));
     if input.roles.auth {
-        let cluster = input.cluster_name.clone().unwrap_or_else(|| nodename.clone());
+        let cluster = input
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| nodename.clone());
         validate_name(&cluster, "--cluster-name")?;
         let _ = writeln!(y, "  listen_addr: {}", q(DEFAULT_AUTH_LISTEN));
         let _ = writeln!(y, "  cluster_name: {}", q(&cluster));
@@ -757,10 +785,14 @@ pub fn render_config(input: &ConfigureInput) -> Result<String> {
             .or_insert_with(|| nodename.clone());
         y.push_str("  labels:\n");
         for (k, v) in &labels {
-            let _ = writeln!(y, "    {}: {}", q(k), q(v));
+            let _ = writeln!(y, "    {}: {}", key(k), q(v));
         }
     }
-    let _ = writeln!(y, "proxy_service:\n  enabled: {}", yes_no(input.roles.proxy));
+    let _ = writeln!(
+        y,
+        "proxy_service:\n  enabled: {}",
+        yes_no(input.roles.proxy)
+    );
     // What we write must be what we read.
     parse_file_config(&y, Path::new("<generated>"))?;
     Ok(y)
@@ -825,9 +857,12 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_yaml_name_the_place() {
-        let err = parse_file_config("version: v3\nteleport:\n  nodname: x\n", Path::new("/c.yaml"))
-            .unwrap_err()
-            .to_string();
+        let err = parse_file_config(
+            "version: v3\nteleport:\n  nodname: x\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("/c.yaml:3:"), "{err}");
         assert!(err.contains("nodname"), "{err}");
         let err = parse_file_config("version: v3\nteleport: [\n", Path::new("/c.yaml"))

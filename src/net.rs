@@ -39,11 +39,13 @@ fn roots(cas: &[CertificateDer<'static>]) -> Result<RootCertStore> {
 /// A server config presenting `identity`; client certificates are optional but, when given,
 /// must chain to the identity's CAs (handlers then read the role from them).
 pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>> {
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&identity.ca_ders()?)?), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| Error::Pki(format!("cannot build client verifier: {e}")))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(&identity.ca_ders()?)?),
+        provider(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| Error::Pki(format!("cannot build client verifier: {e}")))?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Pki(e.to_string()))?
@@ -167,7 +169,10 @@ pub async fn connect_tls(
 
 /// Maps handshake failures to a message a person can act on.
 fn tls_error(addr: &str, e: std::io::Error) -> Error {
-    let detail = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    let detail = match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(rustls::Error::InvalidCertificate(cause)) => {
             return Error::Pki(format!(
                 "the server at {addr} presented a certificate not issued by the trusted cluster \
@@ -222,7 +227,7 @@ where
         loop {
             if let Some(msg) = self
                 .decoder
-                .next()
+                .next_frame()
                 .map_err(|e| Error::Protocol(e.to_string()))?
             {
                 return Ok(Some(msg));

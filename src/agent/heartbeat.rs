@@ -124,12 +124,18 @@ async fn session(
         }
         Ok(other) => return Err(super::join::unexpected(other)),
         Err(e) if !*ever_connected && rejected_our_cert(&e) => {
-            return Err(stale(settings, format!("the auth server at {addr} rejected it")));
+            return Err(stale(
+                settings,
+                format!("the auth server at {addr} rejected it"),
+            ));
         }
         Err(e) => return Err(e),
     };
     if !*ever_connected {
-        info!("heartbeat stream to {addr} is up (every {}ms)", interval.as_millis());
+        info!(
+            "heartbeat stream to {addr} is up (every {}ms)",
+            interval.as_millis()
+        );
     } else {
         info!("heartbeat stream to {addr} re-established");
     }
@@ -146,7 +152,10 @@ async fn session(
                 debug!("heartbeat {seq} acknowledged in {:?}", sent.elapsed());
                 if !*first_ack_logged {
                     *first_ack_logged = true;
-                    info!("first heartbeat acknowledged: node {:?} is online", settings.nodename);
+                    info!(
+                        "first heartbeat acknowledged: node {:?} is online",
+                        settings.nodename
+                    );
                 }
             }
             Some(Ok(Some(other))) => return Err(super::join::unexpected(other)),

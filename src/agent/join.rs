@@ -19,7 +19,11 @@ use crate::rt::{Backoff, Shutdown};
 use crate::secret::new_uuid;
 
 /// Joins the cluster; `Ok(None)` if shutdown came first.
-pub async fn join(settings: &Settings, addr: &str, shutdown: &Shutdown) -> Result<Option<Identity>> {
+pub async fn join(
+    settings: &Settings,
+    addr: &str,
+    shutdown: &Shutdown,
+) -> Result<Option<Identity>> {
     let token = settings.token.clone().ok_or_else(|| {
         Error::Config(format!(
             "this node has not joined yet and has no join token: pass --token=TOKEN (or a path \

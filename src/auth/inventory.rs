@@ -65,7 +65,10 @@ impl Inventory {
     }
 
     pub fn count(&self, now_ms: u64) -> usize {
-        self.nodes.values().filter(|e| e.expires_ms > now_ms).count()
+        self.nodes
+            .values()
+            .filter(|e| e.expires_ms > now_ms)
+            .count()
     }
 
     /// Forgets expired nodes; returns how many.

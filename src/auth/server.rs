@@ -94,13 +94,21 @@ impl AuthState {
     }
 
     /// Issues an identity for a service of this process (no token needed: same trust domain).
-    pub fn issue_local_identity(&self, host_id: &str, role: &str, names: &[String]) -> Result<Identity> {
+    pub fn issue_local_identity(
+        &self,
+        host_id: &str,
+        role: &str,
+        names: &[String],
+    ) -> Result<Identity> {
         let subject = Subject {
             host_id: host_id.to_string(),
             role: role.to_string(),
             cluster: self.cluster_name.clone(),
         };
-        let mut dns = vec![host_id.to_string(), format!("{host_id}.{}", self.cluster_name)];
+        let mut dns = vec![
+            host_id.to_string(),
+            format!("{host_id}.{}", self.cluster_name),
+        ];
         dns.extend(names.iter().cloned());
         let (key_pem, cert_pem) = self.ca.issue_local(
             &subject,
@@ -140,7 +148,13 @@ impl AuthServer {
             state.cluster_name,
             state.ca_pins.join(",")
         );
-        smol::spawn(accept_loop(listener, acceptor, state.clone(), shutdown.clone())).detach();
+        smol::spawn(accept_loop(
+            listener,
+            acceptor,
+            state.clone(),
+            shutdown.clone(),
+        ))
+        .detach();
         smol::spawn(housekeeping(state.clone(), shutdown)).detach();
         Ok(AuthServer {
             state,
@@ -242,9 +256,10 @@ fn server_identity(state: &AuthState, host_id: &str, s: &Settings) -> Result<Ide
         ],
         ips,
     };
-    let (key_pem, cert_pem) = state
-        .ca
-        .issue_local(&subject, &sans, Duration::from_secs(365 * 24 * 3600))?;
+    let (key_pem, cert_pem) =
+        state
+            .ca
+            .issue_local(&subject, &sans, Duration::from_secs(365 * 24 * 3600))?;
     Ok(Identity {
         key_pem,
         cert_pem,
@@ -315,7 +330,9 @@ async fn handle_conn(
         }
     };
     let reply = match first {
-        Request::GetCa { version } | Request::Admin { version, .. } if version != PROTOCOL_VERSION => {
+        Request::GetCa { version } | Request::Admin { version, .. }
+            if version != PROTOCOL_VERSION =>
+        {
             proto::version_mismatch(version)
         }
         Request::GetCa { .. } => match rate_limit(&state, peer.ip()) {
@@ -407,7 +424,10 @@ async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: SocketAddr
         }
         Err(e) => {
             warn!("join check failed: {e}");
-            return Response::error(ErrorCode::Internal, "the auth server could not check the token");
+            return Response::error(
+                ErrorCode::Internal,
+                "the auth server could not check the token",
+            );
         }
     };
     let subject = Subject {
@@ -520,7 +540,10 @@ async fn heartbeat_stream(
     }
     if config::validate_name(&hello.node_name, "node_name").is_err() {
         let _ = conn
-            .send(&Response::error(ErrorCode::BadParameter, "invalid node_name"))
+            .send(&Response::error(
+                ErrorCode::BadParameter,
+                "invalid node_name",
+            ))
             .await;
         return;
     }
@@ -544,7 +567,10 @@ async fn heartbeat_stream(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .upsert(info.clone(), conn_id, state.now_ms(), ttl);
-    info!("node {:?} ({}) is online from {peer}", info.hostname, info.uuid);
+    info!(
+        "node {:?} ({}) is online from {peer}",
+        info.hostname, info.uuid
+    );
     let ack = Response::HelloAck {
         cluster_name: state.cluster_name.clone(),
         server_version: VERSION.to_string(),

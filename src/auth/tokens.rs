@@ -375,26 +375,41 @@ mod tests {
     use crate::auth::backend::sqlite::SqliteBackend;
 
     fn store() -> TokenStore {
-        let statics = crate::config::parse_static_tokens(&["proxy,node:static-secret".into()])
-            .unwrap();
+        let statics =
+            crate::config::parse_static_tokens(&["proxy,node:static-secret".into()]).unwrap();
         TokenStore::new(Arc::new(SqliteBackend::in_memory().unwrap()), &statics).unwrap()
     }
 
     #[test]
     fn add_check_expire_remove() {
         let s = store();
-        let (t, exp) = s.add(&[TokenRole::Node], 300, BTreeMap::new(), 1000).unwrap();
+        let (t, exp) = s
+            .add(&[TokenRole::Node], 300, BTreeMap::new(), 1000)
+            .unwrap();
         assert_eq!(exp, 1300);
         assert!(s.check_join(&t, TokenRole::Node, 1299).unwrap().is_ok());
-        let err = s.check_join(&t, TokenRole::Node, 1300).unwrap().unwrap_err();
+        let err = s
+            .check_join(&t, TokenRole::Node, 1300)
+            .unwrap()
+            .unwrap_err();
         assert!(err.0.contains("expired"), "{}", err.0);
-        let err = s.check_join(&t, TokenRole::Proxy, 1000).unwrap().unwrap_err();
-        assert!(err.0.contains("does not allow joining as Proxy"), "{}", err.0);
+        let err = s
+            .check_join(&t, TokenRole::Proxy, 1000)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.0.contains("does not allow joining as Proxy"),
+            "{}",
+            err.0
+        );
         let listed = s.list(1000).unwrap();
         assert_eq!(listed.len(), 2);
         assert!(!listed[0].masked.contains(&t.expose()[..28]));
         s.remove(&listed[0].id, 1000).unwrap();
-        let err = s.check_join(&t, TokenRole::Node, 1000).unwrap().unwrap_err();
+        let err = s
+            .check_join(&t, TokenRole::Node, 1000)
+            .unwrap()
+            .unwrap_err();
         assert!(err.0.contains("does not exist"), "{}", err.0);
     }
 
@@ -432,6 +447,8 @@ mod tests {
     fn role_names_parse_both_spellings() {
         assert_eq!(TokenRole::parse("node").unwrap(), TokenRole::Node);
         assert_eq!(TokenRole::parse("Node").unwrap(), TokenRole::Node);
-        assert!(TokenRole::parse("nodes").unwrap_err().contains("windowsdesktop"));
+        assert!(TokenRole::parse("nodes")
+            .unwrap_err()
+            .contains("windowsdesktop"));
     }
 }

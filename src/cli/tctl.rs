@@ -146,7 +146,14 @@ struct StatusCmd {}
 struct VersionCmd {}
 
 /// Options that may appear anywhere on the line, as in Teleport's tctl.
-const GLOBAL_OPTS: [&str; 6] = ["-c", "--config", "--auth-server", "-i", "--identity", "--insecure-no-op"];
+const GLOBAL_OPTS: [&str; 6] = [
+    "-c",
+    "--config",
+    "--auth-server",
+    "-i",
+    "--identity",
+    "--insecure-no-op",
+];
 
 fn hoist_globals(args: &[String]) -> Vec<String> {
     let args = crate::cli::split_equals(args);
@@ -210,7 +217,9 @@ fn target(cli: &Cli) -> Result<Target> {
                 .clone()
                 .unwrap_or_else(|| config::DEFAULT_AUTH_LISTEN.into());
             let sock = listen.parse().map_err(|_| {
-                Error::Config(format!("auth_service.listen_addr {listen:?} is not an IP:PORT"))
+                Error::Config(format!(
+                    "auth_service.listen_addr {listen:?} is not an IP:PORT"
+                ))
             })?;
             dial_addr(sock)
         }
@@ -235,13 +244,15 @@ fn target(cli: &Cli) -> Result<Target> {
 fn call(t: &Target, cmd: AdminCmd) -> Result<Response> {
     smol::block_on(async {
         let config = net::client_config(&t.identity.ca_ders()?, Some(&t.identity))?;
-        let tls = net::connect_tls(&t.addr, config).await.map_err(|e| match e {
-            Error::Net { addr, detail } => Error::Net {
-                addr,
-                detail: format!("{detail} (is the auth service running?)"),
-            },
-            other => other,
-        })?;
+        let tls = net::connect_tls(&t.addr, config)
+            .await
+            .map_err(|e| match e {
+                Error::Net { addr, detail } => Error::Net {
+                    addr,
+                    detail: format!("{detail} (is the auth service running?)"),
+                },
+                other => other,
+            })?;
         let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
         conn.send(&Request::Admin {
             version: PROTOCOL_VERSION,
@@ -421,7 +432,10 @@ fn list_tokens(t: &Target, format: &str) -> Result<()> {
         .collect();
     print!(
         "{}",
-        crate::cli::table(&["Token", "Type", "Labels", "Expiry Time (UTC)", "ID"], &rows)
+        crate::cli::table(
+            &["Token", "Type", "Labels", "Expiry Time (UTC)", "ID"],
+            &rows
+        )
     );
     Ok(())
 }
@@ -457,7 +471,10 @@ fn list_nodes(t: &Target, format: &str) -> Result<()> {
         .collect();
     print!(
         "{}",
-        crate::cli::table(&["Host", "UUID", "Public Address", "Labels", "Version"], &rows)
+        crate::cli::table(
+            &["Host", "UUID", "Public Address", "Labels", "Version"],
+            &rows
+        )
     );
     Ok(())
 }

@@ -216,7 +216,8 @@ fn start(c: StartCmd) -> Result<()> {
         fsutil::write_atomic(p, format!("{}\n", std::process::id()).as_bytes(), 0o644)?;
     }
     let (trigger, shutdown) = rt::shutdown_pair();
-    rt::install_signal_handlers(trigger).map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
+    rt::install_signal_handlers(trigger)
+        .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
     info!(
         "{} starting: roles {}, data_dir {}",
         version_line(),
@@ -300,7 +301,11 @@ fn configure(c: ConfigureCmd) -> Result<()> {
         ca_pins: c.ca_pin,
         data_dir: c.data_dir,
         node_name: c.node_name,
-        labels: labels.as_deref().map(config::parse_labels).transpose()?.unwrap_or_default(),
+        labels: labels
+            .as_deref()
+            .map(config::parse_labels)
+            .transpose()?
+            .unwrap_or_default(),
         cluster_name: c.cluster_name,
     };
     write_config(&input, &c.output, c.silent)
@@ -324,7 +329,12 @@ fn node_configure(c: NodeConfigureCmd) -> Result<()> {
         ca_pins: c.ca_pin,
         data_dir: c.data_dir,
         node_name: c.node_name,
-        labels: c.labels.as_deref().map(config::parse_labels).transpose()?.unwrap_or_default(),
+        labels: c
+            .labels
+            .as_deref()
+            .map(config::parse_labels)
+            .transpose()?
+            .unwrap_or_default(),
         cluster_name: None,
     };
     write_config(&input, &c.output, c.silent)

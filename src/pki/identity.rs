@@ -137,7 +137,11 @@ mod tests {
             cluster: "c.example".into(),
         };
         let (key, cert) = ca
-            .issue_local(&subject, &Sans::default(), std::time::Duration::from_secs(60))
+            .issue_local(
+                &subject,
+                &Sans::default(),
+                std::time::Duration::from_secs(60),
+            )
             .unwrap();
         let id = Identity {
             key_pem: key,

@@ -57,9 +57,7 @@ pub fn check_all(pins: &[Pin], certs_der: &[&[u8]]) -> Result<()> {
         .iter()
         .map(|der| Pin::of_cert(der))
         .collect::<Result<_>>()?;
-    let all_match = seen
-        .iter()
-        .all(|s| pins.iter().any(|p| ct_eq(&p.0, &s.0)));
+    let all_match = seen.iter().all(|s| pins.iter().any(|p| ct_eq(&p.0, &s.0)));
     if all_match {
         Ok(())
     } else {
@@ -78,7 +76,12 @@ mod tests {
     fn parse_accepts_only_sha256_with_64_hex() {
         let good = format!("sha256:{}", "ab".repeat(32));
         assert_eq!(Pin::parse(&good).unwrap().to_string(), good);
-        for bad in ["", "sha256:", "sha1:abcd", &format!("sha256:{}", "zz".repeat(32))] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:abcd",
+            &format!("sha256:{}", "zz".repeat(32)),
+        ] {
             let err = Pin::parse(bad).unwrap_err().to_string();
             assert!(err.contains("expected sha256:<64 hex>"), "{err}");
         }
@@ -93,10 +96,13 @@ mod tests {
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
         let spki = parsed.tbs_certificate.subject_pki.raw;
         assert_eq!(pin.0, <[u8; 32]>::from(Sha256::digest(spki)));
-        assert!(check_all(&[pin.clone()], &[&der]).is_ok());
+        assert!(check_all(std::slice::from_ref(&pin), &[&der]).is_ok());
 
         let other = CertAuthority::generate("other.com").unwrap();
-        let err = check_all(&[Pin::of_cert(&other.cert_der().unwrap()).unwrap()], &[&der]);
+        let err = check_all(
+            &[Pin::of_cert(&other.cert_der().unwrap()).unwrap()],
+            &[&der],
+        );
         match err {
             Err(Error::PinMismatch { seen }) => assert_eq!(seen, vec![pin.to_string()]),
             other => panic!("expected a mismatch, got {other:?}"),

@@ -70,7 +70,7 @@ impl Decoder {
     }
 
     /// The next complete message, if the buffer holds one.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         let Some(len) = self.header() else {
             return Ok(None);
         };
@@ -98,9 +98,12 @@ mod tests {
         for cut in 0..frame.len() {
             let mut d = Decoder::new(MAX_REQUEST_FRAME);
             d.feed(&frame[..cut]);
-            assert_eq!(d.next::<Request>().unwrap(), None);
+            assert_eq!(d.next_frame::<Request>().unwrap(), None);
             d.feed(&frame[cut..]);
-            assert_eq!(d.next::<Request>().unwrap(), Some(Request::Heartbeat { seq: 7 }));
+            assert_eq!(
+                d.next_frame::<Request>().unwrap(),
+                Some(Request::Heartbeat { seq: 7 })
+            );
         }
     }
 
@@ -109,13 +112,16 @@ mod tests {
         let mut d = Decoder::new(16);
         d.feed(&[0, 0, 1, 0]);
         assert!(matches!(
-            d.next::<Request>(),
+            d.next_frame::<Request>(),
             Err(FrameError::TooLarge { len: 256, .. })
         ));
         let mut d = Decoder::new(1024);
         d.feed(&[0, 0, 0, 3]);
         d.feed(b"{x}");
-        assert!(matches!(d.next::<Response>(), Err(FrameError::BadMessage(_))));
+        assert!(matches!(
+            d.next_frame::<Response>(),
+            Err(FrameError::BadMessage(_))
+        ));
     }
 
     #[test]
@@ -124,8 +130,11 @@ mod tests {
         bytes.extend(encode(&Request::Goodbye));
         let mut d = Decoder::new(1024);
         d.feed(&bytes);
-        assert_eq!(d.next::<Request>().unwrap(), Some(Request::Heartbeat { seq: 1 }));
-        assert_eq!(d.next::<Request>().unwrap(), Some(Request::Goodbye));
-        assert_eq!(d.next::<Request>().unwrap(), None);
+        assert_eq!(
+            d.next_frame::<Request>().unwrap(),
+            Some(Request::Heartbeat { seq: 1 })
+        );
+        assert_eq!(d.next_frame::<Request>().unwrap(), Some(Request::Goodbye));
+        assert_eq!(d.next_frame::<Request>().unwrap(), None);
     }
 }

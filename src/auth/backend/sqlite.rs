@@ -161,7 +161,12 @@ mod tests {
         b.put(&item("tokens/a", None)).unwrap();
         b.put(&item("tokensX", None)).unwrap();
         b.put(&item("ca/host", None)).unwrap();
-        let keys: Vec<String> = b.list("tokens/", 0).unwrap().into_iter().map(|i| i.key).collect();
+        let keys: Vec<String> = b
+            .list("tokens/", 0)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
         assert_eq!(keys, vec!["tokens/a"]);
     }
 }

@@ -1,0 +1,360 @@
+//! Test harness: runs the real `teleport` binary (and its `tctl` link) as separate processes on
+//! free loopback ports, waits on observable readiness, and kills everything on drop.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_teleport"))
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 25 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A running process with its log file; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let out = fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Proc {
+            child,
+            log,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        wait_for(
+            timeout,
+            &format!("{:?} in the log of {}", needle, self.name),
+            || self.log_text().contains(needle).then_some(()),
+        );
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        wait_for(timeout, &format!("{} to exit", self.name), || {
+            self.child.try_wait().unwrap()
+        })
+    }
+
+    /// SIGTERM and wait; returns the exit status and how long it took.
+    pub fn stop(&mut self) -> (ExitStatus, Duration) {
+        let t = Instant::now();
+        self.signal("TERM");
+        let st = self.wait_exit(Duration::from_secs(10));
+        (st, t.elapsed())
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An auth server (with its own node unless disabled) in a temp dir.
+pub struct Cluster {
+    pub dir: TempDir,
+    pub port: u16,
+    pub config: PathBuf,
+    pub auth: Option<Proc>,
+    pub tctl: PathBuf,
+}
+
+pub const CLUSTER_NAME: &str = "example.test";
+
+impl Cluster {
+    /// Starts auth with a 500 ms heartbeat interval; `extra_auth` lines go under
+    /// `auth_service:` (indented by the caller).
+    pub fn start_with(extra_auth: &str, own_node: bool) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("auth.yaml");
+        let yaml = format!(
+            "version: v3\nteleport:\n  nodename: authhost\n  data_dir: {}\nauth_service:\n  \
+             enabled: yes\n  listen_addr: 127.0.0.1:{port}\n  cluster_name: {CLUSTER_NAME}\n  \
+             heartbeat_interval: 500ms\n{extra_auth}ssh_service:\n  enabled: {}\n",
+            dir.path().join("auth").display(),
+            if own_node { "yes" } else { "no" }
+        );
+        fs::write(&config, yaml).unwrap();
+        let tctl = dir.path().join("tctl");
+        std::os::unix::fs::symlink(bin(), &tctl).unwrap();
+        let mut c = Cluster {
+            dir,
+            port,
+            config,
+            auth: None,
+            tctl,
+        };
+        c.start_auth();
+        c
+    }
+
+    pub fn start() -> Cluster {
+        Cluster::start_with("", false)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn start_auth(&mut self) {
+        let cfg = self.config.to_string_lossy().to_string();
+        let p = Proc::spawn("auth", self.dir.path(), &["start", "-c", &cfg]);
+        self.auth = Some(p);
+        wait_for(
+            Duration::from_secs(20),
+            "auth to answer tctl status",
+            || self.tctl(&["status"]).status.success().then_some(()),
+        );
+    }
+
+    pub fn auth(&mut self) -> &mut Proc {
+        self.auth.as_mut().unwrap()
+    }
+
+    pub fn tctl(&self, args: &[&str]) -> Output {
+        let cfg = self.config.to_string_lossy().to_string();
+        let mut all = vec!["-c", cfg.as_str()];
+        all.extend_from_slice(args);
+        Command::new(&self.tctl).args(&all).output().unwrap()
+    }
+
+    pub fn tctl_ok(&self, args: &[&str]) -> String {
+        let out = self.tctl(args);
+        assert!(
+            out.status.success(),
+            "tctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn pin(&self) -> String {
+        let status = self.tctl_ok(&["status"]);
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("CA pin").map(|p| p.trim().to_string()))
+            .expect("tctl status prints a CA pin")
+    }
+
+    pub fn token(&self, kind: &str, ttl: &str) -> String {
+        self.tctl_ok(&[
+            "tokens",
+            "add",
+            &format!("--type={kind}"),
+            &format!("--ttl={ttl}"),
+            "--format=text",
+        ])
+        .trim()
+        .to_string()
+    }
+
+    pub fn nodes(&self) -> Vec<Value> {
+        let out = self.tctl(&["nodes", "ls", "--format=json"]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes()
+            .iter()
+            .map(|n| n["hostname"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn has_node(&self, name: &str) -> bool {
+        self.node_names().iter().any(|n| n == name)
+    }
+
+    pub fn wait_node(&self, name: &str, timeout: Duration) {
+        wait_for(timeout, &format!("node {name} in tctl nodes ls"), || {
+            self.has_node(name).then_some(())
+        });
+    }
+
+    pub fn wait_node_gone(&self, name: &str, timeout: Duration) {
+        wait_for(
+            timeout,
+            &format!("node {name} to leave tctl nodes ls"),
+            || (!self.has_node(name)).then_some(()),
+        );
+    }
+}
+
+/// A node process with its own data dir.
+pub struct Node {
+    pub dir: TempDir,
+    pub name: String,
+    pub proc: Option<Proc>,
+}
+
+impl Node {
+    pub fn new(name: &str) -> Node {
+        Node {
+            dir: tempfile::tempdir().unwrap(),
+            name: name.to_string(),
+            proc: None,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The flags of the seed's `teleport start --roles=node ...` line, plus our data dir.
+    pub fn start_args(&self, c: &Cluster, token: &str, pin: &str) -> Vec<String> {
+        vec![
+            "start".into(),
+            "--roles=node".into(),
+            format!("--token={token}"),
+            format!("--ca-pin={pin}"),
+            format!("--auth-server={}", c.addr()),
+            format!("--data-dir={}", self.data_dir().display()),
+            format!("--nodename={}", self.name),
+        ]
+    }
+
+    pub fn spawn(&mut self, args: &[String]) -> &mut Proc {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = Proc::spawn(&self.name, self.dir.path(), &refs);
+        self.proc = Some(p);
+        self.proc.as_mut().unwrap()
+    }
+
+    pub fn start(&mut self, c: &Cluster, token: &str, pin: &str) -> &mut Proc {
+        let args = self.start_args(c, token, pin);
+        self.spawn(&args)
+    }
+
+    /// Runs a start that is expected to fail; returns its exit status and log.
+    pub fn run_expect_exit(&mut self, args: &[String]) -> (ExitStatus, String) {
+        let p = self.spawn(args);
+        let st = p.wait_exit(Duration::from_secs(20));
+        (st, p.log_text())
+    }
+
+    pub fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().unwrap()
+    }
+
+    /// Files in the data dir (empty if it does not exist).
+    pub fn data_files(&self) -> Vec<String> {
+        fs::read_dir(self.data_dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Runs the binary to completion with arguments (for configure, version, help).
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every byte of every file under `dir`, recursively.
+pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(all_bytes_under(&p));
+            } else if let Ok(b) = fs::read(&p) {
+                out.push((p, b));
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
