@@ -18,6 +18,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/teleport.yaml";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/teleport";
 pub const DEFAULT_AUTH_LISTEN: &str = "0.0.0.0:3025";
 pub const DEFAULT_AUTH_PORT: u16 = 3025;
+pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:3080";
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Shortest heartbeat interval auth accepts in its config.
 pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
@@ -292,6 +293,15 @@ pub struct AuthSettings {
 }
 
 #[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub web_listen_addr: SocketAddr,
+    /// host:port agents and users reach this proxy at (often a load balancer).
+    pub public_addr: String,
+    /// (certificate, key) files for the web API; the cluster CA issues one otherwise.
+    pub https_keypair: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub roles: Roles,
     pub nodename: String,
@@ -305,6 +315,7 @@ pub struct Settings {
     pub labels: BTreeMap<String, String>,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub proxy: ProxySettings,
     pub config_path: Option<PathBuf>,
 }
 
@@ -487,7 +498,7 @@ impl Settings {
             None => Roles {
                 auth: true,
                 node: true,
-                proxy: false,
+                proxy: true,
             },
         };
         let nodename = flags
@@ -522,16 +533,24 @@ impl Settings {
             .map(Token::new);
 
         let auth_server = flags.auth_server.clone().or_else(|| g.auth_server.clone());
-        let auth_server = auth_server
+        let mut auth_server = auth_server
             .filter(|a| !a.is_empty())
             .map(|a| normalize_addr(&a, DEFAULT_AUTH_PORT, "auth_server"))
             .transpose()?;
-        let proxy_server = g
+        let mut proxy_server = g
             .proxy_server
             .clone()
-            .filter(|a| !a.is_empty())
+            .filter(|a| !a.is_empty() && flags.auth_server.is_none())
             .map(|a| normalize_addr(&a, 443, "proxy_server"))
             .transpose()?;
+        // As in Teleport: an "auth server" on a web port (443, 3080) is a proxy.
+        if let Some(a) = auth_server.clone() {
+            let web_port = a.ends_with(":443") || a.ends_with(":3080");
+            if web_port && proxy_server.is_none() && !roles.proxy {
+                proxy_server = Some(a);
+                auth_server = None;
+            }
+        }
         if auth_server.is_some() && proxy_server.is_some() {
             return Err(Error::Config(
                 "both auth_server and proxy_server are set: keep only one".into(),
@@ -592,6 +611,39 @@ impl Settings {
             advertise_addr: format!("{advertise_host}:{}", listen_addr.port()),
         };
 
+        let p = &file.proxy_service;
+        let web = p.web_listen_addr.as_deref().unwrap_or(DEFAULT_WEB_LISTEN);
+        let web_listen_addr: SocketAddr = web.parse().map_err(|_| {
+            Error::Config(format!(
+                "proxy_service.web_listen_addr {web:?} is not an IP:PORT such as 0.0.0.0:3080"
+            ))
+        })?;
+        let public_addr = match p.public_addr.clone().map(OneOrMany::into_vec) {
+            Some(v) if !v.is_empty() => {
+                normalize_addr(&v[0], web_listen_addr.port(), "proxy_service.public_addr")?
+            }
+            _ if web_listen_addr.ip().is_unspecified() => {
+                format!("{}:{}", hostname(), web_listen_addr.port())
+            }
+            _ => web_listen_addr.to_string(),
+        };
+        let https_keypair = match p.https_keypairs.as_slice() {
+            [] => None,
+            [kp] => Some((kp.cert_file.clone(), kp.key_file.clone())),
+            _ => {
+                return Err(Error::Config(
+                    "proxy_service.https_keypairs: teleport-lite serves one keypair; keep one \
+                     entry"
+                        .into(),
+                ))
+            }
+        };
+        let proxy = ProxySettings {
+            web_listen_addr,
+            public_addr,
+            https_keypair,
+        };
+
         let settings = Settings {
             roles,
             nodename,
@@ -605,6 +657,7 @@ impl Settings {
             labels,
             log: parse_log(g.log.as_ref())?,
             auth,
+            proxy,
             config_path: path,
         };
         settings.validate()?;
@@ -612,30 +665,26 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.roles.proxy {
+        let joins_remotely = (self.roles.node || self.roles.proxy) && !self.roles.auth;
+        if self.roles.proxy && !self.roles.auth && self.auth_server.is_none() {
             return Err(Error::Config(
-                "the proxy role is not available in this build yet: run auth and node roles \
-                 (--roles=auth,node) and join nodes directly to auth on port 3025"
+                "a proxy joins the auth server directly: set teleport.auth_server or pass \
+                 --auth-server=HOST:3025 (with a proxy token and --ca-pin)"
                     .into(),
             ));
         }
-        if self.roles.node && !self.roles.auth {
-            if self.proxy_server.is_some() {
-                return Err(Error::Config(
-                    "joining through a proxy (proxy_server / --proxy) is not available in this \
-                     build yet: configure the node with --auth-server=HOST:3025 and a --ca-pin"
-                        .into(),
-                ));
-            }
-            if self.auth_server.is_none() {
-                return Err(Error::Config(
-                    "the node does not know where the cluster is: set teleport.auth_server in \
-                     the config or pass --auth-server=HOST:3025"
-                        .into(),
-                ));
-            }
+        if joins_remotely && self.auth_server.is_none() && self.proxy_server.is_none() {
+            return Err(Error::Config(
+                "the node does not know where the cluster is: set teleport.proxy_server \
+                 (HOST:443) or teleport.auth_server, or pass --auth-server=HOST:3025"
+                    .into(),
+            ));
         }
         Ok(())
+    }
+
+    pub fn proxy_identity_path(&self) -> PathBuf {
+        self.data_dir.join(PROXY_IDENTITY_FILE)
     }
 
     pub fn identity_path(&self) -> PathBuf {
@@ -646,6 +695,7 @@ impl Settings {
 /// Files in `data_dir`.
 pub const NODE_IDENTITY_FILE: &str = "node-identity.pem";
 pub const ADMIN_IDENTITY_FILE: &str = "admin-identity.pem";
+pub const PROXY_IDENTITY_FILE: &str = "proxy-identity.pem";
 pub const HOST_UUID_FILE: &str = "host_uuid";
 pub const AUTH_DB_FILE: &str = "auth.db";
 

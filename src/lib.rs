@@ -8,10 +8,13 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod http;
 pub mod logging;
+pub mod mux;
 pub mod net;
 pub mod pki;
 pub mod proto;
+pub mod proxy;
 pub mod rt;
 pub mod secret;
 

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::pki::identity::Identity;
 use crate::pki::AUTH_SERVER_NAME;
 use crate::proto::{encode, Decoder};
+use rustls::pki_types::pem::PemObject;
 
 /// Time allowed for TCP connect plus TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,13 +151,23 @@ pub async fn connect_tls(
     addr: &str,
     config: Arc<ClientConfig>,
 ) -> Result<futures_rustls::client::TlsStream<TcpStream>> {
+    connect_tls_as(addr, config, AUTH_SERVER_NAME).await
+}
+
+/// TCP connect and TLS handshake, verifying the server as `server_name`.
+pub async fn connect_tls_as(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    server_name: &str,
+) -> Result<futures_rustls::client::TlsStream<TcpStream>> {
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|_| Error::Config(format!("invalid server name {server_name:?}")))?;
     let fut = async {
         let sock = resolve(addr).await?;
         let tcp = TcpStream::connect(sock)
             .await
             .map_err(|e| Error::net(addr, e))?;
         let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(AUTH_SERVER_NAME).expect("valid constant server name");
         TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -165,6 +176,60 @@ pub async fn connect_tls(
     with_timeout(CONNECT_TIMEOUT, fut)
         .await
         .unwrap_or_else(|| Err(Error::net(addr, "timed out connecting")))
+}
+
+/// A copy of `config` that offers the given ALPN protocols.
+pub fn with_alpn(config: &ClientConfig, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut c = config.clone();
+    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(c)
+}
+
+/// The host part of "host:port" (brackets of IPv6 literals removed).
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Certificate bundles where Linux distributions keep the system roots.
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system's trusted roots: `$SSL_CERT_FILE` if set, else the first bundle found.
+pub fn system_roots() -> Vec<CertificateDer<'static>> {
+    let env = std::env::var("SSL_CERT_FILE").ok();
+    let candidates = env.iter().map(String::as_str).chain(SYSTEM_BUNDLES);
+    for path in candidates {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let certs: Vec<_> = CertificateDer::pem_slice_iter(text.as_bytes())
+                .filter_map(|c| c.ok())
+                .collect();
+            if !certs.is_empty() {
+                return certs;
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Like `client_config`, but skips roots the TLS library cannot use (system bundles hold a
+/// few odd ones).
+pub fn client_config_lenient(cas: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>> {
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(cas.iter().cloned());
+    if added == 0 {
+        return Err(Error::Pki("no usable trusted root certificate".into()));
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Pki(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Maps handshake failures to a message a person can act on.
@@ -201,10 +266,7 @@ pub struct Framed<S> {
     buf: Box<[u8]>,
 }
 
-impl<S> Framed<S>
-where
-    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
-{
+impl<S> Framed<S> {
     pub fn new(io: S, max_frame: usize) -> Self {
         Framed {
             io,
@@ -217,11 +279,30 @@ where
         &self.io
     }
 
+    /// The stream and any bytes read past the last frame (for switching to raw bytes).
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.io, self.decoder.into_rest())
+    }
+}
+
+impl<S: futures_lite::AsyncWrite + Unpin> Framed<S> {
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> std::io::Result<()> {
         self.io.write_all(&encode(msg)).await?;
         self.io.flush().await
     }
 
+    /// Writes already-encoded frames in one go (coalesces TLS records).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await
+    }
+
+    pub async fn close(&mut self) {
+        let _ = self.io.close().await;
+    }
+}
+
+impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
     /// The next message; `Ok(None)` on a clean end of stream.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
         loop {
@@ -242,10 +323,6 @@ where
             }
             self.decoder.feed(&self.buf[..n]);
         }
-    }
-
-    pub async fn close(&mut self) {
-        let _ = self.io.close().await;
     }
 }
 

@@ -148,7 +148,7 @@ async fn session(
             .map_err(|e| Error::net(addr, e))?;
         let sent = Instant::now();
         match net::with_timeout(interval * 2, conn.recv::<Response>()).await {
-            Some(Ok(Some(Response::HeartbeatAck { seq: acked }))) if acked == seq => {
+            Some(Ok(Some(Response::HeartbeatAck { seq: acked, .. }))) if acked == seq => {
                 debug!("heartbeat {seq} acknowledged in {:?}", sent.elapsed());
                 if !*first_ack_logged {
                     *first_ack_logged = true;

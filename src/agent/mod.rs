@@ -1,7 +1,10 @@
-//! The node agent: join once with a token, then keep a heartbeat stream to auth.
+//! The node agent: join once with a token, then either keep a heartbeat stream straight to auth
+//! or keep a reverse tunnel to every proxy (heartbeats travel over the tunnels).
 
+pub mod dataplane;
 pub mod heartbeat;
 pub mod join;
+pub mod pool;
 
 use std::sync::Arc;
 
@@ -14,37 +17,80 @@ use crate::pki::identity::Identity;
 use crate::pki::{self};
 use crate::rt::Shutdown;
 
-/// Where the node finds auth, and, in an all-in-one process, the local auth to get an identity
-/// from without a token.
-pub struct NodeTarget {
-    pub auth_addr: String,
-    pub local_auth: Option<(Arc<AuthState>, String)>,
+/// Where the node reaches the cluster.
+pub enum NodeTarget {
+    /// An auth server in this same process: identity without a token, then heartbeats.
+    Local {
+        auth: Arc<AuthState>,
+        host_id: String,
+        addr: String,
+    },
+    /// Straight to auth on 3025.
+    Auth(String),
+    /// Through a proxy or a load balancer in front of proxies.
+    Proxy(String),
 }
 
 /// Runs the node until shutdown. Returns an error when the node cannot join or its identity is
 /// unusable; those need a person.
 pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) -> Result<()> {
     let path = settings.identity_path();
-    let identity = match Identity::load_optional(&path)? {
-        Some(id) => {
-            info!("using the identity stored in {}", path.display());
-            id
-        }
-        None => match &target.local_auth {
-            Some((state, host_id)) => {
-                let id = state.issue_local_identity(
-                    host_id,
-                    pki::ROLE_NODE,
-                    std::slice::from_ref(&settings.nodename),
-                )?;
-                id.save(&path)?;
-                id
-            }
-            None => match join::join(settings, &target.auth_addr, &shutdown).await? {
-                Some(id) => id,
-                None => return Ok(()),
-            },
-        },
+    let stored = Identity::load_optional(&path)?;
+    if stored.is_some() {
+        info!("using the identity stored in {}", path.display());
+    }
+    let spec = join::JoinSpec {
+        role: pki::ROLE_NODE,
+        identity_path: path.clone(),
+        dns_names: Vec::new(),
+        labels: settings.labels.clone(),
     };
-    heartbeat::run(settings, &target.auth_addr, identity, shutdown).await
+    match target {
+        NodeTarget::Local {
+            auth,
+            host_id,
+            addr,
+        } => {
+            let identity = match stored {
+                Some(id) => id,
+                None => {
+                    let id = auth.issue_local_identity(
+                        &host_id,
+                        pki::ROLE_NODE,
+                        std::slice::from_ref(&settings.nodename),
+                    )?;
+                    id.save(&path)?;
+                    id
+                }
+            };
+            heartbeat::run(settings, &addr, identity, shutdown).await
+        }
+        NodeTarget::Auth(addr) => {
+            let identity = match stored {
+                Some(id) => id,
+                None => {
+                    match join::join(settings, &spec, &join::Via::Auth(addr.clone()), &shutdown)
+                        .await?
+                    {
+                        Some(id) => id,
+                        None => return Ok(()),
+                    }
+                }
+            };
+            heartbeat::run(settings, &addr, identity, shutdown).await
+        }
+        NodeTarget::Proxy(addr) => {
+            let identity = match stored {
+                Some(id) => id,
+                None => {
+                    let via = join::Via::Proxy(addr.clone());
+                    match join::join(settings, &spec, &via, &shutdown).await? {
+                        Some(id) => id,
+                        None => return Ok(()),
+                    }
+                }
+            };
+            pool::run(settings, &addr, identity, shutdown).await
+        }
+    }
 }

@@ -1,80 +1,225 @@
-//! Node presence, in memory only: rebuilt from heartbeats after a restart. Pure logic: callers
-//! pass the monotonic time in milliseconds.
+//! Presence of nodes and proxies, in memory only: rebuilt from heartbeats after a restart. Pure
+//! logic: callers pass the monotonic time in milliseconds.
+//!
+//! A node is online while it heartbeats directly (one stream) or through at least one proxy
+//! tunnel; each path has its own expiry, so one dead proxy loses no node.
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::proto::NodeInfo;
+use crate::proto::{NodeInfo, ProxyInfo, ProxyRef};
+
+/// What `tctl nodes ls` shows as the address of a node reached through tunnels (as Teleport).
+pub const TUNNEL_ADDR: &str = "⟵ Tunnel";
 
 #[derive(Debug, Clone)]
 struct Entry {
     info: NodeInfo,
+    /// The direct stream that last announced the node, and when that path expires.
+    direct: Option<(u64, u64)>,
+    /// Proxy ID -> expiry of the path through that proxy's tunnel.
+    vias: BTreeMap<String, u64>,
+}
+
+impl Entry {
+    fn live(&self, now: u64) -> bool {
+        self.direct.is_some_and(|(_, exp)| exp > now) || self.vias.values().any(|&e| e > now)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ProxyEntry {
+    proxy: ProxyRef,
+    addr: String,
+    version: String,
     expires_ms: u64,
-    /// The stream that last announced the node; an older stream's end must not remove it.
     conn: u64,
 }
 
 #[derive(Debug, Default)]
 pub struct Inventory {
     nodes: HashMap<String, Entry>,
+    proxies: HashMap<String, ProxyEntry>,
 }
 
 impl Inventory {
-    /// Records a node announced on stream `conn`, alive for `ttl_ms`.
-    pub fn upsert(&mut self, info: NodeInfo, conn: u64, now_ms: u64, ttl_ms: u64) {
-        self.nodes.insert(
-            info.uuid.clone(),
-            Entry {
-                info,
-                expires_ms: now_ms + ttl_ms,
-                conn,
-            },
-        );
+    fn entry(&mut self, info: NodeInfo) -> &mut Entry {
+        let e = self
+            .nodes
+            .entry(info.uuid.clone())
+            .or_insert_with(|| Entry {
+                info: info.clone(),
+                direct: None,
+                vias: BTreeMap::new(),
+            });
+        e.info = info;
+        e
     }
 
-    /// Extends a node's life; false if the stream no longer owns the node (re-announce then).
+    /// Records a node announced on direct stream `conn`, alive for `ttl_ms`.
+    pub fn upsert(&mut self, info: NodeInfo, conn: u64, now_ms: u64, ttl_ms: u64) {
+        self.entry(info).direct = Some((conn, now_ms + ttl_ms));
+    }
+
+    /// Extends a direct node's life; false if the stream no longer owns the node.
     pub fn heartbeat(&mut self, uuid: &str, conn: u64, now_ms: u64, ttl_ms: u64) -> bool {
         match self.nodes.get_mut(uuid) {
-            Some(e) if e.conn == conn => {
-                e.expires_ms = now_ms + ttl_ms;
+            Some(Entry {
+                direct: Some((c, exp)),
+                ..
+            }) if *c == conn => {
+                *exp = now_ms + ttl_ms;
                 true
             }
             _ => false,
         }
     }
 
-    /// Removes the node if stream `conn` still owns it (graceful goodbye).
+    /// Removes the direct path if stream `conn` still owns it (graceful goodbye).
     pub fn remove(&mut self, uuid: &str, conn: u64) -> bool {
-        if self.nodes.get(uuid).is_some_and(|e| e.conn == conn) {
-            self.nodes.remove(uuid);
+        let Some(e) = self.nodes.get_mut(uuid) else {
+            return false;
+        };
+        if e.direct.is_some_and(|(c, _)| c == conn) {
+            e.direct = None;
+            if e.vias.is_empty() {
+                self.nodes.remove(uuid);
+            }
             true
         } else {
             false
         }
     }
 
-    /// Live nodes sorted by hostname.
+    /// A heartbeat relayed by proxy `proxy_id`.
+    pub fn upsert_via(&mut self, mut info: NodeInfo, proxy_id: &str, now_ms: u64, ttl_ms: u64) {
+        let direct_addr = self
+            .nodes
+            .get(&info.uuid)
+            .filter(|e| e.direct.is_some())
+            .map(|e| e.info.addr.clone());
+        info.addr = direct_addr.unwrap_or_else(|| TUNNEL_ADDR.to_string());
+        self.entry(info)
+            .vias
+            .insert(proxy_id.to_string(), now_ms + ttl_ms);
+    }
+
+    /// The node said goodbye on its tunnel to `proxy_id`.
+    pub fn remove_via(&mut self, uuid: &str, proxy_id: &str) {
+        if let Some(e) = self.nodes.get_mut(uuid) {
+            e.vias.remove(proxy_id);
+            if e.vias.is_empty() && e.direct.is_none() {
+                self.nodes.remove(uuid);
+            }
+        }
+    }
+
+    fn proxy_name(&self, id: &str) -> String {
+        self.proxies
+            .get(id)
+            .map(|p| p.proxy.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Live nodes sorted by hostname, with the names of the proxies they hold tunnels to.
     pub fn list(&self, now_ms: u64) -> Vec<NodeInfo> {
         let mut out: Vec<NodeInfo> = self
             .nodes
             .values()
-            .filter(|e| e.expires_ms > now_ms)
-            .map(|e| e.info.clone())
+            .filter(|e| e.live(now_ms))
+            .map(|e| {
+                let mut info = e.info.clone();
+                info.tunnels = e
+                    .vias
+                    .iter()
+                    .filter(|(_, &exp)| exp > now_ms)
+                    .map(|(id, _)| self.proxy_name(id))
+                    .collect();
+                info.tunnels.sort();
+                info
+            })
             .collect();
         out.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.uuid.cmp(&b.uuid)));
         out
     }
 
     pub fn count(&self, now_ms: u64) -> usize {
-        self.nodes
-            .values()
-            .filter(|e| e.expires_ms > now_ms)
-            .count()
+        self.nodes.values().filter(|e| e.live(now_ms)).count()
     }
 
-    /// Forgets expired nodes; returns how many.
+    /// Records a proxy's heartbeat on link `conn`.
+    pub fn upsert_proxy(
+        &mut self,
+        proxy: ProxyRef,
+        addr: &str,
+        version: &str,
+        conn: u64,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) {
+        self.proxies.insert(
+            proxy.id.clone(),
+            ProxyEntry {
+                proxy,
+                addr: addr.to_string(),
+                version: version.to_string(),
+                expires_ms: now_ms + ttl_ms,
+                conn,
+            },
+        );
+    }
+
+    /// Removes a proxy if link `conn` still owns it.
+    pub fn remove_proxy(&mut self, id: &str, conn: u64) {
+        if self.proxies.get(id).is_some_and(|p| p.conn == conn) {
+            self.proxies.remove(id);
+        }
+    }
+
+    /// The live proxy set, as announced to agents.
+    pub fn proxy_set(&self, now_ms: u64) -> Vec<ProxyRef> {
+        let mut out: Vec<ProxyRef> = self
+            .proxies
+            .values()
+            .filter(|p| p.expires_ms > now_ms)
+            .map(|p| p.proxy.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn list_proxies(&self, now_ms: u64) -> Vec<ProxyInfo> {
+        let mut out: Vec<ProxyInfo> = self
+            .proxies
+            .values()
+            .filter(|p| p.expires_ms > now_ms)
+            .map(|p| ProxyInfo {
+                name: p.proxy.name.clone(),
+                uuid: p.proxy.id.clone(),
+                addr: p.addr.clone(),
+                version: p.version.clone(),
+                tunnels: self
+                    .nodes
+                    .values()
+                    .filter(|e| e.vias.get(&p.proxy.id).is_some_and(|&exp| exp > now_ms))
+                    .count(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Forgets expired paths, nodes and proxies; returns how many nodes went away.
     pub fn expire(&mut self, now_ms: u64) -> usize {
+        self.proxies.retain(|_, p| p.expires_ms > now_ms);
         let before = self.nodes.len();
-        self.nodes.retain(|_, e| e.expires_ms > now_ms);
+        for e in self.nodes.values_mut() {
+            e.vias.retain(|_, exp| *exp > now_ms);
+            if e.direct.is_some_and(|(_, exp)| exp <= now_ms) {
+                e.direct = None;
+            }
+        }
+        self.nodes
+            .retain(|_, e| e.direct.is_some() || !e.vias.is_empty());
         before - self.nodes.len()
     }
 }
@@ -105,6 +250,13 @@ mod tests {
         node_info(uuid, &format!("host-{uuid}"), "", BTreeMap::new(), "1")
     }
 
+    fn p(id: &str) -> ProxyRef {
+        ProxyRef {
+            id: id.into(),
+            name: format!("proxy-{id}"),
+        }
+    }
+
     #[test]
     fn nodes_expire_after_ttl_without_heartbeats() {
         let mut inv = Inventory::default();
@@ -126,5 +278,36 @@ mod tests {
         assert_eq!(inv.count(20), 1);
         assert!(inv.remove("a", 2));
         assert_eq!(inv.count(20), 0);
+    }
+
+    #[test]
+    fn one_dead_proxy_loses_no_node() {
+        let mut inv = Inventory::default();
+        inv.upsert_proxy(p("1"), "", "1", 1, 0, 10_000);
+        inv.upsert_proxy(p("2"), "", "1", 2, 0, 10_000);
+        inv.upsert_via(n("a"), "1", 0, 1000);
+        inv.upsert_via(n("a"), "2", 500, 1000);
+        let l = inv.list(600);
+        assert_eq!(l[0].tunnels, vec!["proxy-1", "proxy-2"]);
+        assert_eq!(l[0].addr, TUNNEL_ADDR);
+        // Proxy 1 stops relaying: the node stays, through proxy 2 only.
+        let l = inv.list(1200);
+        assert_eq!(l[0].tunnels, vec!["proxy-2"]);
+        assert_eq!(inv.list_proxies(1200)[1].tunnels, 1);
+        inv.remove_via("a", "2");
+        assert_eq!(inv.count(1200), 0);
+    }
+
+    #[test]
+    fn proxy_set_follows_heartbeats() {
+        let mut inv = Inventory::default();
+        inv.upsert_proxy(p("1"), "", "1", 7, 0, 1000);
+        inv.upsert_proxy(p("2"), "", "1", 8, 500, 1000);
+        assert_eq!(inv.proxy_set(900).len(), 2);
+        assert_eq!(inv.proxy_set(1000), vec![p("2")]);
+        inv.remove_proxy("2", 99);
+        assert_eq!(inv.proxy_set(1000).len(), 1);
+        inv.remove_proxy("2", 8);
+        assert!(inv.proxy_set(1000).is_empty());
     }
 }

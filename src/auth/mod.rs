@@ -4,6 +4,7 @@ pub mod backend;
 pub mod inventory;
 pub mod limiter;
 pub mod server;
+pub mod streams;
 pub mod tokens;
 
 pub use server::AuthServer;

@@ -2,10 +2,9 @@
 //! the TLS listener, and request handling. Authorization reads role and host ID from the
 //! verified client certificate only.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +15,9 @@ use smol::net::{TcpListener, TcpStream};
 
 use super::backend::sqlite::SqliteBackend;
 use super::backend::{Backend, Item};
-use super::inventory::{node_info, Inventory};
+use super::inventory::Inventory;
 use super::limiter::Limiter;
+use super::streams;
 use super::tokens::{parse_roles, TokenRole, TokenStore};
 use crate::clock::{self, now_unix};
 use crate::config::{self, Settings};
@@ -29,8 +29,8 @@ use crate::pki::identity::Identity;
 use crate::pki::pin::Pin;
 use crate::pki::{self, Subject, AUTH_SERVER_NAME};
 use crate::proto::{
-    self, AdminCmd, ClusterStatus, ErrorCode, RegisterRequest, Request, Response, StreamHello,
-    TokenCreated, MAX_REQUEST_FRAME, PROTOCOL_VERSION,
+    self, AdminCmd, ClusterStatus, ErrorCode, RegisterRequest, Request, Response, TokenCreated,
+    MAX_REQUEST_FRAME, PROTOCOL_VERSION,
 };
 use crate::rt::Shutdown;
 use crate::secret::{new_uuid, Token};
@@ -52,15 +52,15 @@ struct StoredCa {
 /// Shared state of a running Auth Service.
 pub struct AuthState {
     pub cluster_name: String,
-    ca: CertAuthority,
-    ca_pins: Vec<String>,
-    tokens: TokenStore,
-    inventory: Mutex<Inventory>,
-    limiter: Mutex<Limiter>,
-    heartbeat_interval: Duration,
-    advertise_addr: String,
-    started: Instant,
-    next_conn: AtomicU64,
+    pub(crate) ca: CertAuthority,
+    pub(crate) ca_pins: Vec<String>,
+    pub(crate) tokens: TokenStore,
+    pub(crate) inventory: Mutex<Inventory>,
+    pub(crate) limiter: Mutex<Limiter>,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) advertise_addr: String,
+    pub(crate) started: Instant,
+    pub(crate) next_conn: AtomicU64,
 }
 
 /// A started Auth Service.
@@ -85,11 +85,11 @@ pub fn load_or_create_host_uuid(data_dir: &Path) -> Result<String> {
 }
 
 impl AuthState {
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn ttl_ms(&self) -> u64 {
+    pub(crate) fn ttl_ms(&self) -> u64 {
         self.heartbeat_interval.as_millis() as u64 * u64::from(MISSED_BEATS)
     }
 
@@ -342,9 +342,14 @@ async fn handle_conn(
                 certs: vec![state.ca.cert_pem.clone()],
             },
         },
+        // A proxy relays joins and has rate-limited them per source already.
+        Request::Register(req) if subject.as_ref().is_some_and(|s| s.role == pki::ROLE_PROXY) => {
+            let source = req.remote_addr.clone();
+            register(&state, req, &format!("{source} via proxy {peer}")).await
+        }
         Request::Register(req) => match rate_limit(&state, peer.ip()) {
             Some(refusal) => refusal,
-            None => register(&state, req, peer).await,
+            None => register(&state, req, &peer.to_string()).await,
         },
         Request::Admin { cmd, .. } => match &subject {
             Some(s) if s.role == pki::ROLE_ADMIN => admin(&state, cmd).await,
@@ -354,18 +359,32 @@ async fn handle_conn(
                  --identity",
             ),
         },
+        Request::ProxyHello(hello) => match subject {
+            Some(s) if s.role == pki::ROLE_PROXY => {
+                return streams::proxy_link(conn, hello, s, peer, state, shutdown).await;
+            }
+            _ => Response::error(
+                ErrorCode::AccessDenied,
+                "a proxy link needs a proxy identity issued by this cluster",
+            ),
+        },
         Request::Hello(hello) => match subject {
             Some(s) if s.role == pki::ROLE_NODE => {
-                return heartbeat_stream(conn, hello, s, peer, state, shutdown).await;
+                return streams::heartbeat_stream(conn, hello, s, peer, state, shutdown).await;
             }
             _ => Response::error(
                 ErrorCode::AccessDenied,
                 "a heartbeat stream needs a node identity issued by this cluster",
             ),
         },
-        Request::Heartbeat { .. } | Request::Goodbye => Response::error(
+        Request::Heartbeat { .. }
+        | Request::Goodbye
+        | Request::Relay(_)
+        | Request::RelayGoodbye { .. }
+        | Request::TunnelHello(_)
+        | Request::Dial { .. } => Response::error(
             ErrorCode::BadParameter,
-            "no heartbeat stream is open on this connection: send hello first",
+            "this message is not valid as the first one on a connection to auth",
         ),
     };
     let _ = conn.send(&reply).await;
@@ -389,7 +408,7 @@ fn valid_host_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: SocketAddr) -> Response {
+async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: &str) -> Response {
     if req.version != PROTOCOL_VERSION {
         return proto::version_mismatch(req.version);
     }
@@ -404,11 +423,24 @@ async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: SocketAddr
         Ok(r) => r,
         Err(e) => return bad(e),
     };
-    if !matches!(role, TokenRole::Node) {
+    if !matches!(role, TokenRole::Node | TokenRole::Proxy) {
         return bad(format!(
-            "joining as {} is not available in this build: only nodes can join",
+            "joining as {} is not available in this build: nodes and proxies can join",
             role.name()
         ));
+    }
+    let mut extra = Sans::default();
+    if role == TokenRole::Proxy {
+        extra.dns.push(pki::PROXY_SERVER_NAME.to_string());
+        for name in req.dns_names.iter().take(16) {
+            match name.parse::<IpAddr>() {
+                Ok(ip) => extra.ips.push(ip),
+                Err(_) if config::validate_name(name, "dns_names").is_ok() => {
+                    extra.dns.push(name.clone())
+                }
+                Err(_) => return bad(format!("invalid entry {name:?} in dns_names")),
+            }
+        }
     }
     let st = state.clone();
     let token = Token::new(req.token.clone());
@@ -435,14 +467,16 @@ async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: SocketAddr
         role: role.name().to_string(),
         cluster: state.cluster_name.clone(),
     };
-    let sans = Sans {
+    let mut sans = Sans {
         dns: vec![
             req.node_name.clone(),
             req.host_id.clone(),
             format!("{}.{}", req.host_id, state.cluster_name),
         ],
-        ips: Vec::new(),
+        ips: extra.ips,
     };
+    sans.dns.extend(extra.dns);
+    sans.dns.dedup();
     match state.ca.sign_csr(&req.csr, &subject, &sans) {
         Ok(cert) => {
             info!(
@@ -511,6 +545,13 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
                 .unwrap_or_else(|p| p.into_inner())
                 .list(state.now_ms()),
         },
+        AdminCmd::ProxiesList => Response::Proxies {
+            proxies: state
+                .inventory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .list_proxies(state.now_ms()),
+        },
         AdminCmd::Status => Response::Status(ClusterStatus {
             cluster_name: state.cluster_name.clone(),
             version: VERSION.to_string(),
@@ -523,108 +564,6 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
                 .count(state.now_ms()),
         }),
     })
-}
-
-/// One node's long-lived stream: hello, heartbeats, goodbye.
-async fn heartbeat_stream(
-    mut conn: Framed<TlsStream<TcpStream>>,
-    hello: StreamHello,
-    subject: Subject,
-    peer: SocketAddr,
-    state: Arc<AuthState>,
-    shutdown: Shutdown,
-) {
-    if hello.version != PROTOCOL_VERSION {
-        let _ = conn.send(&proto::version_mismatch(hello.version)).await;
-        return;
-    }
-    if config::validate_name(&hello.node_name, "node_name").is_err() {
-        let _ = conn
-            .send(&Response::error(
-                ErrorCode::BadParameter,
-                "invalid node_name",
-            ))
-            .await;
-        return;
-    }
-    let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    let addr = if hello.public_addr.is_empty() {
-        peer.ip().to_string()
-    } else {
-        hello.public_addr.clone()
-    };
-    let labels: BTreeMap<String, String> = hello.labels.into_iter().take(64).collect();
-    let info = node_info(
-        &subject.host_id,
-        &hello.node_name,
-        &addr,
-        labels,
-        &hello.server_version,
-    );
-    let ttl = state.ttl_ms();
-    state
-        .inventory
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .upsert(info.clone(), conn_id, state.now_ms(), ttl);
-    info!(
-        "node {:?} ({}) is online from {peer}",
-        info.hostname, info.uuid
-    );
-    let ack = Response::HelloAck {
-        cluster_name: state.cluster_name.clone(),
-        server_version: VERSION.to_string(),
-        heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
-    };
-    if conn.send(&ack).await.is_err() {
-        return;
-    }
-    let idle_limit = Duration::from_millis(ttl);
-    loop {
-        let next = futures_lite::future::or(
-            async { net::with_timeout(idle_limit, conn.recv::<Request>()).await },
-            async {
-                shutdown.wait().await;
-                None
-            },
-        )
-        .await;
-        match next {
-            Some(Ok(Some(Request::Heartbeat { seq }))) => {
-                {
-                    let mut inv = state.inventory.lock().unwrap_or_else(|p| p.into_inner());
-                    if !inv.heartbeat(&subject.host_id, conn_id, state.now_ms(), ttl) {
-                        // Expired meanwhile (or a newer stream took over and ended): re-announce.
-                        inv.upsert(info.clone(), conn_id, state.now_ms(), ttl);
-                    }
-                }
-                if conn.send(&Response::HeartbeatAck { seq }).await.is_err() {
-                    return;
-                }
-            }
-            Some(Ok(Some(Request::Goodbye))) => {
-                state
-                    .inventory
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&subject.host_id, conn_id);
-                info!("node {:?} ({}) said goodbye", info.hostname, info.uuid);
-                let _ = conn.send(&Response::GoodbyeAck).await;
-                conn.close().await;
-                return;
-            }
-            Some(Ok(Some(other))) => {
-                debug!("unexpected message on heartbeat stream: {other:?}");
-                return;
-            }
-            // Peer closed, broke the protocol, went silent, or we are stopping: the node stays
-            // listed until its TTL runs out, so a brief network cut does not flap it.
-            Some(Ok(None)) | Some(Err(_)) | None => {
-                debug!("heartbeat stream of {:?} ended", info.hostname);
-                return;
-            }
-        }
-    }
 }
 
 /// Periodic cleanup: expired nodes from memory, expired tokens from storage.

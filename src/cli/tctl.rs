@@ -16,7 +16,6 @@ use crate::proto::{
     AdminCmd, ClusterStatus, NodeInfo, Request, Response, TokenCreated, TokenInfo,
     MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
-use crate::VERSION;
 
 /// Admin tool for a teleport-lite cluster.
 #[derive(FromArgs)]
@@ -39,6 +38,7 @@ struct Cli {
 enum Sub {
     Tokens(TokensCmd),
     Nodes(NodesCmd),
+    Proxies(ProxiesCmd),
     Status(StatusCmd),
     Version(VersionCmd),
 }
@@ -109,6 +109,46 @@ struct NodesCmd {
 enum NodesSub {
     Add(NodesAdd),
     Ls(NodesLs),
+    Dial(NodesDial),
+}
+
+/// Connect stdin/stdout to a TCP service on a node's loopback, through a proxy and the node's
+/// reverse tunnel (usable as an ssh ProxyCommand).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "dial")]
+struct NodesDial {
+    /// proxy address, HOST:PORT
+    #[argh(option)]
+    proxy: String,
+    /// node name or UUID
+    #[argh(positional)]
+    node: String,
+    /// address on the node (default 127.0.0.1:22)
+    #[argh(positional, default = "String::from(\"127.0.0.1:22\")")]
+    addr: String,
+}
+
+/// Manage proxies.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "proxies")]
+struct ProxiesCmd {
+    #[argh(subcommand)]
+    cmd: ProxiesSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum ProxiesSub {
+    Ls(ProxiesLs),
+}
+
+/// List online proxies and how many tunnels each holds.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ls")]
+struct ProxiesLs {
+    /// output format: text (default) or json
+    #[argh(option, default = "String::from(\"text\")")]
+    format: String,
 }
 
 /// Create a token for a new node (same as tokens add).
@@ -294,6 +334,9 @@ fn run(cli: Cli) -> Result<()> {
         Sub::Nodes(NodesCmd {
             cmd: NodesSub::Ls(l),
         }) => check_format(&l.format, &["text", "json"])?,
+        Sub::Proxies(ProxiesCmd {
+            cmd: ProxiesSub::Ls(l),
+        }) => check_format(&l.format, &["text", "json"])?,
         _ => {}
     }
     let t = target(&cli)?;
@@ -312,7 +355,11 @@ fn run(cli: Cli) -> Result<()> {
         Sub::Nodes(NodesCmd { cmd }) => match cmd {
             NodesSub::Add(a) => add_token(&t, &a.roles, &a.ttl, None, a.format),
             NodesSub::Ls(l) => list_nodes(&t, &l.format),
+            NodesSub::Dial(d) => dial(&t, &d.proxy, &d.node, &d.addr),
         },
+        Sub::Proxies(ProxiesCmd {
+            cmd: ProxiesSub::Ls(l),
+        }) => list_proxies(&t, &l.format),
         Sub::Status(_) => status(&t),
         Sub::Version(_) => Ok(()),
     }
@@ -479,6 +526,89 @@ fn list_nodes(t: &Target, format: &str) -> Result<()> {
     Ok(())
 }
 
+fn list_proxies(t: &Target, format: &str) -> Result<()> {
+    let proxies = match call(t, AdminCmd::ProxiesList)? {
+        Response::Proxies { proxies } => proxies,
+        other => return Err(unexpected(other)),
+    };
+    if format == "json" {
+        println!("{}", json(&proxies));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = proxies
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.uuid.clone(),
+                p.addr.clone(),
+                p.tunnels.to_string(),
+                p.version.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::cli::table(
+            &["Host", "UUID", "Public Address", "Tunnels", "Version"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+/// Pipes stdin/stdout through a proxy to `addr` on `node`.
+fn dial(t: &Target, proxy: &str, node: &str, addr: &str) -> Result<()> {
+    let proxy = config::normalize_addr(proxy, 3080, "--proxy")?;
+    smol::block_on(async {
+        let base = net::client_config(&t.identity.ca_ders()?, Some(&t.identity))?;
+        let config = net::with_alpn(&base, &[crate::proxy::ALPN_TRANSPORT]);
+        let tls = net::connect_tls_as(&proxy, config, crate::pki::PROXY_SERVER_NAME).await?;
+        let mut f = Framed::new(tls, MAX_RESPONSE_FRAME);
+        f.send(&Request::Dial {
+            version: PROTOCOL_VERSION,
+            node: node.to_string(),
+            addr: addr.to_string(),
+        })
+        .await
+        .map_err(|e| Error::net(&proxy, e))?;
+        match net::with_timeout(Duration::from_secs(20), f.recv::<Response>()).await {
+            Some(Ok(Some(Response::DialOk))) => {}
+            Some(Ok(Some(Response::Error { code, message }))) => {
+                return Err(Error::remote(code, message))
+            }
+            other => return Err(Error::Protocol(format!("unexpected answer: {other:?}"))),
+        }
+        let (tls, rest) = f.into_parts();
+        let mut stdout = smol::Unblock::new(std::io::stdout());
+        if !rest.is_empty() {
+            futures_lite::AsyncWriteExt::write_all(&mut stdout, &rest)
+                .await
+                .map_err(|e| Error::io("write", "stdout", e))?;
+        }
+        let stdio = futures_lite::io::split(tls);
+        let (mut rd, mut wr) = stdio;
+        let stdin = smol::Unblock::new(std::io::stdin());
+        let up = async {
+            let _ = futures_lite::io::copy(stdin, &mut wr).await;
+            let _ = futures_lite::AsyncWriteExt::close(&mut wr).await;
+        };
+        let down = async {
+            let _ = futures_lite::io::copy(&mut rd, &mut stdout).await;
+            let _ = futures_lite::AsyncWriteExt::flush(&mut stdout).await;
+        };
+        // The session ends when the node side closes.
+        futures_lite::future::or(
+            async {
+                futures_lite::future::zip(up, std::future::pending::<()>()).await;
+            },
+            down,
+        )
+        .await;
+        Ok(())
+    })
+}
+
 fn status(t: &Target) -> Result<()> {
     let s: ClusterStatus = match call(t, AdminCmd::Status)? {
         Response::Status(s) => s,
@@ -495,7 +625,6 @@ fn status(t: &Target) -> Result<()> {
     for (k, v) in rows {
         println!("{k:<w$}  {v}");
     }
-    let _ = VERSION;
     Ok(())
 }
 

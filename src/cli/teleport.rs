@@ -11,6 +11,7 @@ use crate::auth::server::dial_addr;
 use crate::auth::AuthServer;
 use crate::config::{self, ConfigureInput, Output, Roles, Settings, StartFlags};
 use crate::error::{Error, Result};
+use crate::proxy::ProxyServer;
 use crate::rt::{self, Shutdown};
 use crate::{fsutil, logging, VERSION};
 
@@ -37,7 +38,7 @@ struct StartCmd {
     /// config file (default /etc/teleport.yaml when it exists)
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
-    /// comma-separated services to run: auth, node
+    /// comma-separated services to run: auth, node, proxy
     #[argh(option)]
     roles: Option<String>,
     /// join token, or the path of a file holding it
@@ -73,7 +74,7 @@ struct StartCmd {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "configure")]
 struct ConfigureCmd {
-    /// comma-separated services to enable: auth, node (default: auth,node)
+    /// comma-separated services to enable: auth, node, proxy (default: all three)
     #[argh(option)]
     roles: Option<String>,
     #[argh(option)]
@@ -82,7 +83,7 @@ struct ConfigureCmd {
     /// auth server address, HOST:3025
     #[argh(option)]
     auth_server: Option<String>,
-    /// proxy address, HOST:443 (joining through a proxy comes in a later release)
+    /// proxy (or load balancer) address, HOST:443
     #[argh(option)]
     proxy: Option<String>,
     /// CA pin(s), comma-separated
@@ -135,7 +136,7 @@ struct NodeConfigureCmd {
     /// auth server address, HOST:3025
     #[argh(option)]
     auth_server: Option<String>,
-    /// proxy address, HOST:443 (joining through a proxy comes in a later release)
+    /// proxy (or load balancer) address, HOST:443
     #[argh(option)]
     proxy: Option<String>,
     /// CA pin(s), comma-separated
@@ -257,19 +258,28 @@ async fn run_services(settings: &Settings, shutdown: Shutdown) -> Result<()> {
     } else {
         None
     };
+    let _proxy = if settings.roles.proxy {
+        match ProxyServer::start(settings, auth.as_ref(), shutdown.clone()).await? {
+            Some(p) => Some(p),
+            None => return Ok(()),
+        }
+    } else {
+        None
+    };
     if settings.roles.node {
-        let target = match &auth {
-            Some(a) => NodeTarget {
-                auth_addr: dial_addr(a.local_addr),
-                local_auth: Some((a.state.clone(), a.host_id.clone())),
+        let target = match (&auth, &settings.proxy_server, &settings.auth_server) {
+            (Some(a), _, _) => NodeTarget::Local {
+                auth: a.state.clone(),
+                host_id: a.host_id.clone(),
+                addr: dial_addr(a.local_addr),
             },
-            None => NodeTarget {
-                auth_addr: settings
-                    .auth_server
-                    .clone()
-                    .ok_or_else(|| Error::Config("no auth_server configured".into()))?,
-                local_auth: None,
-            },
+            (None, Some(p), _) => NodeTarget::Proxy(p.clone()),
+            (None, None, Some(a)) => NodeTarget::Auth(a.clone()),
+            (None, None, None) => {
+                return Err(Error::Config(
+                    "no auth_server or proxy_server configured".into(),
+                ))
+            }
         };
         let node = agent::run(settings, target, shutdown.clone());
         let bounded_stop = async {
@@ -289,7 +299,7 @@ fn configure(c: ConfigureCmd) -> Result<()> {
         None => Roles {
             auth: true,
             node: true,
-            proxy: false,
+            proxy: true,
         },
     };
     let labels = c.labels.or(c.node_labels);

@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 /// by IP address or by any DNS name works without IP SANs.
 pub const AUTH_SERVER_NAME: &str = "teleport.cluster.local";
 
+/// The name every proxy's tunnel certificate carries and agents verify on tunnels, whatever
+/// address (often a load balancer) they dialed.
+pub const PROXY_SERVER_NAME: &str = "proxy.teleport.cluster.local";
+
 /// Roles as encoded in a certificate's Organization.
 pub const ROLE_NODE: &str = "Node";
 pub const ROLE_ADMIN: &str = "Admin";

@@ -56,6 +56,11 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes received after the last complete frame.
+    pub fn into_rest(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// How many more bytes are needed before `next` can yield something (at least 1).
     pub fn wanted(&self) -> usize {
         match self.header() {

@@ -26,6 +26,64 @@ pub enum Request {
     Heartbeat { seq: u64 },
     /// On an open stream: the service stops; remove it from the inventory now.
     Goodbye,
+    /// Proxy identity required: opens the proxy's link to auth.
+    ProxyHello(ProxyHello),
+    /// On a proxy link: a node's heartbeat that arrived over a tunnel to this proxy.
+    Relay(RelayedBeat),
+    /// On a proxy link: a node said goodbye on its tunnel to this proxy.
+    RelayGoodbye {
+        #[serde(rename = "hostID")]
+        host_id: String,
+    },
+    /// On a tunnel's control stream: the node introduces itself to the proxy.
+    TunnelHello(StreamHello),
+    /// Admin identity required, on a proxy's `teleport-transport` ALPN: open a stream to a
+    /// node's local service through its tunnel.
+    Dial {
+        version: u32,
+        /// Node name or host UUID.
+        node: String,
+        /// Address on the node, e.g. 127.0.0.1:22.
+        addr: String,
+    },
+}
+
+/// The first message on a proxy's link to auth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyHello {
+    pub version: u32,
+    pub name: String,
+    pub public_addr: String,
+    pub server_version: String,
+}
+
+/// A node heartbeat relayed by a proxy. It carries the node's description so that auth needs
+/// no per-tunnel state to rebuild its inventory after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayedBeat {
+    #[serde(rename = "hostID")]
+    pub host_id: String,
+    pub node_name: String,
+    pub server_version: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A proxy as announced to agents: they keep one tunnel to each.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProxyRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyInfo {
+    pub name: String,
+    pub uuid: String,
+    pub addr: String,
+    pub version: String,
+    /// How many nodes hold a tunnel to this proxy.
+    pub tunnels: usize,
 }
 
 /// A join request. Field names follow Teleport's `RegisterUsingTokenRequest` where the meaning
@@ -46,6 +104,9 @@ pub struct RegisterRequest {
     /// Filled in by a relaying proxy; ignored from direct clients.
     #[serde(default)]
     pub remote_addr: String,
+    /// Extra names for the certificate (proxies: their public addresses).
+    #[serde(default)]
+    pub dns_names: Vec<String>,
 }
 
 impl fmt::Debug for RegisterRequest {
@@ -87,6 +148,7 @@ pub enum AdminCmd {
         token: String,
     },
     NodesList,
+    ProxiesList,
     Status,
 }
 
@@ -108,10 +170,28 @@ pub enum Response {
         cluster_name: String,
         server_version: String,
         heartbeat_interval_ms: u64,
+        /// On proxy links: the current proxy set.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        proxies: Vec<ProxyRef>,
     },
     HeartbeatAck {
         seq: u64,
+        /// On proxy links and tunnels: the current proxy set.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        proxies: Vec<ProxyRef>,
+        /// On tunnels: whether the proxy passed the beat on to auth.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        relayed: bool,
     },
+    /// Answer to a tunnel hello: who this proxy is.
+    TunnelWelcome {
+        proxy: ProxyRef,
+        cluster_name: String,
+        heartbeat_interval_ms: u64,
+        proxies: Vec<ProxyRef>,
+    },
+    /// A dial through a tunnel succeeded; raw bytes follow.
+    DialOk,
     GoodbyeAck,
     TokenCreated(TokenCreated),
     Tokens {
@@ -122,6 +202,9 @@ pub enum Response {
     },
     Nodes {
         nodes: Vec<NodeInfo>,
+    },
+    Proxies {
+        proxies: Vec<ProxyInfo>,
     },
     Status(ClusterStatus),
     Error {
@@ -200,6 +283,14 @@ impl fmt::Display for ErrorCode {
             ErrorCode::Internal => "internal error",
         })
     }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Response {

@@ -1,0 +1,64 @@
+//! Streams a proxy opens through a tunnel: each starts with a `dial` to a service on this host;
+//! only loopback addresses may be reached, so a tunnel cannot be used to pivot into the node's
+//! network.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use log::{debug, info};
+use smol::net::TcpStream;
+
+use crate::mux::{self, Stream};
+use crate::net::{self, Framed};
+use crate::proto::{ErrorCode, Request, Response, MAX_REQUEST_FRAME};
+
+fn loopback_target(addr: &str) -> Option<SocketAddr> {
+    let resolved: Vec<SocketAddr> = addr.to_socket_addrs().ok()?.collect();
+    resolved.into_iter().find(|a| a.ip().is_loopback())
+}
+
+pub async fn serve(stream: Stream) {
+    let mut f = Framed::new(stream, MAX_REQUEST_FRAME);
+    let addr =
+        match net::with_timeout(std::time::Duration::from_secs(10), f.recv::<Request>()).await {
+            Some(Ok(Some(Request::Dial { addr, .. }))) => addr,
+            other => {
+                debug!("ignored a tunnel stream that did not start with a dial: {other:?}");
+                return;
+            }
+        };
+    let Some(target) = loopback_target(&addr) else {
+        let _ = f
+            .send(&Response::error(
+                ErrorCode::AccessDenied,
+                format!("{addr} is not a loopback address; nodes only expose local services"),
+            ))
+            .await;
+        return;
+    };
+    let tcp = match TcpStream::connect(target).await {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = f
+                .send(&Response::error(
+                    ErrorCode::Unavailable,
+                    format!("cannot connect to {addr} on the node: {e}"),
+                ))
+                .await;
+            return;
+        }
+    };
+    if f.send(&Response::DialOk).await.is_err() {
+        return;
+    }
+    info!("proxy opened a stream to {addr}");
+    let (stream, rest) = f.into_parts();
+    let mut tcp = tcp;
+    if !rest.is_empty()
+        && futures_lite::AsyncWriteExt::write_all(&mut tcp, &rest)
+            .await
+            .is_err()
+    {
+        return;
+    }
+    mux::splice(stream, tcp).await;
+}

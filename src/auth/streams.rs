@@ -1,0 +1,227 @@
+//! Long-lived streams on auth: a node's direct heartbeat stream, and a proxy's link that carries
+//! the proxy's own heartbeats and the heartbeats it relays for tunnelled nodes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_rustls::server::TlsStream;
+use log::{debug, info};
+use smol::net::TcpStream;
+
+use super::inventory::node_info;
+use super::server::AuthState;
+use crate::config;
+use crate::net::{self, Framed};
+use crate::pki::Subject;
+use crate::proto::{
+    self, ErrorCode, ProxyHello, ProxyRef, RelayedBeat, Request, Response, StreamHello,
+    PROTOCOL_VERSION,
+};
+use crate::rt::Shutdown;
+use crate::VERSION;
+
+type Conn = Framed<TlsStream<TcpStream>>;
+
+/// The next message, `None` when the peer went away, broke the protocol, stayed silent past
+/// `idle`, or we are stopping.
+async fn next(conn: &mut Conn, idle: Duration, shutdown: &Shutdown) -> Option<Request> {
+    let msg = futures_lite::future::or(
+        async { net::with_timeout(idle, conn.recv::<Request>()).await },
+        async {
+            shutdown.wait().await;
+            None
+        },
+    )
+    .await;
+    match msg {
+        Some(Ok(Some(m))) => Some(m),
+        _ => None,
+    }
+}
+
+fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, super::inventory::Inventory> {
+    state.inventory.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One node's direct stream: hello, heartbeats, goodbye.
+pub async fn heartbeat_stream(
+    mut conn: Conn,
+    hello: StreamHello,
+    subject: Subject,
+    peer: SocketAddr,
+    state: Arc<AuthState>,
+    shutdown: Shutdown,
+) {
+    if hello.version != PROTOCOL_VERSION {
+        let _ = conn.send(&proto::version_mismatch(hello.version)).await;
+        return;
+    }
+    if config::validate_name(&hello.node_name, "node_name").is_err() {
+        let _ = conn
+            .send(&Response::error(
+                ErrorCode::BadParameter,
+                "invalid node_name",
+            ))
+            .await;
+        return;
+    }
+    let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let addr = if hello.public_addr.is_empty() {
+        peer.ip().to_string()
+    } else {
+        hello.public_addr.clone()
+    };
+    let labels: BTreeMap<String, String> = hello.labels.into_iter().take(64).collect();
+    let info = node_info(
+        &subject.host_id,
+        &hello.node_name,
+        &addr,
+        labels,
+        &hello.server_version,
+    );
+    let ttl = state.ttl_ms();
+    lock(&state).upsert(info.clone(), conn_id, state.now_ms(), ttl);
+    info!(
+        "node {:?} ({}) is online from {peer}",
+        info.hostname, info.uuid
+    );
+    let ack = Response::HelloAck {
+        cluster_name: state.cluster_name.clone(),
+        server_version: VERSION.to_string(),
+        heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
+        proxies: Vec::new(),
+    };
+    if conn.send(&ack).await.is_err() {
+        return;
+    }
+    loop {
+        match next(&mut conn, Duration::from_millis(ttl), &shutdown).await {
+            Some(Request::Heartbeat { seq }) => {
+                {
+                    let mut inv = lock(&state);
+                    if !inv.heartbeat(&subject.host_id, conn_id, state.now_ms(), ttl) {
+                        // Expired meanwhile: announce again.
+                        inv.upsert(info.clone(), conn_id, state.now_ms(), ttl);
+                    }
+                }
+                let ack = Response::HeartbeatAck {
+                    seq,
+                    proxies: Vec::new(),
+                    relayed: true,
+                };
+                if conn.send(&ack).await.is_err() {
+                    return;
+                }
+            }
+            Some(Request::Goodbye) => {
+                lock(&state).remove(&subject.host_id, conn_id);
+                info!("node {:?} ({}) said goodbye", info.hostname, info.uuid);
+                let _ = conn.send(&Response::GoodbyeAck).await;
+                conn.close().await;
+                return;
+            }
+            // A brief network cut must not flap the node: it stays listed until its TTL.
+            other => {
+                debug!("heartbeat stream of {:?} ended ({other:?})", info.hostname);
+                return;
+            }
+        }
+    }
+}
+
+/// A proxy's link: its own heartbeats (answered with the proxy set) and relayed node beats.
+pub async fn proxy_link(
+    mut conn: Conn,
+    hello: ProxyHello,
+    subject: Subject,
+    peer: SocketAddr,
+    state: Arc<AuthState>,
+    shutdown: Shutdown,
+) {
+    if hello.version != PROTOCOL_VERSION {
+        let _ = conn.send(&proto::version_mismatch(hello.version)).await;
+        return;
+    }
+    if config::validate_name(&hello.name, "proxy name").is_err() {
+        let _ = conn
+            .send(&Response::error(
+                ErrorCode::BadParameter,
+                "invalid proxy name",
+            ))
+            .await;
+        return;
+    }
+    let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let me = ProxyRef {
+        id: subject.host_id.clone(),
+        name: hello.name.clone(),
+    };
+    let ttl = state.ttl_ms();
+    let refresh = |state: &AuthState| {
+        let mut inv = lock(state);
+        inv.upsert_proxy(
+            me.clone(),
+            &hello.public_addr,
+            &hello.server_version,
+            conn_id,
+            state.now_ms(),
+            ttl,
+        );
+        inv.proxy_set(state.now_ms())
+    };
+    let proxies = refresh(&state);
+    info!("proxy {:?} ({}) is online from {peer}", me.name, me.id);
+    let ack = Response::HelloAck {
+        cluster_name: state.cluster_name.clone(),
+        server_version: VERSION.to_string(),
+        heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
+        proxies,
+    };
+    if conn.send(&ack).await.is_err() {
+        return;
+    }
+    loop {
+        match next(&mut conn, Duration::from_millis(ttl), &shutdown).await {
+            Some(Request::Heartbeat { seq }) => {
+                let proxies = refresh(&state);
+                let ack = Response::HeartbeatAck {
+                    seq,
+                    proxies,
+                    relayed: true,
+                };
+                if conn.send(&ack).await.is_err() {
+                    return;
+                }
+            }
+            Some(Request::Relay(RelayedBeat {
+                host_id,
+                node_name,
+                server_version,
+                labels,
+            })) => {
+                if config::validate_name(&node_name, "node_name").is_err() {
+                    continue;
+                }
+                let labels: BTreeMap<String, String> = labels.into_iter().take(64).collect();
+                let info = node_info(&host_id, &node_name, "", labels, &server_version);
+                lock(&state).upsert_via(info, &me.id, state.now_ms(), ttl);
+            }
+            Some(Request::RelayGoodbye { host_id }) => {
+                lock(&state).remove_via(&host_id, &me.id);
+            }
+            Some(Request::Goodbye) => {
+                lock(&state).remove_proxy(&me.id, conn_id);
+                info!("proxy {:?} said goodbye", me.name);
+                let _ = conn.send(&Response::GoodbyeAck).await;
+                return;
+            }
+            other => {
+                debug!("link of proxy {:?} ended ({other:?})", me.name);
+                return;
+            }
+        }
+    }
+}

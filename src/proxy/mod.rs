@@ -1,0 +1,358 @@
+//! The Proxy Service: one TLS port (ALPN `http/1.1` for the web API, `teleport-reversetunnel`
+//! for agent tunnels, `teleport-transport` for admin dials through tunnels), a link to auth that
+//! carries its heartbeats and relays those of tunnelled nodes, and the tunnel registry.
+
+pub mod link;
+pub mod tunnel;
+pub mod web;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_rustls::server::TlsStream;
+use log::{debug, info, warn};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use smol::channel::{Receiver, Sender};
+use smol::net::{TcpListener, TcpStream};
+
+use crate::agent::join::{self, JoinSpec, Via};
+use crate::auth::limiter::Limiter;
+use crate::auth::server::{dial_addr, AuthServer};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::mux::Opener;
+use crate::net;
+use crate::pki::identity::Identity;
+use crate::pki::{self, ROLE_PROXY};
+use crate::proto::{ProxyRef, Request};
+use crate::rt::Shutdown;
+
+pub const ALPN_TUNNEL: &[u8] = b"teleport-reversetunnel";
+pub const ALPN_TRANSPORT: &[u8] = b"teleport-transport";
+pub const ALPN_HTTP: &[u8] = b"http/1.1";
+
+/// Relayed beats waiting for the auth link; beyond this they are dropped (the next ones come
+/// one interval later).
+const RELAY_QUEUE: usize = 65_536;
+
+/// A node's tunnel as the proxy holds it.
+pub struct TunnelEntry {
+    pub node_name: String,
+    pub opener: Opener,
+    pub conn: u64,
+}
+
+pub struct ProxyState {
+    pub me: ProxyRef,
+    pub public_addr: String,
+    pub web_listen_addr: SocketAddr,
+    pub cluster_name: String,
+    pub auth_addr: String,
+    pub identity: Identity,
+    pub proxies: Mutex<Vec<ProxyRef>>,
+    pub tunnels: Mutex<HashMap<String, TunnelEntry>>,
+    pub relay_tx: Sender<Request>,
+    pub link_up: AtomicBool,
+    pub heartbeat_interval_ms: AtomicU64,
+    pub limiter: Mutex<Limiter>,
+    pub started: Instant,
+    pub next_conn: AtomicU64,
+}
+
+impl ProxyState {
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.load(Ordering::Relaxed).max(100))
+    }
+
+    /// The proxy set as last told by auth; always includes this proxy.
+    pub fn proxy_set(&self) -> Vec<ProxyRef> {
+        let mut set = self
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !set.contains(&self.me) {
+            set.push(self.me.clone());
+            set.sort();
+        }
+        set
+    }
+
+    /// Queues a message for auth; false if the link is down or the queue is full.
+    pub fn relay(&self, msg: Request) -> bool {
+        self.link_up.load(Ordering::Relaxed) && self.relay_tx.try_send(msg).is_ok()
+    }
+
+    pub fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<String, TunnelEntry>> {
+        self.tunnels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A started Proxy Service.
+pub struct ProxyServer {
+    pub state: Arc<ProxyState>,
+    pub local_addr: SocketAddr,
+}
+
+/// Names the proxy's certificate must carry: its public address, hostname and loopback.
+fn cert_names(settings: &Settings) -> Vec<String> {
+    let mut names = vec![
+        net::host_of(&settings.proxy.public_addr).to_string(),
+        crate::config::hostname(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ];
+    names.sort();
+    names.dedup();
+    names
+}
+
+impl ProxyServer {
+    pub async fn start(
+        settings: &Settings,
+        local_auth: Option<&AuthServer>,
+        shutdown: Shutdown,
+    ) -> Result<Option<ProxyServer>> {
+        let path = settings.proxy_identity_path();
+        let (identity, auth_addr) = match local_auth {
+            Some(a) => {
+                let id = match Identity::load_optional(&path)? {
+                    Some(id) => id,
+                    None => {
+                        let id = a.state.issue_local_identity(
+                            &a.host_id,
+                            ROLE_PROXY,
+                            &cert_names(settings),
+                        )?;
+                        id.save(&path)?;
+                        id
+                    }
+                };
+                (id, dial_addr(a.local_addr))
+            }
+            None => {
+                let auth_addr = settings
+                    .auth_server
+                    .clone()
+                    .ok_or_else(|| Error::Config("the proxy needs auth_server".into()))?;
+                let id = match Identity::load_optional(&path)? {
+                    Some(id) => id,
+                    None => {
+                        let spec = JoinSpec {
+                            role: ROLE_PROXY,
+                            identity_path: path.clone(),
+                            dns_names: cert_names(settings),
+                            labels: Default::default(),
+                        };
+                        match join::join(settings, &spec, &Via::Auth(auth_addr.clone()), &shutdown)
+                            .await?
+                        {
+                            Some(id) => id,
+                            None => return Ok(None),
+                        }
+                    }
+                };
+                (id, auth_addr)
+            }
+        };
+        let subject = identity.subject()?;
+        if subject.role != ROLE_PROXY {
+            return Err(Error::Config(format!(
+                "{} does not hold a proxy identity; remove it and join with a proxy token",
+                path.display()
+            )));
+        }
+        let listener = TcpListener::bind(settings.proxy.web_listen_addr)
+            .await
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot listen on proxy_service.web_listen_addr {}: {e}",
+                    settings.proxy.web_listen_addr
+                ))
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::net(settings.proxy.web_listen_addr.to_string(), e))?;
+        let acceptor = net::acceptor(server_config(&identity, settings)?);
+        let (relay_tx, relay_rx) = smol::channel::bounded(RELAY_QUEUE);
+        let state = Arc::new(ProxyState {
+            me: ProxyRef {
+                id: subject.host_id.clone(),
+                name: settings.nodename.clone(),
+            },
+            public_addr: settings.proxy.public_addr.clone(),
+            web_listen_addr: local_addr,
+            cluster_name: subject.cluster.clone(),
+            auth_addr,
+            identity,
+            proxies: Mutex::new(Vec::new()),
+            tunnels: Mutex::new(HashMap::new()),
+            relay_tx,
+            link_up: AtomicBool::new(false),
+            heartbeat_interval_ms: AtomicU64::new(5000),
+            limiter: Mutex::new(Limiter::default()),
+            started: Instant::now(),
+            next_conn: AtomicU64::new(1),
+        });
+        info!(
+            "proxy service {:?} listening on {local_addr} (public address {})",
+            state.me.name, state.public_addr
+        );
+        smol::spawn(link::run(state.clone(), relay_rx, shutdown.clone())).detach();
+        smol::spawn(accept_loop(listener, acceptor, state.clone(), shutdown)).detach();
+        Ok(Some(ProxyServer { state, local_addr }))
+    }
+}
+
+/// Serves the proxy's CA-issued certificate to tunnel clients (SNI = the proxy server name)
+/// and, when configured, the operator's keypair to everyone else.
+#[derive(Debug)]
+struct CertBySni {
+    cluster: Arc<CertifiedKey>,
+    public: Option<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for CertBySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match (hello.server_name(), &self.public) {
+            (Some(pki::PROXY_SERVER_NAME), _) | (_, None) => Some(self.cluster.clone()),
+            (_, Some(public)) => Some(public.clone()),
+        }
+    }
+}
+
+fn certified_key(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>> {
+    let signing = net::provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| Error::Pki(format!("unusable private key: {e}")))?;
+    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+}
+
+fn server_config(identity: &Identity, settings: &Settings) -> Result<Arc<ServerConfig>> {
+    let roots = {
+        let mut store = rustls::RootCertStore::empty();
+        for ca in identity.ca_ders()? {
+            store
+                .add(ca)
+                .map_err(|e| Error::Pki(format!("unusable CA certificate: {e}")))?;
+        }
+        Arc::new(store)
+    };
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, net::provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| Error::Pki(format!("cannot build client verifier: {e}")))?;
+    let cluster = certified_key(vec![identity.cert_der()?], identity.key_der()?)?;
+    let public = match &settings.proxy.https_keypair {
+        None => None,
+        Some((cert, key)) => {
+            let certs: Vec<CertificateDer<'static>> =
+                pki::certs_from_pem(&crate::fsutil::read_to_string(cert)?)
+                    .map_err(|e| Error::Config(format!("{}: {e}", cert.display())))?;
+            let key = PrivateKeyDer::from_pem_slice(crate::fsutil::read_to_string(key)?.as_bytes())
+                .map_err(|e| {
+                    Error::Config(format!("{}: cannot parse private key: {e}", key.display()))
+                })?;
+            Some(certified_key(certs, key)?)
+        }
+    };
+    let mut config = ServerConfig::builder_with_provider(net::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Pki(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(CertBySni { cluster, public }));
+    config.alpn_protocols = vec![
+        ALPN_TUNNEL.to_vec(),
+        ALPN_TRANSPORT.to_vec(),
+        ALPN_HTTP.to_vec(),
+    ];
+    Ok(Arc::new(config))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: futures_rustls::TlsAcceptor,
+    state: Arc<ProxyState>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shutdown.wait().await;
+            None
+        })
+        .await;
+        let (tcp, peer) = match accepted {
+            None => return,
+            Some(Ok(x)) => x,
+            Some(Err(e)) => {
+                warn!("accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        smol::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            match net::with_timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Some(Ok(tls)) => dispatch(tls, peer, state, shutdown).await,
+                Some(Err(e)) => {
+                    warn!("rejected a connection from {peer}: TLS handshake failed: {e}")
+                }
+                None => debug!("TLS handshake with {peer} timed out"),
+            }
+        })
+        .detach();
+    }
+}
+
+async fn dispatch(
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    state: Arc<ProxyState>,
+    shutdown: Shutdown,
+) {
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let subject = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| pki::subject_of(c).ok())
+        .filter(|s| s.cluster == state.cluster_name);
+    match alpn.as_deref() {
+        Some(ALPN_TUNNEL) => match subject {
+            Some(s) if s.role == pki::ROLE_NODE => {
+                tunnel::serve(tls, s, peer, state, shutdown).await
+            }
+            _ => warn!(
+                "rejected a tunnel from {peer}: it presented no node certificate of cluster {:?}",
+                state.cluster_name
+            ),
+        },
+        Some(ALPN_TRANSPORT) => match subject {
+            Some(s) if s.role == pki::ROLE_ADMIN => tunnel::serve_dial(tls, peer, state).await,
+            _ => warn!("rejected a transport connection from {peer}: admin identity required"),
+        },
+        _ => web::serve(tls, peer, state).await,
+    }
+}
+
+/// Drains relayed messages; used by the link.
+pub type RelayRx = Receiver<Request>;

@@ -1,0 +1,228 @@
+//! The proxy's side of agent tunnels: the control stream (hello, heartbeats relayed to auth,
+//! goodbye) and dials from admins through a tunnel to a service on the node.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_rustls::server::TlsStream;
+use log::{debug, info, warn};
+use smol::net::TcpStream;
+
+use super::{ProxyState, TunnelEntry};
+use crate::mux;
+use crate::net::{self, Framed};
+use crate::pki::Subject;
+use crate::proto::{
+    ErrorCode, RelayedBeat, Request, Response, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
+    PROTOCOL_VERSION,
+};
+use crate::rt::Shutdown;
+
+/// Time a new tunnel has to open its control stream and say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve(
+    tls: TlsStream<TcpStream>,
+    subject: Subject,
+    peer: SocketAddr,
+    state: Arc<ProxyState>,
+    shutdown: Shutdown,
+) {
+    let m = mux::start(tls, false);
+    let control = match net::with_timeout(HELLO_TIMEOUT, m.inbound.recv()).await {
+        Some(Ok(s)) => s,
+        _ => {
+            warn!("rejected a tunnel from {peer}: no control stream opened");
+            return;
+        }
+    };
+    let mut ctl = Framed::new(control, MAX_REQUEST_FRAME);
+    let hello = match net::with_timeout(HELLO_TIMEOUT, ctl.recv::<Request>()).await {
+        Some(Ok(Some(Request::TunnelHello(h)))) if h.version == PROTOCOL_VERSION => h,
+        Some(Ok(Some(Request::TunnelHello(h)))) => {
+            let _ = ctl.send(&crate::proto::version_mismatch(h.version)).await;
+            return;
+        }
+        other => {
+            warn!("rejected a tunnel from {peer}: bad hello ({other:?})");
+            return;
+        }
+    };
+    if crate::config::validate_name(&hello.node_name, "node_name").is_err() {
+        warn!("rejected a tunnel from {peer}: invalid node name");
+        return;
+    }
+    let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    state.tunnels().insert(
+        subject.host_id.clone(),
+        TunnelEntry {
+            node_name: hello.node_name.clone(),
+            opener: m.opener.clone(),
+            conn,
+        },
+    );
+    info!(
+        "tunnel from node {:?} ({}) at {peer} established",
+        hello.node_name, subject.host_id
+    );
+    let welcome = Response::TunnelWelcome {
+        proxy: state.me.clone(),
+        cluster_name: state.cluster_name.clone(),
+        heartbeat_interval_ms: state.interval().as_millis() as u64,
+        proxies: state.proxy_set(),
+    };
+    if ctl.send(&welcome).await.is_ok() {
+        control_loop(&mut ctl, &hello, &subject, &state, &shutdown).await;
+    }
+    {
+        let mut t = state.tunnels();
+        if t.get(&subject.host_id).is_some_and(|e| e.conn == conn) {
+            t.remove(&subject.host_id);
+        }
+    }
+    debug!("tunnel from {:?} closed", hello.node_name);
+    drop(m);
+}
+
+async fn control_loop(
+    ctl: &mut Framed<mux::Stream>,
+    hello: &crate::proto::StreamHello,
+    subject: &Subject,
+    state: &ProxyState,
+    shutdown: &Shutdown,
+) {
+    let beat = RelayedBeat {
+        host_id: subject.host_id.clone(),
+        node_name: hello.node_name.clone(),
+        server_version: hello.server_version.clone(),
+        labels: hello.labels.clone(),
+    };
+    loop {
+        let idle = state.interval() * 3;
+        let msg = futures_lite::future::or(
+            async { net::with_timeout(idle, ctl.recv::<Request>()).await },
+            async {
+                shutdown.wait().await;
+                None
+            },
+        )
+        .await;
+        match msg {
+            Some(Ok(Some(Request::Heartbeat { seq }))) => {
+                let relayed = state.relay(Request::Relay(beat.clone()));
+                let ack = Response::HeartbeatAck {
+                    seq,
+                    proxies: state.proxy_set(),
+                    relayed,
+                };
+                if ctl.send(&ack).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(Some(Request::Goodbye))) => {
+                state.relay(Request::RelayGoodbye {
+                    host_id: subject.host_id.clone(),
+                });
+                let _ = ctl.send(&Response::GoodbyeAck).await;
+                info!("node {:?} said goodbye on its tunnel", hello.node_name);
+                return;
+            }
+            Some(Ok(Some(other))) => {
+                warn!("tunnel of {:?} sent {other:?}; closing it", hello.node_name);
+                return;
+            }
+            Some(Err(e)) => {
+                warn!("tunnel of {:?} failed: {e}", hello.node_name);
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Opens a stream to `addr` on the node through its tunnel; returns the stream ready for raw
+/// bytes (after the node's `DialOk`).
+pub async fn dial_node(
+    state: &ProxyState,
+    node: &str,
+    addr: &str,
+) -> Result<(mux::Stream, Vec<u8>), Response> {
+    let opener = {
+        let t = state.tunnels();
+        t.get(node)
+            .or_else(|| t.values().find(|e| e.node_name == node))
+            .map(|e| e.opener.clone())
+    };
+    let Some(opener) = opener else {
+        return Err(Response::error(
+            ErrorCode::NotFound,
+            format!(
+                "no tunnel to node {node:?} on proxy {:?}: is the node online (tctl nodes ls)?",
+                state.me.name
+            ),
+        ));
+    };
+    let stream = opener.open().await.map_err(|e| {
+        Response::error(ErrorCode::Unavailable, format!("cannot open a stream: {e}"))
+    })?;
+    let mut f = Framed::new(stream, MAX_RESPONSE_FRAME);
+    let dial = Request::Dial {
+        version: PROTOCOL_VERSION,
+        node: node.to_string(),
+        addr: addr.to_string(),
+    };
+    if let Err(e) = f.send(&dial).await {
+        return Err(Response::error(ErrorCode::Unavailable, e.to_string()));
+    }
+    match net::with_timeout(Duration::from_secs(10), f.recv::<Response>()).await {
+        Some(Ok(Some(Response::DialOk))) => Ok(f.into_parts()),
+        Some(Ok(Some(err @ Response::Error { .. }))) => Err(err),
+        other => Err(Response::error(
+            ErrorCode::Unavailable,
+            format!("the node did not answer the dial: {other:?}"),
+        )),
+    }
+}
+
+/// An admin's `teleport-transport` connection: one dial, then raw bytes both ways.
+pub async fn serve_dial(tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<ProxyState>) {
+    let mut f = Framed::new(tls, MAX_REQUEST_FRAME);
+    let (node, addr) = match net::with_timeout(HELLO_TIMEOUT, f.recv::<Request>()).await {
+        Some(Ok(Some(Request::Dial { node, addr, .. }))) => (node, addr),
+        other => {
+            warn!("rejected a transport connection from {peer}: {other:?}");
+            return;
+        }
+    };
+    match dial_node(&state, &node, &addr).await {
+        Ok((stream, node_rest)) => {
+            if f.send(&Response::DialOk).await.is_err() {
+                return;
+            }
+            info!("admin at {peer} dialed {addr} on node {node:?}");
+            let (tls, client_rest) = f.into_parts();
+            let mut stream = stream;
+            if !client_rest.is_empty()
+                && futures_lite::AsyncWriteExt::write_all(&mut stream, &client_rest)
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            let mut tls = tls;
+            if !node_rest.is_empty()
+                && futures_lite::AsyncWriteExt::write_all(&mut tls, &node_rest)
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            mux::splice(tls, stream).await;
+        }
+        Err(resp) => {
+            let _ = f.send(&resp).await;
+        }
+    }
+}
