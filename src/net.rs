@@ -20,6 +20,10 @@ use crate::pki::AUTH_SERVER_NAME;
 use crate::proto::{encode, Decoder};
 use rustls::pki_types::pem::PemObject;
 
+/// ALPN of auth's port. Clients offer it so that dialing a proxy by mistake fails at once with a
+/// clear message instead of a stalled exchange.
+pub const ALPN_AUTH: &[u8] = b"teleport-auth";
+
 /// Time allowed for TCP connect plus TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -53,6 +57,8 @@ pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![identity.cert_der()?], identity.key_der()?)
         .map_err(|e| Error::Pki(format!("unusable server certificate: {e}")))?;
+    let mut config = config;
+    config.alpn_protocols = vec![ALPN_AUTH.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -65,12 +71,13 @@ pub fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Pki(e.to_string()))?
         .with_root_certificates(roots(cas)?);
-    let config = match identity {
+    let mut config = match identity {
         Some(id) => builder
             .with_client_auth_cert(vec![id.cert_der()?], id.key_der()?)
             .map_err(|e| Error::Pki(format!("unusable client certificate: {e}")))?,
         None => builder.with_no_client_auth(),
     };
+    config.alpn_protocols = vec![ALPN_AUTH.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -78,12 +85,13 @@ pub fn client_config(
 /// that are then checked against a pin, or after an explicit `--insecure`.
 pub fn insecure_client_config() -> Arc<ClientConfig> {
     let verifier = Arc::new(AcceptAnyServer(provider()));
-    let config = ClientConfig::builder_with_provider(provider())
+    let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("the ring provider supports the default protocol versions")
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_AUTH.to_vec()];
     Arc::new(config)
 }
 
@@ -242,6 +250,13 @@ fn tls_error(addr: &str, e: std::io::Error) -> Error {
             return Error::Pki(format!(
                 "the server at {addr} presented a certificate not issued by the trusted cluster \
                  CA ({cause:?})"
+            ))
+        }
+        Some(rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)) => {
+            return Error::Config(format!(
+                "{addr} does not serve the protocol we asked for: an auth address (port 3025) \
+                 was probably given where a proxy is (set proxy_server / --proxy), or the other \
+                 way round"
             ))
         }
         Some(rustls::Error::AlertReceived(alert)) => format!("the server refused us ({alert:?})"),

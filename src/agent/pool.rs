@@ -46,7 +46,7 @@ struct Dialed {
 }
 
 /// Consecutive landings on held proxies after which the agent suspects sticky balancing.
-const STICKY_HINT_AFTER: u32 = 20;
+const STICKY_HINT_AFTER: u32 = 5;
 
 pub async fn run(
     settings: &Settings,

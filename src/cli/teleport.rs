@@ -29,6 +29,7 @@ enum Sub {
     Configure(ConfigureCmd),
     Node(NodeCmd),
     Version(VersionCmd),
+    Loadgen(super::loadgen::LoadgenCmd),
 }
 
 /// Start the services enabled in the config file or by --roles, in the foreground.
@@ -182,6 +183,7 @@ pub fn main(args: &[String]) -> i32 {
         Sub::Node(NodeCmd {
             cmd: NodeSub::Configure(c),
         }) => node_configure(c),
+        Sub::Loadgen(c) => super::loadgen::run(c),
         Sub::Version(_) => {
             println!("{}", version_line());
             Ok(())

@@ -358,3 +358,190 @@ pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A proxy process joined to a cluster.
+pub struct ProxyNode {
+    pub dir: TempDir,
+    pub name: String,
+    pub port: u16,
+    pub config: PathBuf,
+    pub proc: Option<Proc>,
+}
+
+impl ProxyNode {
+    pub fn start(&mut self) {
+        let cfg = self.config.to_string_lossy().to_string();
+        self.proc = Some(Proc::spawn(
+            &self.name,
+            self.dir.path(),
+            &["start", "-c", &cfg],
+        ));
+    }
+
+    pub fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().unwrap()
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Cluster {
+    /// Writes the config of a proxy (not started) with the given public address.
+    pub fn proxy_config(&self, name: &str, public_addr: &str, extra_proxy: &str) -> ProxyNode {
+        let token = self.token("proxy", "30m");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("proxy.yaml");
+        let yaml = format!(
+            "version: v3\nteleport:\n  nodename: {name}\n  data_dir: {}\n  auth_server: {}\n  \
+             ca_pin: \"{}\"\n  join_params:\n    token_name: \"{token}\"\n    method: token\n\
+             auth_service:\n  enabled: no\nssh_service:\n  enabled: no\nproxy_service:\n  \
+             enabled: yes\n  web_listen_addr: 127.0.0.1:{port}\n  public_addr: {public_addr}\n\
+             {extra_proxy}",
+            dir.path().join("data").display(),
+            self.addr(),
+            self.pin()
+        );
+        fs::write(&config, yaml).unwrap();
+        ProxyNode {
+            dir,
+            name: name.to_string(),
+            port,
+            config,
+            proc: None,
+        }
+    }
+
+    /// Starts a proxy and waits until auth lists it.
+    pub fn start_proxy(&self, p: &mut ProxyNode) {
+        p.start();
+        let name = p.name.clone();
+        wait_for(
+            Duration::from_secs(20),
+            &format!("proxy {name} in tctl proxies ls"),
+            || {
+                self.proxies()
+                    .iter()
+                    .any(|x| x["name"] == name.as_str())
+                    .then_some(())
+            },
+        );
+    }
+
+    pub fn proxies(&self) -> Vec<Value> {
+        let out = self.tctl(&["proxies", "ls", "--format=json"]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The names of the proxies `node` holds tunnels to, if it is listed.
+    pub fn tunnels_of(&self, node: &str) -> Option<Vec<String>> {
+        self.nodes()
+            .iter()
+            .find(|n| n["hostname"] == node)
+            .map(|n| {
+                n["tunnels"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap().to_string())
+                    .collect()
+            })
+    }
+
+    pub fn wait_tunnels(&self, node: &str, count: usize, timeout: Duration) -> Vec<String> {
+        wait_for(timeout, &format!("{node} to hold {count} tunnels"), || {
+            self.tunnels_of(node).filter(|t| t.len() == count)
+        })
+    }
+}
+
+/// A real HAProxy in TCP mode in front of the given backend ports.
+pub struct HaProxy {
+    pub child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl HaProxy {
+    pub fn start_on(port: u16, backends: &[u16], balance: &str) -> HaProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = format!(
+            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  \
+             timeout server 1h\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+             backend be\n  balance {balance}\n"
+        );
+        for (i, b) in backends.iter().enumerate() {
+            cfg.push_str(&format!(
+                "  server p{i} 127.0.0.1:{b} check inter 200ms fall 1 rise 1\n"
+            ));
+        }
+        let path = dir.path().join("haproxy.cfg");
+        fs::write(&path, cfg).unwrap();
+        let log = fs::File::create(dir.path().join("haproxy.log")).unwrap();
+        let exe = if Path::new("/usr/sbin/haproxy").exists() {
+            "/usr/sbin/haproxy"
+        } else {
+            "haproxy"
+        };
+        let child = Command::new(exe)
+            .args(["-f", path.to_str().unwrap(), "-db"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("haproxy must be installed (scripts/deps.sh installs it)");
+        wait_for(Duration::from_secs(10), "haproxy to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        HaProxy { child, port, dir }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// `teleport node configure --proxy=...` then `teleport start -c`, as in the seed.
+    pub fn start_via_proxy(
+        &mut self,
+        proxy_addr: &str,
+        token: &str,
+        pin: Option<&str>,
+    ) -> &mut Proc {
+        let cfg = self.dir.path().join("teleport.yaml");
+        let _ = fs::remove_file(&cfg);
+        let mut args = vec![
+            "node".to_string(),
+            "configure".into(),
+            format!("--token={token}"),
+            format!("--proxy={proxy_addr}"),
+            format!("--node-name={}", self.name),
+            format!("--data-dir={}", self.data_dir().display()),
+            "-o".into(),
+            format!("file://{}", cfg.display()),
+        ];
+        if let Some(p) = pin {
+            args.push(format!("--ca-pin={p}"));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&refs);
+        assert!(out.status.success(), "{}", text(&out));
+        self.spawn(&["start".into(), "-c".into(), cfg.display().to_string()])
+    }
+}
