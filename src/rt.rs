@@ -149,6 +149,13 @@ impl Backoff {
         Duration::from_millis(half + self.rand() % (half + 1))
     }
 
+    /// Like `next_delay` but uniform in [0, cap]: spreads agents that keep colliding on the
+    /// same choices (a round-robin balancer fed by many agents in lockstep) the most.
+    pub fn next_delay_full(&mut self) -> Duration {
+        let cap = self.next_delay().as_millis() as u64;
+        Duration::from_millis(self.rand() % (cap + 1))
+    }
+
     pub fn reset(&mut self) {
         self.attempt = 0;
     }

@@ -85,7 +85,11 @@ pub async fn run(
         }
         Event::Closed(id) => {
             if let Some((name, _)) = held.remove(&id) {
-                warn!("tunnel to proxy {name:?} closed ({} left)", held.len());
+                if shutdown.is_fired() {
+                    log::debug!("tunnel to proxy {name:?} closed");
+                } else {
+                    warn!("tunnel to proxy {name:?} closed ({} left)", held.len());
+                }
             }
         }
     };
@@ -126,7 +130,7 @@ pub async fn run(
                                 known.len()
                             );
                         }
-                        next_dial = Instant::now() + dups.next_delay();
+                        next_dial = Instant::now() + dups.next_delay_full();
                     } else {
                         dup_streak = 0;
                         dups.reset();

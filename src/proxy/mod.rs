@@ -39,8 +39,9 @@ pub const ALPN_TRANSPORT: &[u8] = b"teleport-transport";
 pub const ALPN_HTTP: &[u8] = b"http/1.1";
 
 /// Relayed beats waiting for the auth link; beyond this they are dropped (the next ones come
-/// one interval later).
-const RELAY_QUEUE: usize = 65_536;
+/// one interval later). The link drains it in batches, so it stays short; a bounded channel
+/// allocates all its slots up front, so this is also memory the proxy holds from the start.
+const RELAY_QUEUE: usize = 4096;
 
 /// A node's tunnel as the proxy holds it.
 pub struct TunnelEntry {

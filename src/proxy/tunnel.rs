@@ -99,6 +99,8 @@ async fn control_loop(
         server_version: hello.server_version.clone(),
         labels: hello.labels.clone(),
     };
+    // The set is sent in the welcome; acks repeat it only when it changed.
+    let mut last_sent = state.proxy_set();
     loop {
         let idle = state.interval() * 3;
         let msg = futures_lite::future::or(
@@ -112,9 +114,16 @@ async fn control_loop(
         match msg {
             Some(Ok(Some(Request::Heartbeat { seq }))) => {
                 let relayed = state.relay(Request::Relay(beat.clone()));
+                let set = state.proxy_set();
+                let proxies = if set != last_sent {
+                    last_sent = set.clone();
+                    set
+                } else {
+                    Vec::new()
+                };
                 let ack = Response::HeartbeatAck {
                     seq,
-                    proxies: state.proxy_set(),
+                    proxies,
                     relayed,
                 };
                 if ctl.send(&ack).await.is_err() {

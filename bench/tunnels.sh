@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Benchmark: auth, N proxies behind HAProxy (round-robin) and M agents in one load-generator
+# process. Prints the time until every agent holds a tunnel to every proxy, the proxy's RSS per
+# tunnel, and heartbeat traffic per node; as a baseline measured in the same run, the same M
+# agents heartbeating straight to auth.
+#
+#   bench/tunnels.sh [N proxies, default 3] [M agents, default 300] [heartbeat interval, default 5s]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-3}
+M=${2:-300}
+HB=${3:-5s}
+SAMPLE=15
+
+cargo build --release -q
+BIN=$PWD/target/release/teleport
+W=$(mktemp -d)
+ln -s "$BIN" "$W/tctl"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+io_bytes() { awk '/^rchar|^wchar/{s+=$2} END{print s}' "/proc/$1/io"; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+wait_until() { # timeout-seconds command...
+  local t=$1; shift; local end=$((SECONDS + t))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || {
+      echo "timed out: $*" >&2
+      "$W/tctl" -c "$W/auth.yaml" proxies ls >&2 || true
+      tail -n 5 "$W"/*.log >&2 || true
+      exit 1
+    }
+    sleep 0.1
+  done
+}
+
+AUTH_PORT=$(port)
+cat >"$W/auth.yaml" <<YAML
+version: v3
+teleport:
+  nodename: bench-auth
+  data_dir: $W/auth
+  log: {severity: WARN}
+auth_service:
+  enabled: yes
+  listen_addr: 127.0.0.1:$AUTH_PORT
+  cluster_name: bench.local
+  heartbeat_interval: $HB
+ssh_service:
+  enabled: no
+YAML
+"$BIN" start -c "$W/auth.yaml" 2>"$W/auth.log" & AUTH_PID=$!; pids+=($AUTH_PID)
+TCTL() { "$W/tctl" -c "$W/auth.yaml" "$@"; }
+wait_until 20 TCTL status
+PIN=$(TCTL status | awk '/CA pin/{print $3}')
+
+LB_PORT=$(port)
+backends=""
+proxy_pids=()
+for i in $(seq 1 "$N"); do
+  P=$(port)
+  backends+="  server p$i 127.0.0.1:$P check inter 500ms fall 1 rise 1"$'\n'
+  T=$(TCTL tokens add --type=proxy --format=text)
+  cat >"$W/p$i.yaml" <<YAML
+version: v3
+teleport:
+  nodename: bench-proxy-$i
+  data_dir: $W/p$i
+  auth_server: 127.0.0.1:$AUTH_PORT
+  ca_pin: "$PIN"
+  join_params: {token_name: "$T", method: token}
+  log: {severity: WARN}
+auth_service: {enabled: no}
+ssh_service: {enabled: no}
+proxy_service:
+  enabled: yes
+  web_listen_addr: 127.0.0.1:$P
+  public_addr: 127.0.0.1:$LB_PORT
+YAML
+  "$BIN" start -c "$W/p$i.yaml" 2>"$W/p$i.log" & proxy_pids+=($!); pids+=($!)
+done
+cat >"$W/haproxy.cfg" <<CFG
+global
+  maxconn 8000
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+frontend fe
+  bind 127.0.0.1:$LB_PORT
+  default_backend be
+backend be
+  balance roundrobin
+$backends
+CFG
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+"$HAPROXY" -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & pids+=($!)
+proxies_up() { [ "$(TCTL proxies ls --format=json | jq length)" = "$N" ]; }
+wait_until 30 proxies_up
+sleep 1
+P1=${proxy_pids[0]}
+PROXY_RSS_IDLE=$(rss_kb "$P1")
+AUTH_RSS_IDLE=$(rss_kb "$AUTH_PID")
+
+NT=$(TCTL tokens add --type=node --ttl=1h --format=text)
+start_ms=$(date +%s%3N)
+"$BIN" loadgen --count "$M" --token "$NT" --ca-pin "$PIN" --proxy "127.0.0.1:$LB_PORT" \
+  --data-dir "$W/agents" 2>"$W/loadgen.log" & LG=$!; pids+=($LG)
+all_tunnels() { [ "$(TCTL proxies ls --format=json | jq "[.[] | select(.tunnels == $M)] | length")" = "$N" ]; }
+wait_until ${TUNNEL_WAIT:-300} all_tunnels
+end_ms=$(date +%s%3N)
+sleep 2
+PROXY_RSS_LOADED=$(rss_kb "$P1")
+AUTH_RSS_LOADED=$(rss_kb "$AUTH_PID")
+io0=$(io_bytes "$LG"); a0=$(cpu_ticks "$AUTH_PID"); p0=$(cpu_ticks "$P1"); sleep $SAMPLE
+io1=$(io_bytes "$LG"); a1=$(cpu_ticks "$AUTH_PID"); p1=$(cpu_ticks "$P1")
+LG_RSS=$(rss_kb "$LG")
+kill "$LG"; wait "$LG" 2>/dev/null || true
+TUNNEL_BPS=$(( (io1 - io0) / M / SAMPLE ))
+
+# Baseline in the same run: the same number of agents heartbeating straight to auth.
+NT2=$(TCTL tokens add --type=node --ttl=1h --format=text)
+"$BIN" loadgen --count "$M" --token "$NT2" --ca-pin "$PIN" --auth-server "127.0.0.1:$AUTH_PORT" \
+  --prefix direct --data-dir "$W/direct" 2>"$W/direct.log" & LG2=$!; pids+=($LG2)
+direct_up() { [ "$(TCTL nodes ls --format=json | jq '[.[] | select(.hostname | startswith("direct-"))] | length')" = "$M" ]; }
+wait_until 300 direct_up
+sleep 2
+d0=$(io_bytes "$LG2"); sleep $SAMPLE; d1=$(io_bytes "$LG2")
+DIRECT_BPS=$(( (d1 - d0) / M / SAMPLE ))
+kill "$LG2"; wait "$LG2" 2>/dev/null || true
+
+HZ=$(getconf CLK_TCK)
+PER_TUNNEL=$(( (PROXY_RSS_LOADED - PROXY_RSS_IDLE) * 1024 / M ))
+cat <<OUT
+teleport-lite tunnel benchmark: $N proxies behind HAProxy (roundrobin), $M agents, heartbeat $HB
+  all $M agents hold tunnels to all $N proxies after  $(( end_ms - start_ms )) ms (join + $((N*M)) tunnels)
+  proxy RSS: idle $PROXY_RSS_IDLE KiB, with $M tunnels $PROXY_RSS_LOADED KiB
+  proxy memory per tunnel:                      $PER_TUNNEL bytes  (target 30720; ratio $(awk "BEGIN{printf \"%.2f\", $PER_TUNNEL/30720}"))
+  auth RSS: idle $AUTH_RSS_IDLE KiB, with $M tunnelled nodes $AUTH_RSS_LOADED KiB
+  heartbeat traffic per node, tunnels:          $TUNNEL_BPS B/s  ($N tunnels each)
+  heartbeat traffic per node, direct (baseline): $DIRECT_BPS B/s
+  ratio tunnels/direct:                          $(awk "BEGIN{printf \"%.2f\", $TUNNEL_BPS/($DIRECT_BPS>0?$DIRECT_BPS:1)}")
+  CPU over ${SAMPLE}s steady state: auth $(awk "BEGIN{printf \"%.1f\", ($a1-$a0)*100/$HZ/$SAMPLE}") %, one proxy $(awk "BEGIN{printf \"%.1f\", ($p1-$p0)*100/$HZ/$SAMPLE}") %
+  load generator RSS ($M agents, $((N*M)) tunnels): $LG_RSS KiB
+OUT
