@@ -105,19 +105,20 @@ impl AuthState {
             role: role.to_string(),
             cluster: self.cluster_name.clone(),
         };
-        let mut dns = vec![
-            host_id.to_string(),
-            format!("{host_id}.{}", self.cluster_name),
-        ];
-        dns.extend(names.iter().cloned());
-        let (key_pem, cert_pem) = self.ca.issue_local(
-            &subject,
-            &Sans {
-                dns,
-                ips: Vec::new(),
-            },
-            HOST_CERT_VALIDITY,
-        )?;
+        let mut sans = Sans {
+            dns: vec![host_id.to_string(), format!("{host_id}.{}", self.cluster_name)],
+            ips: Vec::new(),
+        };
+        for n in names {
+            match n.parse::<IpAddr>() {
+                Ok(ip) => sans.ips.push(ip),
+                Err(_) => sans.dns.push(n.clone()),
+            }
+        }
+        if role == pki::ROLE_PROXY {
+            sans.dns.push(pki::PROXY_SERVER_NAME.to_string());
+        }
+        let (key_pem, cert_pem) = self.ca.issue_local(&subject, &sans, HOST_CERT_VALIDITY)?;
         Ok(Identity {
             key_pem,
             cert_pem,

@@ -61,14 +61,6 @@ impl Decoder {
         self.buf
     }
 
-    /// How many more bytes are needed before `next` can yield something (at least 1).
-    pub fn wanted(&self) -> usize {
-        match self.header() {
-            Some(len) => (4 + len).saturating_sub(self.buf.len()).max(1),
-            None => 4 - self.buf.len().min(3),
-        }
-    }
-
     fn header(&self) -> Option<usize> {
         let h: [u8; 4] = self.buf.get(..4)?.try_into().ok()?;
         Some(u32::from_be_bytes(h) as usize)
