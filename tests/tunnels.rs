@@ -295,6 +295,10 @@ fn auth_and_proxy_in_one_process_serve_a_tunnelled_node() {
     });
     c.wait_node("allinone", T);
     let mut n = Node::new("remote");
-    n.start_via_proxy(&format!("127.0.0.1:{web_port}"), &c.token("node", "30m"), Some(&c.pin()));
+    n.start_via_proxy(
+        &format!("127.0.0.1:{web_port}"),
+        &c.token("node", "30m"),
+        Some(&c.pin()),
+    );
     assert_eq!(c.wait_tunnels("remote", 1, T), vec!["allinone"]);
 }

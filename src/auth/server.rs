@@ -106,7 +106,10 @@ impl AuthState {
             cluster: self.cluster_name.clone(),
         };
         let mut sans = Sans {
-            dns: vec![host_id.to_string(), format!("{host_id}.{}", self.cluster_name)],
+            dns: vec![
+                host_id.to_string(),
+                format!("{host_id}.{}", self.cluster_name),
+            ],
             ips: Vec::new(),
         };
         for n in names {
