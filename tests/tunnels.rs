@@ -26,6 +26,8 @@ fn setup(n: usize, slots: usize, balance: &str) -> (Cluster, Vec<ProxyNode>, HaP
     for p in proxies.iter_mut().take(n) {
         c.start_proxy(p);
     }
+    // Sticky balancing hashes over the servers that are up: wait for all of them.
+    lb.wait_up(n);
     (c, proxies, lb)
 }
 

@@ -58,7 +58,9 @@ pub struct ProxyState {
     pub auth_addr: String,
     pub identity: Identity,
     pub proxies: Mutex<Vec<ProxyRef>>,
-    pub tunnels: Mutex<HashMap<String, TunnelEntry>>,
+    /// Host ID -> its tunnels here, newest last. A node briefly has two when a re-dial lands on
+    /// a proxy it already holds (it closes the new one right away).
+    pub tunnels: Mutex<HashMap<String, Vec<TunnelEntry>>>,
     pub relay_tx: Sender<Request>,
     pub link_up: AtomicBool,
     pub heartbeat_interval_ms: AtomicU64,
@@ -95,7 +97,7 @@ impl ProxyState {
         self.link_up.load(Ordering::Relaxed) && self.relay_tx.try_send(msg).is_ok()
     }
 
-    pub fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<String, TunnelEntry>> {
+    pub fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<TunnelEntry>>> {
         self.tunnels.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

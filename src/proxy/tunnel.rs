@@ -55,14 +55,15 @@ pub async fn serve(
         return;
     }
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    state.tunnels().insert(
-        subject.host_id.clone(),
-        TunnelEntry {
+    state
+        .tunnels()
+        .entry(subject.host_id.clone())
+        .or_default()
+        .push(TunnelEntry {
             node_name: hello.node_name.clone(),
             opener: m.opener.clone(),
             conn,
-        },
-    );
+        });
     info!(
         "tunnel from node {:?} ({}) at {peer} established",
         hello.node_name, subject.host_id
@@ -78,8 +79,11 @@ pub async fn serve(
     }
     {
         let mut t = state.tunnels();
-        if t.get(&subject.host_id).is_some_and(|e| e.conn == conn) {
-            t.remove(&subject.host_id);
+        if let Some(list) = t.get_mut(&subject.host_id) {
+            list.retain(|e| e.conn != conn);
+            if list.is_empty() {
+                t.remove(&subject.host_id);
+            }
         }
     }
     debug!("tunnel from {:?} closed", hello.node_name);
@@ -161,7 +165,8 @@ pub async fn dial_node(
     let opener = {
         let t = state.tunnels();
         t.get(node)
-            .or_else(|| t.values().find(|e| e.node_name == node))
+            .or_else(|| t.values().find(|l| l.iter().any(|e| e.node_name == node)))
+            .and_then(|l| l.first())
             .map(|e| e.opener.clone())
     };
     let Some(opener) = opener else {

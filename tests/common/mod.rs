@@ -475,13 +475,14 @@ impl HaProxy {
     pub fn start_on(port: u16, backends: &[u16], balance: &str) -> HaProxy {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = format!(
-            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  \
+            "global\n  maxconn 4096\n  stats socket {}/admin.sock\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  \
              timeout server 1h\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
-             backend be\n  balance {balance}\n"
+             backend be\n  balance {balance}\n",
+            dir.path().display()
         );
         for (i, b) in backends.iter().enumerate() {
             cfg.push_str(&format!(
-                "  server p{i} 127.0.0.1:{b} check inter 200ms fall 1 rise 1\n"
+                "  server p{i} 127.0.0.1:{b} check inter 200ms fall 2 rise 1\n"
             ));
         }
         let path = dir.path().join("haproxy.cfg");
@@ -506,6 +507,29 @@ impl HaProxy {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// How many backends HAProxy's health checks consider up (from its stats socket).
+    pub fn servers_up(&self) -> usize {
+        use std::os::unix::net::UnixStream;
+        let Ok(mut s) = UnixStream::connect(self.dir.path().join("admin.sock")) else {
+            return 0;
+        };
+        let _ = std::io::Write::write_all(&mut s, b"show stat\n");
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        out.lines()
+            .filter(|l| l.starts_with("be,p"))
+            .filter(|l| l.split(',').nth(17) == Some("UP"))
+            .count()
+    }
+
+    pub fn wait_up(&self, n: usize) {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("haproxy to see {n} backends up"),
+            || (self.servers_up() == n).then_some(()),
+        );
     }
 }
 
