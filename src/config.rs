@@ -259,6 +259,7 @@ pub struct StartFlags {
     pub labels: Option<String>,
     pub insecure: bool,
     pub pid_file: Option<PathBuf>,
+    pub diag_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,6 +317,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub proxy: ProxySettings,
+    /// Where /healthz, /readyz and /metrics are served, if anywhere.
+    pub diag_addr: Option<SocketAddr>,
     pub config_path: Option<PathBuf>,
 }
 
@@ -644,6 +647,16 @@ impl Settings {
             https_keypair,
         };
 
+        let diag = flags.diag_addr.clone().or_else(|| g.diag_addr.clone());
+        let diag_addr = match diag.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+                Error::Config(format!(
+                    "teleport.diag_addr {a:?} is not an IP:PORT such as 127.0.0.1:3000"
+                ))
+            })?),
+        };
+
         let settings = Settings {
             roles,
             nodename,
@@ -658,6 +671,7 @@ impl Settings {
             log: parse_log(g.log.as_ref())?,
             auth,
             proxy,
+            diag_addr,
             config_path: path,
         };
         settings.validate()?;

@@ -60,6 +60,8 @@ mod signals {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
     static PIPE_WR: AtomicI32 = AtomicI32::new(-1);
+    /// Set by SIGHUP: stop gracefully, then start again in place (same PID).
+    pub static RELOAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
     extern "C" fn on_signal(sig: nix::libc::c_int) {
         let fd = PIPE_WR.load(Ordering::Relaxed);
@@ -93,8 +95,14 @@ mod signals {
                 let mut count = 0;
                 while std::io::Read::read(&mut file, &mut buf).unwrap_or(0) == 1 {
                     count += 1;
-                    if count == 1 {
+                    if count == 1 && i32::from(buf[0]) == Signal::SIGHUP as i32 {
+                        log::info!("received SIGHUP: reloading (graceful stop, then restart)");
+                        RELOAD.store(true, Ordering::Relaxed);
+                        crate::diag::notify("RELOADING=1");
+                        trigger.fire();
+                    } else if count == 1 {
                         log::info!("received signal {}, shutting down", buf[0]);
+                        crate::diag::notify("STOPPING=1");
                         trigger.fire();
                     } else {
                         log::warn!("second signal: exiting now");
@@ -107,6 +115,11 @@ mod signals {
 }
 
 pub use signals::install as install_signal_handlers;
+
+/// Whether the stop was a SIGHUP reload.
+pub fn reload_requested() -> bool {
+    signals::RELOAD.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Capped exponential backoff with full jitter, reset after a healthy period.
 #[derive(Debug, Clone)]

@@ -5,13 +5,32 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::config::{self, Settings};
+use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
 use crate::proto::{Request, Response, StreamHello, MAX_RESPONSE_FRAME, PROTOCOL_VERSION};
 use crate::rt::{Backoff, Shutdown};
 use crate::VERSION;
+
+/// Counts a live direct stream in the readiness gauge while it exists.
+struct StreamGauge;
+
+impl StreamGauge {
+    fn new() -> Self {
+        METRICS.auth_streams.fetch_add(1, Relaxed);
+        StreamGauge
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        METRICS.auth_streams.fetch_sub(1, Relaxed);
+    }
+}
 
 /// How a stream ended without an error.
 enum End {
@@ -54,6 +73,7 @@ pub async fn run(
                 return Err(stale(settings, detail));
             }
             Err(e) => {
+                METRICS.reconnects.fetch_add(1, Relaxed);
                 if started.elapsed() >= HEALTHY_AFTER {
                     backoff.reset();
                 }
@@ -140,6 +160,7 @@ async fn session(
         info!("heartbeat stream to {addr} re-established");
     }
     *ever_connected = true;
+    let _live = StreamGauge::new();
     let mut seq = 0u64;
     loop {
         seq += 1;
@@ -147,21 +168,29 @@ async fn session(
             .await
             .map_err(|e| Error::net(addr, e))?;
         let sent = Instant::now();
+        METRICS.heartbeats_sent.fetch_add(1, Relaxed);
         match net::with_timeout(interval * 2, conn.recv::<Response>()).await {
             Some(Ok(Some(Response::HeartbeatAck { seq: acked, .. }))) if acked == seq => {
                 debug!("heartbeat {seq} acknowledged in {:?}", sent.elapsed());
+                METRICS.heartbeats_acked.fetch_add(1, Relaxed);
                 if !*first_ack_logged {
                     *first_ack_logged = true;
                     info!(
                         "first heartbeat acknowledged: node {:?} is online",
                         settings.nodename
                     );
+                    diag::set_ready("first heartbeat acknowledged");
                 }
             }
-            Some(Ok(Some(other))) => return Err(super::join::unexpected(other)),
-            Some(Ok(None)) => return Err(Error::net(addr, "auth closed the stream")),
-            Some(Err(e)) => return Err(e),
-            None => return Err(Error::net(addr, "heartbeat not acknowledged in time")),
+            other => {
+                METRICS.heartbeats_failed.fetch_add(1, Relaxed);
+                return Err(match other {
+                    Some(Ok(Some(r))) => super::join::unexpected(r),
+                    Some(Ok(None)) => Error::net(addr, "auth closed the stream"),
+                    Some(Err(e)) => e,
+                    None => Error::net(addr, "heartbeat not acknowledged in time"),
+                });
+            }
         }
         if !shutdown.sleep(backoff.jitter(interval, 0.1)).await {
             // Say goodbye so auth drops us from the inventory at once.

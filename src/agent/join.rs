@@ -99,6 +99,7 @@ pub async fn join(
         dns_names: spec.dns_names.clone(),
     };
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let started = std::time::Instant::now();
     let (cert_pem, ca_pems) = loop {
         let result = match via {
             Via::Auth(a) => via_auth(settings, a, &request).await,
@@ -130,6 +131,10 @@ pub async fn join(
         ca_pems,
     };
     identity.subject()?;
+    crate::diag::METRICS.join_duration_ms.store(
+        started.elapsed().as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     fsutil::ensure_private_dir(&settings.data_dir)?;
     identity.save(&spec.identity_path)?;
     fsutil::write_atomic(

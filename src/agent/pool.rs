@@ -12,7 +12,10 @@ use rustls::ClientConfig;
 use smol::channel::{self, Sender};
 
 use super::dataplane;
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::config::{self, Settings};
+use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::mux::{self, Mux};
 use crate::net::{self, Framed};
@@ -81,6 +84,7 @@ pub async fn run(
                     "first heartbeat acknowledged: node {:?} is online",
                     settings.nodename
                 );
+                diag::set_ready("first heartbeat acknowledged");
             }
         }
         Event::Closed(id) => {
@@ -98,6 +102,7 @@ pub async fn run(
         while let Ok(ev) = rx.try_recv() {
             handle(ev, &mut held, &mut known);
         }
+        METRICS.tunnels_held.store(held.len() as i64, Relaxed);
         let missing = known.keys().filter(|k| !held.contains_key(*k)).count();
         let want = held.is_empty() || missing > 0;
         let now = Instant::now();
@@ -152,6 +157,7 @@ pub async fn run(
                     }
                 }
                 Err(e) => {
+                    METRICS.reconnects.fetch_add(1, Relaxed);
                     if let (false, Error::Pki(detail)) = (ever_connected, &e) {
                         return Err(stale(settings, detail.clone()));
                     }
@@ -184,6 +190,7 @@ pub async fn run(
             None => break,
         }
     }
+    METRICS.tunnels_held.store(0, Relaxed);
     // Let every tunnel say goodbye (each watches the shutdown itself).
     let deadline = Instant::now() + Duration::from_millis(1200);
     while !held.is_empty() && Instant::now() < deadline {
@@ -277,18 +284,21 @@ async fn tunnel(t: Dialed, node_name: String, events: Sender<Event>, shutdown: S
         if ctl.send(&Request::Heartbeat { seq }).await.is_err() {
             break;
         }
+        METRICS.heartbeats_sent.fetch_add(1, Relaxed);
         match net::with_timeout(interval * 2, ctl.recv::<Response>()).await {
             Some(Ok(Some(Response::HeartbeatAck {
                 seq: acked,
                 proxies,
                 relayed,
             }))) if acked == seq => {
+                METRICS.heartbeats_acked.fetch_add(1, Relaxed);
                 let _ = events.try_send(Event::Set(proxies));
                 if relayed {
                     let _ = events.try_send(Event::Relayed);
                 }
             }
             other => {
+                METRICS.heartbeats_failed.fetch_add(1, Relaxed);
                 log::debug!(
                     "tunnel of {node_name:?} to {:?} ended: {other:?}",
                     proxy.name

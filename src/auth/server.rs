@@ -401,6 +401,9 @@ fn rate_limit(state: &AuthState, ip: IpAddr) -> Option<Response> {
         None
     } else {
         warn!("rate limit exceeded for unauthenticated requests from {ip}");
+        crate::diag::METRICS
+            .joins_refused_rate
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(Response::error(
             ErrorCode::RateLimited,
             "too many join requests from this address: wait a minute and retry",
@@ -454,9 +457,16 @@ async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: &str) -> R
         Ok(Err(refusal)) => {
             warn!(
                 "join refused for {:?} ({}) from {peer}: {}",
-                req.node_name, req.host_id, refusal.0
+                req.node_name, req.host_id, refusal.message
             );
-            return Response::error(ErrorCode::AccessDenied, refusal.0);
+            let m = &crate::diag::METRICS;
+            let counter = match refusal.reason {
+                "expired_token" => &m.joins_refused_expired,
+                "wrong_role" => &m.joins_refused_role,
+                _ => &m.joins_refused_invalid,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Response::error(ErrorCode::AccessDenied, refusal.message);
         }
         Err(e) => {
             warn!("join check failed: {e}");
@@ -483,6 +493,9 @@ async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: &str) -> R
     sans.dns.dedup();
     match state.ca.sign_csr(&req.csr, &subject, &sans) {
         Ok(cert) => {
+            crate::diag::METRICS
+                .joins_accepted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             info!(
                 "join accepted: {} {:?} ({}) from {peer} with token id {}",
                 role.name(),
@@ -574,11 +587,14 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
 async fn housekeeping(state: Arc<AuthState>, shutdown: Shutdown) {
     let mut tick = 0u64;
     while shutdown.sleep(Duration::from_secs(1)).await {
-        let gone = state
-            .inventory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .expire(state.now_ms());
+        let (gone, online) = {
+            let mut inv = state.inventory.lock().unwrap_or_else(|p| p.into_inner());
+            let gone = inv.expire(state.now_ms());
+            (gone, inv.count(state.now_ms()))
+        };
+        crate::diag::METRICS
+            .nodes_online
+            .store(online as i64, std::sync::atomic::Ordering::Relaxed);
         if gone > 0 {
             info!("{gone} node(s) stopped heartbeating and were removed");
         }

@@ -144,11 +144,15 @@ struct StaticEntry {
 
 /// A join was refused; the message says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal(pub String);
+pub struct Refusal {
+    pub message: String,
+    /// For metrics: invalid_token, expired_token or wrong_role.
+    pub reason: &'static str,
+}
 
-impl From<Refusal> for Error {
-    fn from(r: Refusal) -> Self {
-        Error::remote(ErrorCode::AccessDenied, r.0)
+impl Refusal {
+    fn new(reason: &'static str, message: String) -> Self {
+        Refusal { message, reason }
     }
 }
 
@@ -311,13 +315,16 @@ impl TokenStore {
         let hash = token.hash_hex();
         let wrong_role = |allowed: &[TokenRole]| {
             let names: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
-            Refusal(format!(
-                "the token does not allow joining as {} (it allows {}): create one with \
-                 \"tctl tokens add --type={}\"",
-                role.name(),
-                names.join(","),
-                role.flag()
-            ))
+            Refusal::new(
+                "wrong_role",
+                format!(
+                    "the token does not allow joining as {} (it allows {}): create one with \
+                     \"tctl tokens add --type={}\"",
+                    role.name(),
+                    names.join(","),
+                    role.flag()
+                ),
+            )
         };
         if let Some(s) = self
             .statics
@@ -331,11 +338,14 @@ impl TokenStore {
                 token_id: public_id(&s.hash).to_string(),
             }));
         }
-        let unknown = Refusal(format!(
-            "the token is not valid: it does not exist or was deleted; create a new one with \
-             \"tctl tokens add --type={}\"",
-            role.flag()
-        ));
+        let unknown = Refusal::new(
+            "invalid_token",
+            format!(
+                "the token is not valid: it does not exist or was deleted; create a new one \
+                 with \"tctl tokens add --type={}\"",
+                role.flag()
+            ),
+        );
         let Some(item) = self.backend.get(&key(&hash), now)? else {
             return Ok(Err(unknown));
         };
@@ -345,11 +355,14 @@ impl TokenStore {
             return Ok(Err(unknown));
         }
         if stored.expires <= now {
-            return Ok(Err(Refusal(format!(
-                "the token expired at {}; create a new one with \"tctl tokens add --type={}\"",
-                crate::clock::rfc3339(stored.expires),
-                role.flag()
-            ))));
+            return Ok(Err(Refusal::new(
+                "expired_token",
+                format!(
+                    "the token expired at {}; create a new one with \"tctl tokens add --type={}\"",
+                    crate::clock::rfc3339(stored.expires),
+                    role.flag()
+                ),
+            )));
         }
         let roles = stored.roles();
         if !roles.contains(&role) {
@@ -392,15 +405,15 @@ mod tests {
             .check_join(&t, TokenRole::Node, 1300)
             .unwrap()
             .unwrap_err();
-        assert!(err.0.contains("expired"), "{}", err.0);
+        assert!(err.message.contains("expired"), "{}", err.message);
         let err = s
             .check_join(&t, TokenRole::Proxy, 1000)
             .unwrap()
             .unwrap_err();
         assert!(
-            err.0.contains("does not allow joining as Proxy"),
+            err.message.contains("does not allow joining as Proxy"),
             "{}",
-            err.0
+            err.message
         );
         let listed = s.list(1000).unwrap();
         assert_eq!(listed.len(), 2);
@@ -410,7 +423,7 @@ mod tests {
             .check_join(&t, TokenRole::Node, 1000)
             .unwrap()
             .unwrap_err();
-        assert!(err.0.contains("does not exist"), "{}", err.0);
+        assert!(err.message.contains("does not exist"), "{}", err.message);
     }
 
     #[test]

@@ -30,6 +30,7 @@ enum Sub {
     Node(NodeCmd),
     Version(VersionCmd),
     Loadgen(super::loadgen::LoadgenCmd),
+    Health(HealthCmd),
 }
 
 /// Start the services enabled in the config file or by --roles, in the foreground.
@@ -69,6 +70,19 @@ struct StartCmd {
     /// log at DEBUG level
     #[argh(switch, short = 'd')]
     debug: bool,
+    /// serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:3000
+    #[argh(option)]
+    diag_addr: Option<String>,
+}
+
+/// Exit 0 when the teleport process serving diagnostics at --diag-addr is ready (for Docker
+/// HEALTHCHECK and scripts).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "health")]
+struct HealthCmd {
+    /// diagnostics address of the process (default 127.0.0.1:3000)
+    #[argh(option, default = "String::from(\"127.0.0.1:3000\")")]
+    diag_addr: String,
 }
 
 /// Generate a teleport.yaml for this host.
@@ -184,6 +198,7 @@ pub fn main(args: &[String]) -> i32 {
             cmd: NodeSub::Configure(c),
         }) => node_configure(c),
         Sub::Loadgen(c) => super::loadgen::run(c),
+        Sub::Health(c) => crate::diag::probe(&c.diag_addr).map(|_| println!("ready")),
         Sub::Version(_) => {
             println!("{}", version_line());
             Ok(())
@@ -212,6 +227,7 @@ fn start(c: StartCmd) -> Result<()> {
         labels: c.labels,
         insecure: c.insecure,
         pid_file: c.pid_file,
+        diag_addr: c.diag_addr,
     };
     let settings = Settings::load(&flags)?;
     logging::init(&settings.log, c.debug)?;
@@ -231,10 +247,25 @@ fn start(c: StartCmd) -> Result<()> {
     if let Some(p) = &settings.pid_file {
         let _ = std::fs::remove_file(p);
     }
+    if result.is_ok() && rt::reload_requested() {
+        info!("restarting in place to reload the configuration");
+        return Err(reexec());
+    }
     if result.is_ok() {
         info!("stopped");
     }
     result
+}
+
+/// Replaces this process with a fresh start of the same command line (same PID, so systemd and
+/// Docker keep tracking it). Returns only on failure.
+fn reexec() -> Error {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let err = std::process::Command::new("/proc/self/exe")
+        .args(&args)
+        .exec();
+    Error::Config(format!("cannot restart after SIGHUP: {err}"))
 }
 
 fn roles_text(r: Roles) -> String {
@@ -255,6 +286,10 @@ fn roles_text(r: Roles) -> String {
 const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 async fn run_services(settings: &Settings, shutdown: Shutdown) -> Result<()> {
+    crate::diag::set_node_role(settings.roles.node);
+    if let Some(addr) = settings.diag_addr {
+        crate::diag::serve(addr, shutdown.clone()).await?;
+    }
     let auth = if settings.roles.auth {
         Some(AuthServer::start(settings, shutdown.clone()).await?)
     } else {
@@ -268,6 +303,9 @@ async fn run_services(settings: &Settings, shutdown: Shutdown) -> Result<()> {
     } else {
         None
     };
+    if !settings.roles.node {
+        crate::diag::set_ready("services started");
+    }
     if settings.roles.node {
         let target = match (&auth, &settings.proxy_server, &settings.auth_server) {
             (Some(a), _, _) => NodeTarget::Local {

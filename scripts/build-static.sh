@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the static (musl) release executable and checks it: statically linked (no interpreter,
+# no shared libraries) and within the size budget. Installs the musl target and Debian's
+# musl-tools (ring's C code needs musl-gcc) when they are missing.
+#   scripts/build-static.sh        -> target/x86_64-unknown-linux-musl/release/teleport
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET=x86_64-unknown-linux-musl
+# The CI budget; the goal is 4 MB.
+BUDGET_BYTES=${BUDGET_BYTES:-8000000}
+GOAL_BYTES=4000000
+
+if ! command -v musl-gcc >/dev/null; then
+  [ "$(id -u)" -eq 0 ] || { echo "musl-tools is missing: apt-get install musl-tools" >&2; exit 1; }
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null
+fi
+if ! rustup target list --installed | grep -qx "$TARGET"; then
+  rustup target add "$TARGET"
+fi
+cargo build --release --target "$TARGET" -q
+BIN=target/$TARGET/release/teleport
+
+if readelf -l "$BIN" | grep -qi 'program interpreter'; then
+  echo "FAIL: $BIN has a program interpreter: it is not static" >&2; exit 1
+fi
+if readelf -d "$BIN" 2>/dev/null | grep -q NEEDED; then
+  echo "FAIL: $BIN needs shared libraries:" >&2; readelf -d "$BIN" | grep NEEDED >&2; exit 1
+fi
+SIZE=$(stat -c %s "$BIN")
+echo "static executable: $BIN, $SIZE bytes ($(awk "BEGIN{printf \"%.2f\", $SIZE/1000000}") MB; goal $GOAL_BYTES, budget $BUDGET_BYTES)"
+if [ "$SIZE" -gt "$BUDGET_BYTES" ]; then
+  echo "FAIL: the executable exceeds the size budget of $BUDGET_BYTES bytes" >&2; exit 1
+fi
+
+# What the Docker image needs besides the executable: a tctl link and the CA roots.
+ROOTFS=target/$TARGET/release/rootfs
+rm -rf "$ROOTFS"
+mkdir -p "$ROOTFS/usr/local/bin" "$ROOTFS/etc/ssl/certs" "$ROOTFS/var/lib/teleport" "$ROOTFS/tmp"
+ln -s teleport "$ROOTFS/usr/local/bin/tctl"
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/"
+fi
