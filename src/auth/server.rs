@@ -363,6 +363,20 @@ async fn handle_conn(
                  --identity",
             ),
         },
+        Request::CheckToken {
+            version,
+            token,
+            role,
+        } => match &subject {
+            Some(s) if s.role == pki::ROLE_PROXY && version == PROTOCOL_VERSION => {
+                check_token(&state, token, &role).await
+            }
+            Some(_) if version != PROTOCOL_VERSION => proto::version_mismatch(version),
+            _ => Response::error(
+                ErrorCode::AccessDenied,
+                "token checks need a proxy identity",
+            ),
+        },
         Request::ProxyHello(hello) => match subject {
             Some(s) if s.role == pki::ROLE_PROXY => {
                 return streams::proxy_link(conn, hello, s, peer, state, shutdown).await;
@@ -408,6 +422,20 @@ fn rate_limit(state: &AuthState, ip: IpAddr) -> Option<Response> {
             ErrorCode::RateLimited,
             "too many join requests from this address: wait a minute and retry",
         ))
+    }
+}
+
+async fn check_token(state: &Arc<AuthState>, token: String, role: &str) -> Response {
+    let role = match TokenRole::parse(role) {
+        Ok(r) => r,
+        Err(e) => return Response::error(ErrorCode::BadParameter, e),
+    };
+    let st = state.clone();
+    let token = Token::new(token);
+    match smol::unblock(move || st.tokens.check(&token, role, now_unix(), false)).await {
+        Ok(Ok(_)) => Response::TokenOk,
+        Ok(Err(refusal)) => Response::error(ErrorCode::AccessDenied, refusal.message),
+        Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
     }
 }
 
@@ -545,6 +573,14 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
                 ttl_secs,
                 ca_pins: state.ca_pins.clone(),
                 auth_addr: state.advertise_addr.clone(),
+                proxy_addr: state
+                    .inventory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .list_proxies(state.now_ms())
+                    .first()
+                    .map(|p| p.addr.clone())
+                    .unwrap_or_default(),
             })
         }
         AdminCmd::TokensList => Response::Tokens {

@@ -312,6 +312,17 @@ impl TokenStore {
         role: TokenRole,
         now: i64,
     ) -> Result<std::result::Result<Grant, Refusal>> {
+        self.check(token, role, now, true)
+    }
+
+    /// Like `check_join`; with `consume` false a single-use token stays unused.
+    pub fn check(
+        &self,
+        token: &Token,
+        role: TokenRole,
+        now: i64,
+        consume: bool,
+    ) -> Result<std::result::Result<Grant, Refusal>> {
         let hash = token.hash_hex();
         let wrong_role = |allowed: &[TokenRole]| {
             let names: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
@@ -368,7 +379,7 @@ impl TokenStore {
         if !roles.contains(&role) {
             return Ok(Err(wrong_role(&roles)));
         }
-        if roles.contains(&TokenRole::Bot) && !self.backend.delete(&key(&hash), now)? {
+        if consume && roles.contains(&TokenRole::Bot) && !self.backend.delete(&key(&hash), now)? {
             // Someone else consumed this single-use token a moment ago.
             return Ok(Err(unknown));
         }

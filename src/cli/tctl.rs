@@ -444,6 +444,13 @@ pub fn join_instructions(c: &TokenCreated) -> String {
          - {} must be reachable from the new node\n",
         c.auth_addr, c.auth_addr
     ));
+    if !c.proxy_addr.is_empty() && roles.iter().any(|r| r == "node") {
+        s.push_str(&format!(
+            "\nOr install the agent and join with one line on the new host:\n\n> curl -fsSL \
+             https://{}/scripts/{}/install-node.sh | sudo bash\n",
+            c.proxy_addr, c.token
+        ));
+    }
     s
 }
 

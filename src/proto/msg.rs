@@ -37,6 +37,13 @@ pub enum Request {
     },
     /// On a tunnel's control stream: the node introduces itself to the proxy.
     TunnelHello(StreamHello),
+    /// Proxy identity required: is this token valid for `role` (without using it)? For the
+    /// install-node script, which must fail before installing anything.
+    CheckToken {
+        version: u32,
+        token: String,
+        role: String,
+    },
     /// Admin identity required, on a proxy's `teleport-transport` ALPN: open a stream to a
     /// node's local service through its tunnel.
     Dial {
@@ -192,6 +199,8 @@ pub enum Response {
     },
     /// A dial through a tunnel succeeded; raw bytes follow.
     DialOk,
+    /// Answer to `CheckToken`: the token would be accepted.
+    TokenOk,
     GoodbyeAck,
     TokenCreated(TokenCreated),
     Tokens {
@@ -222,6 +231,9 @@ pub struct TokenCreated {
     pub ttl_secs: u64,
     pub ca_pins: Vec<String>,
     pub auth_addr: String,
+    /// Public address of a live proxy, for the one-line install; empty without proxies.
+    #[serde(default)]
+    pub proxy_addr: String,
 }
 
 /// A token as listed: never the secret.

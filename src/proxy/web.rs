@@ -43,6 +43,24 @@ pub async fn serve(mut tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<P
         }
         ("GET", "/webapi/auth/export") => export(&state, &req.query),
         ("POST", "/webapi/host/credentials") => credentials(&state, peer, &req.body).await,
+        ("GET", "/scripts/install.sh") => install_script(&state, "").await,
+        ("GET", p) if p.starts_with("/scripts/") && p.ends_with("/install-node.sh") => {
+            let token = &p["/scripts/".len()..p.len() - "/install-node.sh".len()];
+            install_script(&state, token).await
+        }
+        ("GET", "/webapi/systemd/teleport.service") => {
+            (200, "text/plain", SYSTEMD_UNIT.as_bytes().to_vec())
+        }
+        ("GET", p) if p == format!("/webapi/binary/teleport-linux-{}", arch()) => {
+            match own_binary() {
+                Some((bytes, _)) => (200, "application/octet-stream", bytes.clone()),
+                None => (
+                    500,
+                    "application/json",
+                    error_body("the proxy cannot read its own executable"),
+                ),
+            }
+        }
         (_, "/webapi/find") | (_, "/webapi/host/credentials") | (_, "/webapi/auth/export") => {
             (405, "application/json", error_body("method not allowed"))
         }
@@ -50,6 +68,116 @@ pub async fn serve(mut tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<P
     };
     debug!("{} {} from {peer}: {status}", req.method, req.path);
     let _ = http::write_response(&mut tls, status, ctype, &body).await;
+}
+
+const INSTALL_TEMPLATE: &str = include_str!("../../packaging/install.sh");
+const SYSTEMD_UNIT: &str = include_str!("../../systemd/teleport.service");
+
+/// The architecture name of this executable as the install script spells it.
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// This executable's bytes and SHA-256, read once: the proxy installs its own agent.
+fn own_binary() -> Option<&'static (Vec<u8>, String)> {
+    static BIN: std::sync::OnceLock<Option<(Vec<u8>, String)>> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let bytes = std::fs::read("/proc/self/exe").ok()?;
+        let sum = crate::secret::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        Some((bytes, sum))
+    })
+    .as_ref()
+}
+
+/// A script that only prints an error: `curl ... | sudo bash` shows it and fails.
+fn failing_script(message: &str) -> Vec<u8> {
+    let safe: String = message
+        .chars()
+        .map(|c| if c == '\'' { ' ' } else { c })
+        .collect();
+    format!("#!/bin/sh\necho 'ERROR: {safe}' >&2\nexit 1\n").into_bytes()
+}
+
+/// `/scripts/install.sh` (no token) or `/scripts/TOKEN/install-node.sh`. The token is checked
+/// with auth first, so an unknown or expired one fails before anything is installed.
+async fn install_script(state: &Arc<ProxyState>, token: &str) -> (u16, &'static str, Vec<u8>) {
+    const SH: &str = "text/x-shellscript";
+    if !token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || token.len() > 128
+    {
+        return (400, SH, failing_script("malformed token in the URL"));
+    }
+    let Some((_, sha256)) = own_binary() else {
+        return (
+            500,
+            SH,
+            failing_script("the proxy cannot read its own executable"),
+        );
+    };
+    let proxy = &state.public_addr;
+    if !proxy
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
+    {
+        return (
+            500,
+            SH,
+            failing_script("the proxy's public_addr cannot be used in a script"),
+        );
+    }
+    let mut pins = String::new();
+    if !token.is_empty() {
+        let check = Request::CheckToken {
+            version: crate::proto::PROTOCOL_VERSION,
+            token: token.to_string(),
+            role: "node".into(),
+        };
+        match ask_auth(state, check).await {
+            Ok(Response::TokenOk) => {}
+            Ok(Response::Error { message, .. }) => {
+                return (
+                    200,
+                    SH,
+                    failing_script(&format!("{message}; nothing was installed")),
+                )
+            }
+            Ok(other) => {
+                return (
+                    502,
+                    SH,
+                    failing_script(&format!("unexpected answer from auth: {other:?}")),
+                )
+            }
+            Err(e) => {
+                return (
+                    502,
+                    SH,
+                    failing_script(&format!("the proxy cannot reach auth: {e}")),
+                )
+            }
+        }
+        let ders = state.identity.ca_ders().unwrap_or_default();
+        pins = ders
+            .iter()
+            .filter_map(|d| crate::pki::pin::Pin::of_cert(d).ok())
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    let script = INSTALL_TEMPLATE
+        .replace("{{PROXY}}", proxy)
+        .replace("{{VERSION}}", VERSION)
+        .replace("{{SHA256}}", sha256)
+        .replace("{{ARCH}}", arch())
+        .replace("{{TOKEN}}", token)
+        .replace("{{CA_PINS}}", &pins);
+    (200, SH, script.into_bytes())
 }
 
 fn error_body(message: &str) -> Vec<u8> {
@@ -137,7 +265,7 @@ async fn credentials(
     };
     req.remote_addr = peer.ip().to_string();
     let node_name = req.node_name.clone();
-    match ask_auth(state, req).await {
+    match ask_auth(state, Request::Register(req)).await {
         Ok(Response::Registered {
             tls, tls_ca_certs, ..
         }) => {
@@ -161,11 +289,11 @@ async fn credentials(
     }
 }
 
-async fn ask_auth(state: &ProxyState, req: RegisterRequest) -> crate::error::Result<Response> {
+async fn ask_auth(state: &ProxyState, req: Request) -> crate::error::Result<Response> {
     let config = net::client_config(&state.identity.ca_ders()?, Some(&state.identity))?;
     let tls = net::connect_tls(&state.auth_addr, config).await?;
     let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
-    conn.send(&Request::Register(req))
+    conn.send(&req)
         .await
         .map_err(|e| crate::error::Error::net(&state.auth_addr, e))?;
     crate::agent::join::recv(&mut conn, &state.auth_addr).await
