@@ -1,0 +1,106 @@
+# Shared helpers of the benchmarks: a cluster of auth + N proxies behind HAProxy on loopback.
+# Source it after setting BIN (the teleport executable) and W (a work directory).
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+io_bytes() { awk '/^rchar|^wchar/{s+=$2} END{print s}' "/proc/$1/io"; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+TCTL() { "$W/tctl" -c "$W/auth.yaml" "$@"; }
+wait_until() { # timeout-seconds command...
+  local t=$1; shift; local end=$((SECONDS + t))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || {
+      echo "timed out: $*" >&2
+      TCTL proxies ls >&2 || true
+      tail -n 5 "$W"/*.log >&2 || true
+      exit 1
+    }
+    sleep 0.1
+  done
+}
+
+# start_cluster N HEARTBEAT: sets AUTH_PID AUTH_PORT PIN LB_PORT and proxy_pids.
+start_cluster() {
+  local n=$1 hb=$2
+  ln -sf "$BIN" "$W/tctl"
+  AUTH_PORT=$(port)
+  cat >"$W/auth.yaml" <<YAML
+version: v3
+teleport:
+  nodename: bench-auth
+  data_dir: $W/auth
+  log: {severity: WARN}
+auth_service:
+  enabled: yes
+  listen_addr: 127.0.0.1:$AUTH_PORT
+  cluster_name: bench.local
+  heartbeat_interval: $hb
+ssh_service:
+  enabled: no
+YAML
+  "$BIN" start -c "$W/auth.yaml" 2>"$W/auth.log" & AUTH_PID=$!; pids+=($AUTH_PID)
+  wait_until 20 TCTL status
+  PIN=$(TCTL status | awk '/CA pin/{print $3}')
+  LB_PORT=$(port)
+  local backends="" i p t
+  proxy_pids=()
+  for i in $(seq 1 "$n"); do
+    p=$(port)
+    backends+="  server p$i 127.0.0.1:$p check inter 500ms fall 2 rise 1"$'\n'
+    t=$(TCTL tokens add --type=proxy --format=text)
+    cat >"$W/p$i.yaml" <<YAML
+version: v3
+teleport:
+  nodename: bench-proxy-$i
+  data_dir: $W/p$i
+  auth_server: 127.0.0.1:$AUTH_PORT
+  ca_pin: "$PIN"
+  join_params: {token_name: "$t", method: token}
+  log: {severity: WARN}
+auth_service: {enabled: no}
+ssh_service: {enabled: no}
+proxy_service:
+  enabled: yes
+  web_listen_addr: 127.0.0.1:$p
+  public_addr: 127.0.0.1:$LB_PORT
+YAML
+    "$BIN" start -c "$W/p$i.yaml" 2>"$W/p$i.log" & proxy_pids+=($!); pids+=($!)
+  done
+  cat >"$W/haproxy.cfg" <<CFG
+global
+  maxconn 8000
+  stats socket $W/haproxy.sock
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+frontend fe
+  bind 127.0.0.1:$LB_PORT
+  default_backend be
+backend be
+  balance roundrobin
+$backends
+CFG
+  "$(command -v haproxy || echo /usr/sbin/haproxy)" -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 &
+  pids+=($!)
+  proxies_up() { [ "$(TCTL proxies ls --format=json | jq length)" = "$n" ]; }
+  wait_until 30 proxies_up
+  lb_up() { [ "$(echo 'show stat' | python3 -c "
+import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect('$W/haproxy.sock'); s.sendall(b'show stat\n')
+d=b''
+while True:
+    c=s.recv(65536)
+    if not c: break
+    d+=c
+print(sum(1 for l in d.decode().splitlines() if l.startswith('be,p') and l.split(',')[17]=='UP'))")" = "$n" ]; }
+  wait_until 30 lb_up
+}
