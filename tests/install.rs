@@ -88,43 +88,14 @@ impl Drop for Chroot {
 #[test]
 fn install_node_script_installs_and_joins_a_host() {
     // Auth and proxy in one process on loopback, which the chroot shares.
-    let dir = tempfile::tempdir().unwrap();
-    let (auth_port, web_port) = (free_port(), free_port());
-    let cfg = dir.path().join("cluster.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: v3\nteleport:\n  nodename: cluster\n  data_dir: {}\nauth_service:\n  \
-             enabled: yes\n  listen_addr: 127.0.0.1:{auth_port}\n  cluster_name: {CLUSTER_NAME}\n  \
-             heartbeat_interval: 500ms\nssh_service:\n  enabled: no\nproxy_service:\n  enabled: \
-             yes\n  web_listen_addr: 127.0.0.1:{web_port}\n  public_addr: 127.0.0.1:{web_port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let tctl = dir.path().join("tctl");
-    std::os::unix::fs::symlink(bin(), &tctl).unwrap();
-    let _p = Proc::spawn(
-        "cluster",
-        dir.path(),
-        &["start", "-c", cfg.to_str().unwrap()],
-    );
-    let c = Cluster {
-        dir,
-        port: auth_port,
-        config: cfg,
-        auth: None,
-        tctl,
-    };
-    wait_for(T, "the proxy to be listed", || {
-        (c.proxies().len() == 1).then_some(())
-    });
+    let web_port = free_port();
+    let c = Cluster::start_with_proxy(false, web_port);
     let proxy = format!("127.0.0.1:{web_port}");
 
     let chroot = Chroot::new();
     // The host trusts the cluster CA for curl (a real deployment uses a public certificate).
     let id =
-        teleport_lite::pki::identity::Identity::load(&c.path().join("data/admin-identity.pem"))
+        teleport_lite::pki::identity::Identity::load(&c.path().join("auth/admin-identity.pem"))
             .unwrap();
     std::fs::write(chroot.root.join("cluster-ca.pem"), id.ca_pems.concat()).unwrap();
     let pipe = |path: &str, args: &str| {
@@ -189,7 +160,7 @@ fn install_node_script_installs_and_joins_a_host() {
     assert!(conf.contains("ca_pin: \"sha256:"), "{conf}");
     let host = teleport_lite::config::hostname();
     c.wait_node(&host, T);
-    assert_eq!(c.tunnels_of(&host).unwrap(), vec!["cluster"]);
+    assert_eq!(c.tunnels_of(&host).unwrap(), vec!["authhost"]);
 
     // Running it again refuses to overwrite the configuration.
     let token2 = c.token("node", "10m");

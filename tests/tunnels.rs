@@ -268,39 +268,11 @@ fn garbage_on_the_tunnel_port_is_rejected_and_service_continues() {
 
 #[test]
 fn auth_and_proxy_in_one_process_serve_a_tunnelled_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let (auth_port, web_port) = (free_port(), free_port());
-    let cfg = dir.path().join("all.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: v3\nteleport:\n  nodename: allinone\n  data_dir: {}\nauth_service:\n  \
-             enabled: yes\n  listen_addr: 127.0.0.1:{auth_port}\n  cluster_name: {CLUSTER_NAME}\n  \
-             heartbeat_interval: 500ms\nssh_service:\n  enabled: yes\nproxy_service:\n  enabled: \
-             yes\n  web_listen_addr: 127.0.0.1:{web_port}\n  public_addr: 127.0.0.1:{web_port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let tctl = dir.path().join("tctl");
-    std::os::unix::fs::symlink(bin(), &tctl).unwrap();
-    let _p = Proc::spawn("all", dir.path(), &["start", "-c", cfg.to_str().unwrap()]);
-    let c = Cluster {
-        dir,
-        port: auth_port,
-        config: cfg,
-        auth: None,
-        tctl,
-    };
-    wait_for(T, "the in-process proxy to be listed", || {
-        (c.proxies().len() == 1).then_some(())
-    });
-    c.wait_node("allinone", T);
+    let web_port = free_port();
+    let c = Cluster::start_with_proxy(true, web_port);
+    c.wait_node("authhost", T);
     let mut n = Node::new("remote");
-    n.start_via_proxy(
-        &format!("127.0.0.1:{web_port}"),
-        &c.token("node", "30m"),
-        Some(&c.pin()),
-    );
-    assert_eq!(c.wait_tunnels("remote", 1, T), vec!["allinone"]);
+    let proxy = format!("127.0.0.1:{web_port}");
+    n.start_via_proxy(&proxy, &c.token("node", "30m"), Some(&c.pin()));
+    assert_eq!(c.wait_tunnels("remote", 1, T), vec!["authhost"]);
 }

@@ -152,13 +152,11 @@ impl AuthServer {
             state.cluster_name,
             state.ca_pins.join(",")
         );
-        smol::spawn(accept_loop(
-            listener,
-            acceptor,
-            state.clone(),
-            shutdown.clone(),
-        ))
-        .detach();
+        let (st, sd) = (state.clone(), shutdown.clone());
+        let serve = net::serve_tls(listener, acceptor, shutdown.clone(), move |tls, peer| {
+            handle_conn(tls, peer, st.clone(), sd.clone())
+        });
+        smol::spawn(serve).detach();
         smol::spawn(housekeeping(state.clone(), shutdown)).detach();
         Ok(AuthServer {
             state,
@@ -269,43 +267,6 @@ fn server_identity(state: &AuthState, host_id: &str, s: &Settings) -> Result<Ide
         cert_pem,
         ca_pems: vec![state.ca.cert_pem.clone()],
     })
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: futures_rustls::TlsAcceptor,
-    state: Arc<AuthState>,
-    shutdown: Shutdown,
-) {
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shutdown.wait().await;
-            None
-        })
-        .await;
-        let (tcp, peer) = match accepted {
-            None => return,
-            Some(Ok(x)) => x,
-            Some(Err(e)) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!("accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        smol::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            match net::with_timeout(FIRST_MESSAGE_TIMEOUT, acceptor.accept(tcp)).await {
-                Some(Ok(tls)) => handle_conn(tls, peer, state, shutdown).await,
-                Some(Err(e)) => debug!("TLS handshake with {peer} failed: {e}"),
-                None => debug!("TLS handshake with {peer} timed out"),
-            }
-        })
-        .detach();
-    }
 }
 
 /// Who is on the other side, from the verified client certificate.

@@ -46,6 +46,19 @@ fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, super::inventory::Invent
     state.inventory.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Checks a stream's first message; on a problem answers with the error and returns false.
+async fn hello_ok(conn: &mut Conn, version: u32, name: &str, what: &str) -> bool {
+    let refusal = if version != PROTOCOL_VERSION {
+        proto::version_mismatch(version)
+    } else if let Err(e) = config::validate_name(name, what) {
+        Response::error(ErrorCode::BadParameter, e.to_string())
+    } else {
+        return true;
+    };
+    let _ = conn.send(&refusal).await;
+    false
+}
+
 /// One node's direct stream: hello, heartbeats, goodbye.
 pub async fn heartbeat_stream(
     mut conn: Conn,
@@ -55,17 +68,7 @@ pub async fn heartbeat_stream(
     state: Arc<AuthState>,
     shutdown: Shutdown,
 ) {
-    if hello.version != PROTOCOL_VERSION {
-        let _ = conn.send(&proto::version_mismatch(hello.version)).await;
-        return;
-    }
-    if config::validate_name(&hello.node_name, "node_name").is_err() {
-        let _ = conn
-            .send(&Response::error(
-                ErrorCode::BadParameter,
-                "invalid node_name",
-            ))
-            .await;
+    if !hello_ok(&mut conn, hello.version, &hello.node_name, "node_name").await {
         return;
     }
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -141,17 +144,7 @@ pub async fn proxy_link(
     state: Arc<AuthState>,
     shutdown: Shutdown,
 ) {
-    if hello.version != PROTOCOL_VERSION {
-        let _ = conn.send(&proto::version_mismatch(hello.version)).await;
-        return;
-    }
-    if config::validate_name(&hello.name, "proxy name").is_err() {
-        let _ = conn
-            .send(&Response::error(
-                ErrorCode::BadParameter,
-                "invalid proxy name",
-            ))
-            .await;
+    if !hello_ok(&mut conn, hello.version, &hello.name, "proxy name").await {
         return;
     }
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);

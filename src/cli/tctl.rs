@@ -604,14 +604,12 @@ fn dial(t: &Target, proxy: &str, node: &str, addr: &str) -> Result<()> {
             let _ = futures_lite::io::copy(&mut rd, &mut stdout).await;
             let _ = futures_lite::AsyncWriteExt::flush(&mut stdout).await;
         };
-        // The session ends when the node side closes.
-        futures_lite::future::or(
-            async {
-                futures_lite::future::zip(up, std::future::pending::<()>()).await;
-            },
-            down,
-        )
-        .await;
+        // Stdin reaching its end only half-closes; the session ends when the node side closes.
+        let up_then_wait = async {
+            up.await;
+            std::future::pending::<()>().await
+        };
+        futures_lite::future::or(up_then_wait, down).await;
         Ok(())
     })
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_rustls::server::TlsStream;
-use log::{debug, info, warn};
+use log::{info, warn};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -213,7 +213,11 @@ impl ProxyServer {
             state.me.name, state.public_addr
         );
         smol::spawn(link::run(state.clone(), relay_rx, shutdown.clone())).detach();
-        smol::spawn(accept_loop(listener, acceptor, state.clone(), shutdown)).detach();
+        let (st, sd) = (state.clone(), shutdown.clone());
+        let serve = net::serve_tls(listener, acceptor, shutdown, move |tls, peer| {
+            dispatch(tls, peer, st.clone(), sd.clone())
+        });
+        smol::spawn(serve).detach();
         Ok(Some(ProxyServer { state, local_addr }))
     }
 }
@@ -285,44 +289,6 @@ fn server_config(identity: &Identity, settings: &Settings) -> Result<Arc<ServerC
         ALPN_HTTP.to_vec(),
     ];
     Ok(Arc::new(config))
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: futures_rustls::TlsAcceptor,
-    state: Arc<ProxyState>,
-    shutdown: Shutdown,
-) {
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shutdown.wait().await;
-            None
-        })
-        .await;
-        let (tcp, peer) = match accepted {
-            None => return,
-            Some(Ok(x)) => x,
-            Some(Err(e)) => {
-                warn!("accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        smol::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            match net::with_timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Some(Ok(tls)) => dispatch(tls, peer, state, shutdown).await,
-                Some(Err(e)) => {
-                    warn!("rejected a connection from {peer}: TLS handshake failed: {e}")
-                }
-                None => debug!("TLS handshake with {peer} timed out"),
-            }
-        })
-        .detach();
-    }
 }
 
 async fn dispatch(

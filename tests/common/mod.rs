@@ -132,13 +132,35 @@ impl Cluster {
     /// Starts auth with a 500 ms heartbeat interval; `extra_auth` lines go under
     /// `auth_service:` (indented by the caller).
     pub fn start_with(extra_auth: &str, own_node: bool) -> Cluster {
+        Cluster::start_full(extra_auth, own_node, None)
+    }
+
+    /// Auth and a proxy in one process; the proxy's web port is `web_port`.
+    pub fn start_with_proxy(own_node: bool, web_port: u16) -> Cluster {
+        let c = Cluster::start_full("", own_node, Some(web_port));
+        wait_for(
+            Duration::from_secs(20),
+            "the in-process proxy to be listed",
+            || (c.proxies().len() == 1).then_some(()),
+        );
+        c
+    }
+
+    fn start_full(extra_auth: &str, own_node: bool, web_port: Option<u16>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("auth.yaml");
+        let proxy = match web_port {
+            Some(w) => format!(
+                "proxy_service:\n  enabled: yes\n  web_listen_addr: 127.0.0.1:{w}\n  \
+                 public_addr: 127.0.0.1:{w}\n"
+            ),
+            None => String::new(),
+        };
         let yaml = format!(
             "version: v3\nteleport:\n  nodename: authhost\n  data_dir: {}\nauth_service:\n  \
              enabled: yes\n  listen_addr: 127.0.0.1:{port}\n  cluster_name: {CLUSTER_NAME}\n  \
-             heartbeat_interval: 500ms\n{extra_auth}ssh_service:\n  enabled: {}\n",
+             heartbeat_interval: 500ms\n{extra_auth}ssh_service:\n  enabled: {}\n{proxy}",
             dir.path().join("auth").display(),
             if own_node { "yes" } else { "no" }
         );
