@@ -647,7 +647,12 @@ impl Settings {
             https_keypair,
         };
 
-        let diag = flags.diag_addr.clone().or_else(|| g.diag_addr.clone());
+        // Flag, then file, then $TELEPORT_DIAG_ADDR (the Docker image's default).
+        let diag = flags
+            .diag_addr
+            .clone()
+            .or_else(|| g.diag_addr.clone().filter(|a| !a.is_empty()))
+            .or_else(|| std::env::var("TELEPORT_DIAG_ADDR").ok());
         let diag_addr = match diag.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
