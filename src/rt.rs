@@ -33,8 +33,12 @@ impl Shutdown {
         self.0.is_closed()
     }
 
-    /// Sleeps for `d`; returns false if the shutdown fired first.
+    /// Sleeps for `d`; returns false if the shutdown fired first (or had fired already, so a
+    /// zero-length sleep in a loop cannot keep running past a shutdown).
     pub async fn sleep(&self, d: Duration) -> bool {
+        if self.is_fired() {
+            return false;
+        }
         futures_lite::future::or(
             async {
                 smol::Timer::after(d).await;
@@ -210,6 +214,14 @@ mod tests {
         let da: Vec<_> = (0..8).map(|_| a.next_delay()).collect();
         let db: Vec<_> = (0..8).map(|_| b.next_delay()).collect();
         assert_ne!(da, db);
+    }
+
+    #[test]
+    fn zero_sleeps_end_after_shutdown() {
+        let (trigger, shutdown) = shutdown_pair();
+        assert!(smol::block_on(shutdown.sleep(Duration::ZERO)));
+        trigger.fire();
+        assert!(!smol::block_on(shutdown.sleep(Duration::ZERO)));
     }
 
     #[test]
