@@ -12,9 +12,8 @@ use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
-use crate::proto::{Request, Response, StreamHello, MAX_RESPONSE_FRAME, PROTOCOL_VERSION};
+use crate::proto::{Request, Response, MAX_RESPONSE_FRAME};
 use crate::rt::{Backoff, Shutdown};
-use crate::VERSION;
 
 /// Counts a live direct stream in the readiness gauge while it exists.
 struct StreamGauge;
@@ -118,13 +117,7 @@ async fn session(
 ) -> Result<End> {
     let tls = net::connect_tls(addr, config.clone()).await?;
     let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
-    let hello = StreamHello {
-        version: PROTOCOL_VERSION,
-        node_name: settings.nodename.clone(),
-        server_version: VERSION.to_string(),
-        labels: settings.labels.clone(),
-        public_addr: String::new(),
-    };
+    let hello = super::hello(settings);
     conn.send(&Request::Hello(hello))
         .await
         .map_err(|e| Error::net(addr, e))?;

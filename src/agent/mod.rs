@@ -17,6 +17,17 @@ use crate::pki::identity::Identity;
 use crate::pki::{self};
 use crate::rt::Shutdown;
 
+/// How the node introduces itself on a heartbeat stream or a tunnel.
+pub(crate) fn hello(settings: &Settings) -> crate::proto::StreamHello {
+    crate::proto::StreamHello {
+        version: crate::proto::PROTOCOL_VERSION,
+        node_name: settings.nodename.clone(),
+        server_version: crate::VERSION.to_string(),
+        labels: settings.labels.clone(),
+        public_addr: String::new(),
+    }
+}
+
 /// Where the node reaches the cluster.
 pub enum NodeTarget {
     /// An auth server in this same process: identity without a token, then heartbeats.

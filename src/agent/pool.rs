@@ -21,12 +21,9 @@ use crate::mux::{self, Mux};
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
 use crate::pki::PROXY_SERVER_NAME;
-use crate::proto::{
-    ProxyRef, Request, Response, StreamHello, MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
-};
+use crate::proto::{ProxyRef, Request, Response, MAX_RESPONSE_FRAME};
 use crate::proxy::ALPN_TUNNEL;
 use crate::rt::{Backoff, Shutdown};
-use crate::VERSION;
 
 /// What tunnels tell the pool.
 enum Event {
@@ -225,13 +222,7 @@ async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Re
     let mux = mux::start(tls, true);
     let stream = mux.opener.open().await.map_err(|e| Error::net(addr, e))?;
     let mut ctl = Framed::new(stream, MAX_RESPONSE_FRAME);
-    let hello = StreamHello {
-        version: PROTOCOL_VERSION,
-        node_name: settings.nodename.clone(),
-        server_version: VERSION.to_string(),
-        labels: settings.labels.clone(),
-        public_addr: String::new(),
-    };
+    let hello = super::hello(settings);
     ctl.send(&Request::TunnelHello(hello))
         .await
         .map_err(|e| Error::net(addr, e))?;
