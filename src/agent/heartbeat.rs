@@ -7,7 +7,8 @@ use log::{debug, info, warn};
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::{self, Settings};
+use super::{rejected_our_cert, stale};
+use crate::config::Settings;
 use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
@@ -87,22 +88,6 @@ pub async fn run(
             }
         }
     }
-}
-
-fn stale(settings: &Settings, detail: String) -> Error {
-    Error::StaleIdentity {
-        files: vec![
-            settings.identity_path(),
-            settings.data_dir.join(config::HOST_UUID_FILE),
-        ],
-        detail,
-    }
-}
-
-/// The alerts a TLS 1.3 server sends after the handshake when it rejects our certificate.
-fn rejected_our_cert(e: &Error) -> bool {
-    let s = e.to_string();
-    s.contains("UnknownCA") || s.contains("BadCertificate") || s.contains("CertificateRequired")
 }
 
 async fn session(

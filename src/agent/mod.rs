@@ -17,6 +17,24 @@ use crate::pki::identity::Identity;
 use crate::pki::{self};
 use crate::rt::Shutdown;
 
+/// The error for an identity that the cluster at hand does not accept: it names the files to
+/// remove before joining again.
+pub(crate) fn stale(settings: &Settings, detail: String) -> crate::error::Error {
+    crate::error::Error::StaleIdentity {
+        files: vec![
+            settings.identity_path(),
+            settings.data_dir.join(crate::config::HOST_UUID_FILE),
+        ],
+        detail,
+    }
+}
+
+/// The alerts a TLS 1.3 server sends after the handshake when it rejects our certificate.
+pub(crate) fn rejected_our_cert(e: &crate::error::Error) -> bool {
+    let s = e.to_string();
+    s.contains("UnknownCA") || s.contains("BadCertificate") || s.contains("CertificateRequired")
+}
+
 /// How the node introduces itself on a heartbeat stream or a tunnel.
 pub(crate) fn hello(settings: &Settings) -> crate::proto::StreamHello {
     crate::proto::StreamHello {

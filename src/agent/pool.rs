@@ -11,10 +11,10 @@ use log::{info, warn};
 use rustls::ClientConfig;
 use smol::channel::{self, Sender};
 
-use super::dataplane;
+use super::{dataplane, rejected_our_cert, stale};
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::{self, Settings};
+use crate::config::Settings;
 use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::mux::{self, Mux};
@@ -200,16 +200,6 @@ pub async fn run(
     Ok(())
 }
 
-fn stale(settings: &Settings, detail: String) -> Error {
-    Error::StaleIdentity {
-        files: vec![
-            settings.identity_path(),
-            settings.data_dir.join(config::HOST_UUID_FILE),
-        ],
-        detail,
-    }
-}
-
 async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Result<Dialed> {
     let tls = net::connect_tls_as(addr, config.clone(), PROXY_SERVER_NAME).await?;
     if tls.get_ref().1.alpn_protocol() != Some(ALPN_TUNNEL) {
@@ -242,8 +232,7 @@ async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Re
         }),
         Ok(other) => Err(super::join::unexpected(other)),
         Err(e) => {
-            let s = e.to_string();
-            if s.contains("UnknownCA") || s.contains("BadCertificate") {
+            if rejected_our_cert(&e) {
                 return Err(Error::Pki(format!(
                     "the proxy at {addr} rejected our identity"
                 )));

@@ -243,7 +243,12 @@ impl Cluster {
     }
 
     pub fn nodes(&self) -> Vec<Value> {
-        let out = self.tctl(&["nodes", "ls", "--format=json"]);
+        self.json_list(&["nodes", "ls", "--format=json"])
+    }
+
+    /// A JSON list printed by tctl; empty while tctl fails (auth not up yet).
+    fn json_list(&self, args: &[&str]) -> Vec<Value> {
+        let out = self.tctl(args);
         if !out.status.success() {
             return Vec::new();
         }
@@ -453,15 +458,7 @@ impl Cluster {
     }
 
     pub fn proxies(&self) -> Vec<Value> {
-        let out = self.tctl(&["proxies", "ls", "--format=json"]);
-        if !out.status.success() {
-            return Vec::new();
-        }
-        serde_json::from_slice::<Value>(&out.stdout)
-            .unwrap()
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.json_list(&["proxies", "ls", "--format=json"])
     }
 
     /// The names of the proxies `node` holds tunnels to, if it is listed.
