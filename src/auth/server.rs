@@ -328,6 +328,7 @@ async fn handle_conn(
             version,
             token,
             role,
+            ..
         } => match &subject {
             Some(s) if s.role == pki::ROLE_PROXY && version == PROTOCOL_VERSION => {
                 check_token(&state, token, &role).await

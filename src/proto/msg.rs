@@ -43,6 +43,9 @@ pub enum Request {
         version: u32,
         token: String,
         role: String,
+        /// The anonymous caller's address as the proxy saw it; auth rate-limits by it.
+        #[serde(default)]
+        remote_addr: String,
     },
     /// Admin identity required, on a proxy's `teleport-transport` ALPN: open a stream to a
     /// node's local service through its tunnel.

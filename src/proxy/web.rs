@@ -137,6 +137,7 @@ async fn install_script(state: &Arc<ProxyState>, token: &str) -> (u16, &'static 
             version: crate::proto::PROTOCOL_VERSION,
             token: token.to_string(),
             role: "node".into(),
+            remote_addr: String::new(),
         };
         match ask_auth(state, check).await {
             Ok(Response::TokenOk) => {}
