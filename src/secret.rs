@@ -103,6 +103,17 @@ pub fn new_uuid() -> String {
     )
 }
 
+/// Whether `s` has the shape of a UUID as `new_uuid` makes them (lowercase hex, 8-4-4-4-12).
+pub fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| {
+            g.len() == n
+                && g.bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        })
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -128,6 +139,19 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_have_their_shape() {
+        assert!(is_uuid(&new_uuid()));
+        for bad in [
+            "",
+            "admin",
+            "6805dda3-779e-493b-0000",
+            "6805DDA3-779e-493b-0000-000000000000",
+        ] {
+            assert!(!is_uuid(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn generated_tokens_are_32_hex_and_distinct() {

@@ -13,6 +13,7 @@ use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
+use crate::pki::verify::{self, ServerRole};
 use crate::proto::{Request, Response, MAX_RESPONSE_FRAME};
 use crate::rt::{Backoff, Shutdown};
 
@@ -49,7 +50,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<()> {
     let subject = identity.subject()?;
-    let config = net::client_config(&identity.ca_ders()?, Some(&identity))?;
+    let config = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Auth)?;
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut ever_connected = false;
     let mut first_ack_logged = false;

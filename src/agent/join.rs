@@ -18,11 +18,12 @@ use crate::pki::ca::new_key_and_csr;
 use crate::pki::certs_from_pem;
 use crate::pki::identity::Identity;
 use crate::pki::pin::{self, Pin};
+use crate::pki::verify::{self, ServerRole};
+use crate::pki::PROXY_SERVER_NAME;
 use crate::proto::{
     ErrorCode, RegisterRequest, Request, Response, MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
 use crate::rt::{Backoff, Shutdown};
-use crate::secret::new_uuid;
 use crate::{fsutil, http};
 
 /// Where the join request goes.
@@ -85,12 +86,12 @@ pub async fn join(
             _ => {}
         }
     }
-    let host_id = new_uuid();
-    let (key_pem, csr) = new_key_and_csr(&host_id)?;
+    // Auth assigns the host ID; the CSR only carries the public key.
+    let (key_pem, csr) = new_key_and_csr("joining-host")?;
     let request = RegisterRequest {
         version: PROTOCOL_VERSION,
         token: token.expose().to_string(),
-        host_id: host_id.clone(),
+        host_id: String::new(),
         node_name: settings.nodename.clone(),
         role: spec.role.to_string(),
         csr,
@@ -130,7 +131,15 @@ pub async fn join(
         cert_pem,
         ca_pems,
     };
-    identity.subject()?;
+    let subject = identity.subject()?;
+    let host_id = subject.host_id;
+    if !crate::secret::is_uuid(&host_id) || subject.role != spec.role {
+        return Err(Error::Protocol(format!(
+            "the join answer from {addr} holds a certificate for {:?} as {:?}, not a new {} \
+             identity",
+            host_id, subject.role, spec.role
+        )));
+    }
     crate::diag::METRICS.join_duration_ms.store(
         started.elapsed().as_millis() as u64,
         std::sync::atomic::Ordering::Relaxed,
@@ -185,7 +194,7 @@ async fn via_auth(
         net::insecure_client_config()
     } else {
         let cas = fetch_pinned_ca(addr, &settings.ca_pins).await?;
-        net::client_config(&cas, None)?
+        verify::client_config(&cas, None, ServerRole::Auth)?
     };
     let tls = net::connect_tls(addr, config).await?;
     let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
@@ -209,13 +218,14 @@ async fn via_auth(
 async fn https(
     addr: &str,
     config: Arc<ClientConfig>,
+    server_name: Option<&str>,
     method: &str,
     path: &str,
     body: Option<&[u8]>,
 ) -> Result<http::Response> {
     let config = net::with_alpn(&config, &[b"http/1.1"]);
     let host = net::host_of(addr);
-    let mut tls = net::connect_tls_as(addr, config, host)
+    let mut tls = net::connect_tls_as(addr, config, server_name.unwrap_or(host))
         .await
         .map_err(|e| match e {
             Error::Pki(detail) => Error::Pki(format!(
@@ -261,6 +271,7 @@ async fn via_proxy(
         let r = https(
             addr,
             net::insecure_client_config(),
+            Some(PROXY_SERVER_NAME),
             "GET",
             EXPORT_PATH,
             None,
@@ -271,14 +282,28 @@ async fn via_proxy(
         }
         let pem = String::from_utf8_lossy(&r.body).to_string();
         let cas = check_pins(&settings.ca_pins, &[pem])?;
-        net::client_config(&cas, None)?
+        // Pinned: the relay must prove it is a proxy of the pinned cluster (its cluster
+        // certificate, asked for by the proxy server name) before it sees the token.
+        (
+            verify::client_config(&cas, None, ServerRole::Proxy)?,
+            Some(PROXY_SERVER_NAME),
+        )
     } else if settings.insecure {
-        net::insecure_client_config()
+        (net::insecure_client_config(), None)
     } else {
-        net::client_config_lenient(&net::system_roots())?
+        (net::client_config_lenient(&net::system_roots())?, None)
     };
+    let (config, server_name) = config;
     let body = serde_json::to_vec(request).map_err(|e| Error::Protocol(e.to_string()))?;
-    let r = https(addr, config, "POST", CREDENTIALS_PATH, Some(&body)).await?;
+    let r = https(
+        addr,
+        config,
+        server_name,
+        "POST",
+        CREDENTIALS_PATH,
+        Some(&body),
+    )
+    .await?;
     if r.status != 200 {
         return Err(http_error(addr, &r));
     }

@@ -65,8 +65,11 @@ pub enum NodeTarget {
 pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) -> Result<()> {
     let path = settings.identity_path();
     let stored = Identity::load_optional(&path)?;
-    if stored.is_some() {
+    if let Some(id) = &stored {
         info!("using the identity stored in {}", path.display());
+        // Auth checks this too; failing here names the fix before any connection is made.
+        crate::proto::limits::check_hello(&hello(settings), &id.subject()?.node_name)
+            .map_err(|e| crate::error::Error::Config(format!("{}: {e}", path.display())))?;
     }
     let spec = join::JoinSpec {
         role: pki::ROLE_NODE,
@@ -86,7 +89,8 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
                     let id = auth.issue_local_identity(
                         &host_id,
                         pki::ROLE_NODE,
-                        std::slice::from_ref(&settings.nodename),
+                        &settings.nodename,
+                        &[],
                     )?;
                     id.save(&path)?;
                     id

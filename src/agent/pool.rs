@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::mux::{self, Mux};
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
+use crate::pki::verify::{self, ServerRole};
 use crate::pki::PROXY_SERVER_NAME;
 use crate::proto::{ProxyRef, Request, Response, MAX_RESPONSE_FRAME};
 use crate::proxy::ALPN_TUNNEL;
@@ -55,7 +56,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<()> {
     let subject = identity.subject()?;
-    let base = net::client_config(&identity.ca_ders()?, Some(&identity))?;
+    let base = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Proxy)?;
     let config = net::with_alpn(&base, &[ALPN_TUNNEL]);
     let (tx, rx) = channel::unbounded::<Event>();
     let mut held: HashMap<String, (String, smol::Task<()>)> = HashMap::new();

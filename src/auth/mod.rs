@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod inventory;
+pub mod join;
 pub mod limiter;
 pub mod server;
 pub mod streams;

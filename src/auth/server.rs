@@ -16,9 +16,10 @@ use smol::net::{TcpListener, TcpStream};
 use super::backend::sqlite::SqliteBackend;
 use super::backend::{Backend, Item};
 use super::inventory::Inventory;
+use super::join;
 use super::limiter::Limiter;
 use super::streams;
-use super::tokens::{parse_roles, TokenRole, TokenStore};
+use super::tokens::{parse_roles, TokenStore};
 use crate::clock::{self, now_unix};
 use crate::config::{self, Settings};
 use crate::error::{Error, Result};
@@ -29,11 +30,11 @@ use crate::pki::identity::Identity;
 use crate::pki::pin::Pin;
 use crate::pki::{self, Subject, AUTH_SERVER_NAME};
 use crate::proto::{
-    self, AdminCmd, ClusterStatus, ErrorCode, RegisterRequest, Request, Response, TokenCreated,
-    MAX_REQUEST_FRAME, PROTOCOL_VERSION,
+    self, AdminCmd, ClusterStatus, ErrorCode, Request, Response, TokenCreated, MAX_REQUEST_FRAME,
+    PROTOCOL_VERSION,
 };
 use crate::rt::Shutdown;
-use crate::secret::{new_uuid, Token};
+use crate::secret::new_uuid;
 use crate::VERSION;
 
 const CA_KEY: &str = "authorities/host";
@@ -94,16 +95,19 @@ impl AuthState {
     }
 
     /// Issues an identity for a service of this process (no token needed: same trust domain).
+    /// `names` become SANs only for a proxy; a node's name goes into its subject.
     pub fn issue_local_identity(
         &self,
         host_id: &str,
         role: &str,
+        node_name: &str,
         names: &[String],
     ) -> Result<Identity> {
         let subject = Subject {
             host_id: host_id.to_string(),
             role: role.to_string(),
             cluster: self.cluster_name.clone(),
+            node_name: node_name.to_string(),
         };
         let mut sans = Sans {
             dns: vec![
@@ -112,13 +116,13 @@ impl AuthState {
             ],
             ips: Vec::new(),
         };
-        for n in names {
-            match n.parse::<IpAddr>() {
-                Ok(ip) => sans.ips.push(ip),
-                Err(_) => sans.dns.push(n.clone()),
-            }
-        }
         if role == pki::ROLE_PROXY {
+            for n in names {
+                match n.parse::<IpAddr>() {
+                    Ok(ip) => sans.ips.push(ip),
+                    Err(_) => sans.dns.push(n.clone()),
+                }
+            }
             sans.dns.push(pki::PROXY_SERVER_NAME.to_string());
         }
         let (key_pem, cert_pem) = self.ca.issue_local(&subject, &sans, HOST_CERT_VALIDITY)?;
@@ -235,7 +239,7 @@ fn ensure_admin_identity(state: &AuthState, path: &Path) -> Result<()> {
             return Ok(());
         }
     }
-    let id = state.issue_local_identity("admin", pki::ROLE_ADMIN, &[])?;
+    let id = state.issue_local_identity("admin", pki::ROLE_ADMIN, "", &[])?;
     id.save(path)
 }
 
@@ -245,6 +249,7 @@ fn server_identity(state: &AuthState, host_id: &str, s: &Settings) -> Result<Ide
         host_id: host_id.to_string(),
         role: pki::ROLE_AUTH.to_string(),
         cluster: state.cluster_name.clone(),
+        node_name: String::new(),
     };
     let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip")];
     if !s.auth.listen_addr.ip().is_unspecified() {
@@ -300,22 +305,28 @@ async fn handle_conn(
         {
             proto::version_mismatch(version)
         }
-        Request::GetCa { .. } => match rate_limit(&state, peer.ip()) {
+        Request::GetCa { .. } => match join::rate_limit(&state, peer.ip()) {
             Some(refusal) => refusal,
             None => Response::Ca {
                 cluster_name: state.cluster_name.clone(),
                 certs: vec![state.ca.cert_pem.clone()],
             },
         },
-        // A proxy relays joins and has rate-limited them per source already.
-        Request::Register(req) if subject.as_ref().is_some_and(|s| s.role == pki::ROLE_PROXY) => {
-            let source = req.remote_addr.clone();
-            register(&state, req, &format!("{source} via proxy {peer}")).await
+        // Joins relayed by a proxy are limited by the address the proxy saw, so neither the
+        // number of proxies nor the load balancer in front of them changes the budget.
+        Request::Register(req) => {
+            let by_proxy = subject.as_ref().is_some_and(|s| s.role == pki::ROLE_PROXY);
+            let source = join::real_source(peer.ip(), by_proxy, &req.remote_addr);
+            let label = if by_proxy {
+                format!("{source} via proxy {peer}")
+            } else {
+                peer.to_string()
+            };
+            match join::rate_limit(&state, source) {
+                Some(refusal) => refusal,
+                None => join::register(&state, req, &label).await,
+            }
         }
-        Request::Register(req) => match rate_limit(&state, peer.ip()) {
-            Some(refusal) => refusal,
-            None => register(&state, req, &peer.to_string()).await,
-        },
         Request::Admin { cmd, .. } => match &subject {
             Some(s) if s.role == pki::ROLE_ADMIN => admin(&state, cmd).await,
             _ => Response::error(
@@ -328,10 +339,14 @@ async fn handle_conn(
             version,
             token,
             role,
-            ..
+            remote_addr,
         } => match &subject {
             Some(s) if s.role == pki::ROLE_PROXY && version == PROTOCOL_VERSION => {
-                check_token(&state, token, &role).await
+                let source = join::real_source(peer.ip(), true, &remote_addr);
+                match join::rate_limit(&state, source) {
+                    Some(refusal) => refusal,
+                    None => join::check_token(&state, token, &role).await,
+                }
             }
             Some(_) if version != PROTOCOL_VERSION => proto::version_mismatch(version),
             _ => Response::error(
@@ -369,138 +384,6 @@ async fn handle_conn(
     };
     let _ = conn.send(&reply).await;
     conn.close().await;
-}
-
-fn rate_limit(state: &AuthState, ip: IpAddr) -> Option<Response> {
-    let mut limiter = state.limiter.lock().unwrap_or_else(|p| p.into_inner());
-    if limiter.allow(ip, state.now_ms()) {
-        None
-    } else {
-        warn!("rate limit exceeded for unauthenticated requests from {ip}");
-        crate::diag::METRICS
-            .joins_refused_rate
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(Response::error(
-            ErrorCode::RateLimited,
-            "too many join requests from this address: wait a minute and retry",
-        ))
-    }
-}
-
-async fn check_token(state: &Arc<AuthState>, token: String, role: &str) -> Response {
-    let role = match TokenRole::parse(role) {
-        Ok(r) => r,
-        Err(e) => return Response::error(ErrorCode::BadParameter, e),
-    };
-    let st = state.clone();
-    let token = Token::new(token);
-    match smol::unblock(move || st.tokens.check(&token, role, now_unix(), false)).await {
-        Ok(Ok(_)) => Response::TokenOk,
-        Ok(Err(refusal)) => Response::error(ErrorCode::AccessDenied, refusal.message),
-        Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
-    }
-}
-
-fn valid_host_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
-async fn register(state: &Arc<AuthState>, req: RegisterRequest, peer: &str) -> Response {
-    if req.version != PROTOCOL_VERSION {
-        return proto::version_mismatch(req.version);
-    }
-    let bad = |msg: String| Response::error(ErrorCode::BadParameter, msg);
-    if !valid_host_id(&req.host_id) {
-        return bad("hostID must be 1-64 letters, digits or '-'".into());
-    }
-    if let Err(e) = config::validate_name(&req.node_name, "node_name") {
-        return bad(e.to_string());
-    }
-    let role = match TokenRole::parse(&req.role) {
-        Ok(r) => r,
-        Err(e) => return bad(e),
-    };
-    if !matches!(role, TokenRole::Node | TokenRole::Proxy) {
-        return bad(format!(
-            "joining as {} is not available in this build: nodes and proxies can join",
-            role.name()
-        ));
-    }
-    let mut extra = Sans::default();
-    if role == TokenRole::Proxy {
-        extra.dns.push(pki::PROXY_SERVER_NAME.to_string());
-        for name in req.dns_names.iter().take(16) {
-            match name.parse::<IpAddr>() {
-                Ok(ip) => extra.ips.push(ip),
-                Err(_) if config::validate_name(name, "dns_names").is_ok() => {
-                    extra.dns.push(name.clone())
-                }
-                Err(_) => return bad(format!("invalid entry {name:?} in dns_names")),
-            }
-        }
-    }
-    let st = state.clone();
-    let token = Token::new(req.token.clone());
-    let checked = smol::unblock(move || st.tokens.check_join(&token, role, now_unix())).await;
-    let grant = match checked {
-        Ok(Ok(g)) => g,
-        Ok(Err(refusal)) => {
-            warn!(
-                "join refused for {:?} ({}) from {peer}: {}",
-                req.node_name, req.host_id, refusal.message
-            );
-            let m = &crate::diag::METRICS;
-            let counter = match refusal.reason {
-                "expired_token" => &m.joins_refused_expired,
-                "wrong_role" => &m.joins_refused_role,
-                _ => &m.joins_refused_invalid,
-            };
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Response::error(ErrorCode::AccessDenied, refusal.message);
-        }
-        Err(e) => {
-            warn!("join check failed: {e}");
-            return Response::error(
-                ErrorCode::Internal,
-                "the auth server could not check the token",
-            );
-        }
-    };
-    let subject = Subject {
-        host_id: req.host_id.clone(),
-        role: role.name().to_string(),
-        cluster: state.cluster_name.clone(),
-    };
-    let mut sans = Sans {
-        dns: vec![
-            req.node_name.clone(),
-            req.host_id.clone(),
-            format!("{}.{}", req.host_id, state.cluster_name),
-        ],
-        ips: extra.ips,
-    };
-    sans.dns.extend(extra.dns);
-    sans.dns.dedup();
-    match state.ca.sign_csr(&req.csr, &subject, &sans) {
-        Ok(cert) => {
-            crate::diag::METRICS
-                .joins_accepted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            info!(
-                "join accepted: {} {:?} ({}) from {peer} with token id {}",
-                role.name(),
-                req.node_name,
-                req.host_id,
-                grant.token_id
-            );
-            Response::Registered {
-                tls: cert,
-                tls_ca_certs: vec![state.ca.cert_pem.clone()],
-                cluster_name: state.cluster_name.clone(),
-            }
-        }
-        Err(e) => bad(e.to_string()),
-    }
 }
 
 async fn admin(state: &Arc<AuthState>, cmd: AdminCmd) -> Response {

@@ -1,7 +1,6 @@
 //! Long-lived streams on auth: a node's direct heartbeat stream, and a proxy's link that carries
 //! the proxy's own heartbeats and the heartbeats it relays for tunnelled nodes.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,9 +12,9 @@ use smol::net::TcpStream;
 
 use super::inventory::node_info;
 use super::server::AuthState;
-use crate::config;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
+use crate::proto::limits;
 use crate::proto::{
     self, ErrorCode, ProxyHello, ProxyRef, RelayedBeat, Request, Response, StreamHello,
     PROTOCOL_VERSION,
@@ -47,11 +46,11 @@ fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, super::inventory::Invent
 }
 
 /// Checks a stream's first message; on a problem answers with the error and returns false.
-async fn hello_ok(conn: &mut Conn, version: u32, name: &str, what: &str) -> bool {
+async fn hello_ok(conn: &mut Conn, version: u32, checked: Result<(), String>) -> bool {
     let refusal = if version != PROTOCOL_VERSION {
         proto::version_mismatch(version)
-    } else if let Err(e) = config::validate_name(name, what) {
-        Response::error(ErrorCode::BadParameter, e.to_string())
+    } else if let Err(e) = checked {
+        Response::error(ErrorCode::BadParameter, e)
     } else {
         return true;
     };
@@ -68,7 +67,8 @@ pub async fn heartbeat_stream(
     state: Arc<AuthState>,
     shutdown: Shutdown,
 ) {
-    if !hello_ok(&mut conn, hello.version, &hello.node_name, "node_name").await {
+    let checked = limits::check_hello(&hello, &subject.node_name).map_err(|e| e.to_string());
+    if !hello_ok(&mut conn, hello.version, checked).await {
         return;
     }
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -77,12 +77,11 @@ pub async fn heartbeat_stream(
     } else {
         hello.public_addr.clone()
     };
-    let labels: BTreeMap<String, String> = hello.labels.into_iter().take(64).collect();
     let info = node_info(
         &subject.host_id,
         &hello.node_name,
         &addr,
-        labels,
+        hello.labels,
         &hello.server_version,
     );
     let ttl = state.ttl_ms();
@@ -144,7 +143,8 @@ pub async fn proxy_link(
     state: Arc<AuthState>,
     shutdown: Shutdown,
 ) {
-    if !hello_ok(&mut conn, hello.version, &hello.name, "proxy name").await {
+    let checked = limits::check_name(&hello.name, "proxy name").map_err(|e| e.to_string());
+    if !hello_ok(&mut conn, hello.version, checked).await {
         return;
     }
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -195,10 +195,14 @@ pub async fn proxy_link(
                 server_version,
                 labels,
             })) => {
-                if config::validate_name(&node_name, "node_name").is_err() {
+                // The proxy checked the tunnel's hello; a beat that still fails is dropped
+                // alone, never the proxy's link with every other node's beats.
+                if let Err(e) = limits::check_name(&node_name, "node_name")
+                    .and_then(|()| limits::check_labels(&labels))
+                {
+                    debug!("dropped a beat relayed by proxy {:?}: {e}", me.name);
                     continue;
                 }
-                let labels: BTreeMap<String, String> = labels.into_iter().take(64).collect();
                 let info = node_info(&host_id, &node_name, "", labels, &server_version);
                 lock(&state).upsert_via(info, &me.id, state.now_ms(), ttl);
             }

@@ -46,12 +46,42 @@ pub fn fail(e: &Error) -> i32 {
     1
 }
 
+/// Longest cell a table prints; longer ones are cut (JSON output has them whole).
+pub const MAX_CELL: usize = 200;
+
+/// A field from the cluster made safe for a terminal: control characters (newlines, escape
+/// sequences) are shown escaped, so no field can forge rows or move the cursor, and the text
+/// is cut at `max` characters.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A left-aligned table with a dashed rule under the header, as tctl prints.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            (0..headers.len())
+                .map(|i| r.get(i).map_or(String::new(), |c| printable(c, MAX_CELL)))
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
         }
     }
     let line = |cells: Vec<String>| {
@@ -69,7 +99,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         line(headers.iter().map(|h| h.to_string()).collect()),
         line(widths.iter().map(|w| "-".repeat(*w)).collect()),
     ];
-    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.extend(rows.into_iter().map(line));
     out.join("\n") + "\n"
 }
 
@@ -81,6 +111,19 @@ mod tests {
     fn splits_long_flags_with_values() {
         let got = split_equals(&["--labels=a=b,c=d".into(), "-o".into(), "x=y".into()]);
         assert_eq!(got, vec!["--labels", "a=b,c=d", "-o", "x=y"]);
+    }
+
+    #[test]
+    fn table_escapes_control_characters_and_cuts_long_cells() {
+        let rows = vec![
+            vec!["evil\nforged-row 1.2.3.4".into(), "\u{1b}[2J".into()],
+            vec!["x".repeat(70_000)],
+        ];
+        let t = table(&["Host", "Labels"], &rows);
+        assert_eq!(t.lines().count(), 4, "{t}");
+        assert!(!t.contains('\u{1b}'));
+        assert!(t.contains("evil\\nforged-row"));
+        assert!(t.lines().all(|l| l.chars().count() < 2 * MAX_CELL + 10));
     }
 
     #[test]

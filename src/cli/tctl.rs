@@ -12,6 +12,7 @@ use crate::config::{self, FileConfig};
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
+use crate::pki::verify::{self, ServerRole};
 use crate::proto::{
     AdminCmd, ClusterStatus, NodeInfo, Request, Response, TokenCreated, TokenInfo,
     MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
@@ -283,7 +284,8 @@ fn target(cli: &Cli) -> Result<Target> {
 
 fn call(t: &Target, cmd: AdminCmd) -> Result<Response> {
     smol::block_on(async {
-        let config = net::client_config(&t.identity.ca_ders()?, Some(&t.identity))?;
+        let config =
+            verify::client_config(&t.identity.ca_ders()?, Some(&t.identity), ServerRole::Auth)?;
         let tls = net::connect_tls(&t.addr, config)
             .await
             .map_err(|e| match e {
@@ -568,7 +570,8 @@ fn list_proxies(t: &Target, format: &str) -> Result<()> {
 fn dial(t: &Target, proxy: &str, node: &str, addr: &str) -> Result<()> {
     let proxy = config::normalize_addr(proxy, 3080, "--proxy")?;
     smol::block_on(async {
-        let base = net::client_config(&t.identity.ca_ders()?, Some(&t.identity))?;
+        let base =
+            verify::client_config(&t.identity.ca_ders()?, Some(&t.identity), ServerRole::Proxy)?;
         let config = net::with_alpn(&base, &[crate::proxy::ALPN_TRANSPORT]);
         let tls = net::connect_tls_as(&proxy, config, crate::pki::PROXY_SERVER_NAME).await?;
         let mut f = Framed::new(tls, MAX_RESPONSE_FRAME);
@@ -628,7 +631,10 @@ fn status(t: &Target) -> Result<()> {
     rows.extend(s.ca_pins.iter().map(|p| ("CA pin", p.clone())));
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        println!("{k:<w$}  {v}");
+        println!(
+            "{k:<w$}  {}",
+            crate::cli::printable(&v, crate::cli::MAX_CELL)
+        );
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::pki::{certs_from_pem, Subject};
+use crate::pki::{certs_from_pem, Subject, NAME_ATTRIBUTE_OID, ROLE_AUTH, ROLE_PROXY};
 
 /// Validity of the CA certificate.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -73,6 +73,12 @@ impl CertAuthority {
         dn.push(DnType::CommonName, subject.host_id.as_str());
         dn.push(DnType::OrganizationName, subject.role.as_str());
         dn.push(DnType::OrganizationalUnitName, subject.cluster.as_str());
+        if !subject.node_name.is_empty() {
+            dn.push(
+                DnType::CustomDnType(NAME_ATTRIBUTE_OID.to_vec()),
+                subject.node_name.as_str(),
+            );
+        }
         params.distinguished_name = dn;
         for name in &sans.dns {
             let ia5 = name
@@ -88,10 +94,15 @@ impl CertAuthority {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        // Only auth and proxies serve TLS; a node or admin certificate can only be a client.
+        params.extended_key_usages = if [ROLE_AUTH, ROLE_PROXY].contains(&subject.role.as_str()) {
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ]
+        } else {
+            vec![ExtendedKeyUsagePurpose::ClientAuth]
+        };
         set_validity(&mut params, validity);
         Ok(params)
     }
@@ -150,10 +161,17 @@ mod tests {
             host_id: "6805dda3-779e-493b-0000-000000000000".into(),
             role: "Node".into(),
             cluster: "example.com".into(),
+            node_name: "web-1".into(),
         };
         let cert = ca.sign_csr(&csr, &subject, &Sans::default()).unwrap();
         let der = certs_from_pem(&cert).unwrap().remove(0);
         assert_eq!(subject_of(&der).unwrap(), subject);
+        let (_, x509) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let eku = x509.extended_key_usage().unwrap().unwrap().value;
+        assert!(
+            eku.client_auth && !eku.server_auth,
+            "a node cert must be client-only"
+        );
     }
 
     #[test]
@@ -163,6 +181,7 @@ mod tests {
             host_id: "h".into(),
             role: "Node".into(),
             cluster: "c".into(),
+            node_name: String::new(),
         };
         let err = ca.sign_csr("not a csr", &subject, &Sans::default());
         assert!(err.is_err());

@@ -135,6 +135,7 @@ mod tests {
             host_id: "h1".into(),
             role: "Admin".into(),
             cluster: "c.example".into(),
+            node_name: String::new(),
         };
         let (key, cert) = ca
             .issue_local(

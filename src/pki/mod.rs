@@ -3,6 +3,7 @@
 pub mod ca;
 pub mod identity;
 pub mod pin;
+pub mod verify;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -10,12 +11,10 @@ use rustls_pki_types::CertificateDer;
 use crate::error::{Error, Result};
 
 /// The name every auth server's certificate carries and every client verifies, so that joining
-/// by IP address or by any DNS name works without IP SANs.
-pub const AUTH_SERVER_NAME: &str = "teleport.cluster.local";
-
-/// The name every proxy's tunnel certificate carries and agents verify on tunnels, whatever
-/// address (often a load balancer) they dialed.
-pub const PROXY_SERVER_NAME: &str = "proxy.teleport.cluster.local";
+/// by IP address or by any DNS name works without IP SANs; and the name every proxy's tunnel
+/// certificate carries, whatever address (often a load balancer) agents dialed. Neither is
+/// ever put into a joining host's certificate, and clients check the role besides.
+pub use crate::proto::limits::{AUTH_SERVER_NAME, PROXY_SERVER_NAME};
 
 /// Roles as encoded in a certificate's Organization.
 pub const ROLE_NODE: &str = "Node";
@@ -34,15 +33,22 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// What a certificate says about its holder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The X.500 `name` attribute (2.5.4.41): where auth records the node name it accepted at
+/// join. It is not a SAN, so it never makes a host a TLS server for any name.
+pub const NAME_ATTRIBUTE_OID: [u64; 4] = [2, 5, 4, 41];
+
+/// What a certificate says about its holder. Every field was chosen by auth.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Subject {
     pub host_id: String,
     pub role: String,
     pub cluster: String,
+    /// The node name accepted at join (empty for roles that have none).
+    pub node_name: String,
 }
 
-/// Reads host ID (CN), role (O) and cluster (OU) from a DER certificate.
+/// Reads host ID (CN), role (O), cluster (OU) and node name (the `name` attribute) from a DER
+/// certificate.
 pub fn subject_of(der: &[u8]) -> Result<Subject> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
@@ -53,12 +59,13 @@ pub fn subject_of(der: &[u8]) -> Result<Subject> {
             .to_string()
     };
     let subject = cert.subject();
-    let host_id = first(&mut subject.iter_common_name());
-    let role = first(&mut subject.iter_organization());
-    let cluster = first(&mut subject.iter_organizational_unit());
-    Ok(Subject {
-        host_id,
-        role,
-        cluster,
-    })
+    let name_oid = x509_parser::der_parser::oid::Oid::from(&NAME_ATTRIBUTE_OID)
+        .map_err(|_| Error::Pki("bad name attribute OID".into()))?;
+    let out = Subject {
+        host_id: first(&mut subject.iter_common_name()),
+        role: first(&mut subject.iter_organization()),
+        cluster: first(&mut subject.iter_organizational_unit()),
+        node_name: first(&mut subject.iter_by_oid(&name_oid)),
+    };
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 //! No I/O here; see `docs/protocol.md` for the message flow.
 
 pub mod frame;
+pub mod limits;
 pub mod msg;
 
 pub use frame::{encode, Decoder, FrameError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};

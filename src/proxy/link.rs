@@ -10,6 +10,7 @@ use log::{info, warn};
 use super::{ProxyState, RelayRx};
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
+use crate::pki::verify::{self, ServerRole};
 use crate::proto::{encode, ProxyHello, Request, Response, MAX_RESPONSE_FRAME, PROTOCOL_VERSION};
 use crate::rt::{Backoff, Shutdown};
 use crate::VERSION;
@@ -51,7 +52,11 @@ async fn session(
     ever_up: &mut bool,
 ) -> Result<()> {
     let addr = state.auth_addr.clone();
-    let config = net::client_config(&state.identity.ca_ders()?, Some(&state.identity))?;
+    let config = verify::client_config(
+        &state.identity.ca_ders()?,
+        Some(&state.identity),
+        ServerRole::Auth,
+    )?;
     let tls = net::connect_tls(&addr, config).await?;
     let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
     conn.send(&Request::ProxyHello(ProxyHello {

@@ -136,6 +136,7 @@ impl ProxyServer {
                         let id = a.state.issue_local_identity(
                             &a.host_id,
                             ROLE_PROXY,
+                            &settings.nodename,
                             &cert_names(settings),
                         )?;
                         id.save(&path)?;

@@ -50,8 +50,13 @@ pub async fn serve(
             return;
         }
     };
-    if crate::config::validate_name(&hello.node_name, "node_name").is_err() {
-        warn!("rejected a tunnel from {peer}: invalid node name");
+    // The node's name is the one auth put into its certificate; an oversized or forged hello
+    // closes this tunnel only.
+    if let Err(e) = crate::proto::limits::check_hello(&hello, &subject.node_name) {
+        warn!("rejected a tunnel from {peer} ({}): {e}", subject.host_id);
+        let _ = ctl
+            .send(&Response::error(ErrorCode::BadParameter, e.to_string()))
+            .await;
         return;
     }
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -155,6 +160,29 @@ async fn control_loop(
     }
 }
 
+enum Found {
+    None,
+    One(mux::Opener),
+    Ambiguous(usize),
+}
+
+/// A node by host UUID, or by name if exactly one node has that name.
+fn find_tunnel(tunnels: &std::collections::HashMap<String, Vec<TunnelEntry>>, node: &str) -> Found {
+    let first = |list: &Vec<TunnelEntry>| list.first().map(|e| e.opener.clone());
+    if let Some(o) = tunnels.get(node).and_then(first) {
+        return Found::One(o);
+    }
+    let named: Vec<&Vec<TunnelEntry>> = tunnels
+        .values()
+        .filter(|l| l.iter().any(|e| e.node_name == node))
+        .collect();
+    match named.as_slice() {
+        [] => Found::None,
+        [one] => first(one).map_or(Found::None, Found::One),
+        many => Found::Ambiguous(many.len()),
+    }
+}
+
 /// Opens a stream to `addr` on the node through its tunnel; returns the stream ready for raw
 /// bytes (after the node's `DialOk`).
 pub async fn dial_node(
@@ -162,21 +190,25 @@ pub async fn dial_node(
     node: &str,
     addr: &str,
 ) -> Result<(mux::Stream, Vec<u8>), Response> {
-    let opener = {
-        let t = state.tunnels();
-        t.get(node)
-            .or_else(|| t.values().find(|l| l.iter().any(|e| e.node_name == node)))
-            .and_then(|l| l.first())
-            .map(|e| e.opener.clone())
-    };
-    let Some(opener) = opener else {
-        return Err(Response::error(
-            ErrorCode::NotFound,
-            format!(
-                "no tunnel to node {node:?} on proxy {:?}: is the node online (tctl nodes ls)?",
-                state.me.name
-            ),
-        ));
+    let opener = find_tunnel(&state.tunnels(), node);
+    let opener = match opener {
+        Found::One(o) => o,
+        Found::None => {
+            return Err(Response::error(
+                ErrorCode::NotFound,
+                format!(
+                    "no tunnel to node {node:?} on proxy {:?}: is the node online (tctl nodes \
+                     ls)?",
+                    state.me.name
+                ),
+            ))
+        }
+        Found::Ambiguous(n) => {
+            return Err(Response::error(
+                ErrorCode::BadParameter,
+                format!("{n} nodes are named {node:?}: dial one by its UUID (see tctl nodes ls)"),
+            ))
+        }
     };
     let stream = opener.open().await.map_err(|e| {
         Response::error(ErrorCode::Unavailable, format!("cannot open a stream: {e}"))
