@@ -55,7 +55,7 @@ where
     let mut conn = yamux::Connection::new(io, cfg, mode);
     let (open_tx, open_rx) = channel::bounded::<OpenReply>(16);
     let (in_tx, in_rx) = channel::bounded::<Stream>(16);
-    let driver = smol::spawn(async move {
+    let driver = crate::rt::spawn(async move {
         let mut open_rx = Box::pin(open_rx);
         let mut pending: Option<OpenReply> = None;
         let result = poll_fn(|cx| {

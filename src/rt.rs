@@ -1,9 +1,62 @@
 //! Process runtime: the shutdown signal shared by all tasks, OS signal handling (also as PID 1,
 //! where the kernel drops signals that have no handler), and reconnect backoff.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use smol::channel::{Receiver, Sender};
+use smol::{Executor, Task};
+
+/// Worker threads the executor starts with; set before the first `spawn`.
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Sets how many threads run tasks: auth and proxy take one per core, so that one busy
+/// connection (or a slow handshake) cannot stall every other; the agent keeps one. Takes effect
+/// only before the first task is spawned.
+pub fn set_threads(n: usize) {
+    THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// One thread per core, as the OS reports them.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn executor() -> &'static Executor<'static> {
+    static EXECUTOR: OnceLock<Executor<'static>> = OnceLock::new();
+    static WORKERS: Once = Once::new();
+    let ex = EXECUTOR.get_or_init(Executor::new);
+    WORKERS.call_once(|| {
+        for i in 0..THREADS.load(Ordering::Relaxed) {
+            let spawned = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || loop {
+                    // A task that panics (tests unwind; release aborts) must not take the
+                    // worker with it.
+                    let run = || smol::block_on(ex.run(std::future::pending::<()>()));
+                    let _ = std::panic::catch_unwind(run);
+                });
+            if let Err(e) = spawned {
+                log::error!("cannot start executor thread {i}: {e}");
+            }
+        }
+    });
+    ex
+}
+
+/// Spawns a task on the process's executor. Blocking work (signing, SQLite, files, DNS) does
+/// not belong here: use `smol::unblock`.
+pub fn spawn<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Task<T> {
+    executor().spawn(fut)
+}
+
+/// Runs `fut` on this thread while the executor's workers run the spawned tasks.
+pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
+    let ex = executor();
+    smol::block_on(ex.run(fut))
+}
 
 /// Fires once, for every holder, when the process should stop.
 #[derive(Clone)]

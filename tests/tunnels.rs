@@ -123,12 +123,20 @@ fn sticky_balancing_leaves_the_node_on_one_proxy_and_says_why() {
 
 #[test]
 fn nodes_reappear_after_auth_restarts_without_being_restarted() {
-    let (mut c, _proxies, lb) = setup(2, 2, "roundrobin");
+    let (mut c, mut proxies, lb) = setup(2, 2, "roundrobin");
     let mut n = Node::new("steady");
     n.start_via_proxy(&lb.addr(), &c.token("node", "30m"), Some(&c.pin()));
     c.wait_tunnels("steady", 2, T);
+    let before = c.auth().child.id();
     c.auth().kill9();
     c.start_auth();
+    assert_ne!(c.auth().child.id(), before, "auth was not restarted");
+    // The new auth process starts with an empty inventory: the node is listed again only
+    // once both proxies re-linked and relayed its beats.
+    for p in proxies.iter_mut().take(2) {
+        p.proc().wait_log("link to auth at", T);
+        p.proc().wait_log("re-established", T);
+    }
     c.wait_tunnels("steady", 2, T);
     assert!(n.proc().running());
     assert!(c.proxies().len() == 2);

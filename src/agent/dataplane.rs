@@ -11,8 +11,14 @@ use crate::mux::{self, Stream};
 use crate::net::{self, Framed};
 use crate::proto::{ErrorCode, Request, Response, MAX_REQUEST_FRAME};
 
-fn loopback_target(addr: &str) -> Option<SocketAddr> {
-    let resolved: Vec<SocketAddr> = addr.to_socket_addrs().ok()?.collect();
+/// Resolves `addr` (possibly a name such as `localhost:22`: DNS blocks, so off the executor)
+/// to a loopback address.
+async fn loopback_target(addr: &str) -> Option<SocketAddr> {
+    let owned = addr.to_string();
+    let resolved: Vec<SocketAddr> = smol::unblock(move || owned.to_socket_addrs())
+        .await
+        .ok()?
+        .collect();
     resolved.into_iter().find(|a| a.ip().is_loopback())
 }
 
@@ -26,7 +32,7 @@ pub async fn serve(stream: Stream) {
                 return;
             }
         };
-    let Some(target) = loopback_target(&addr) else {
+    let Some(target) = loopback_target(&addr).await else {
         let _ = f
             .send(&Response::error(
                 ErrorCode::AccessDenied,

@@ -144,13 +144,23 @@ pub async fn join(
         started.elapsed().as_millis() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
-    fsutil::ensure_private_dir(&settings.data_dir)?;
-    identity.save(&spec.identity_path)?;
-    fsutil::write_atomic(
-        &settings.data_dir.join(config::HOST_UUID_FILE),
-        format!("{host_id}\n").as_bytes(),
-        0o600,
-    )?;
+    // fsync waits on the disk: off the executor.
+    let (data_dir, path, saved) = (
+        settings.data_dir.clone(),
+        spec.identity_path.clone(),
+        identity.clone(),
+    );
+    let id = host_id.clone();
+    smol::unblock(move || -> Result<()> {
+        fsutil::ensure_private_dir(&data_dir)?;
+        saved.save(&path)?;
+        fsutil::write_atomic(
+            &data_dir.join(config::HOST_UUID_FILE),
+            format!("{id}\n").as_bytes(),
+            0o600,
+        )
+    })
+    .await?;
     info!(
         "joined the cluster as {} {:?} ({host_id}) through {addr}; identity stored in {}",
         spec.role,

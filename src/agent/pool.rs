@@ -139,7 +139,7 @@ pub async fn run(
                         dups.reset();
                         let id = t.proxy.id.clone();
                         let name = t.proxy.name.clone();
-                        let task = smol::spawn(tunnel(
+                        let task = crate::rt::spawn(tunnel(
                             t,
                             settings.nodename.clone(),
                             tx.clone(),
@@ -253,9 +253,9 @@ async fn tunnel(t: Dialed, node_name: String, events: Sender<Event>, shutdown: S
         ..
     } = t;
     let inbound = mux.inbound.clone();
-    let _acceptor = smol::spawn(async move {
+    let _acceptor = crate::rt::spawn(async move {
         while let Ok(stream) = inbound.recv().await {
-            smol::spawn(dataplane::serve(stream)).detach();
+            crate::rt::spawn(dataplane::serve(stream)).detach();
         }
     });
     let mut jitter = Backoff::new(interval, interval);

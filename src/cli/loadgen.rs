@@ -77,7 +77,7 @@ pub fn run(c: LoadgenCmd) -> Result<()> {
             .map(|s| {
                 let shutdown: Shutdown = shutdown.clone();
                 let via_proxy = c.proxy.is_some();
-                smol::spawn(async move {
+                crate::rt::spawn(async move {
                     let t = if via_proxy {
                         NodeTarget::Proxy(s.proxy_server.clone().unwrap_or_default())
                     } else {

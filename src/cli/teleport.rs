@@ -243,7 +243,11 @@ fn start(c: StartCmd) -> Result<()> {
         roles_text(settings.roles),
         settings.data_dir.display()
     );
-    let result = smol::block_on(run_services(&settings, shutdown));
+    // Auth and proxy serve many peers: a thread per core. The agent stays on one.
+    if settings.roles.auth || settings.roles.proxy {
+        rt::set_threads(rt::cores());
+    }
+    let result = rt::block_on(run_services(&settings, shutdown));
     if let Some(p) = &settings.pid_file {
         let _ = std::fs::remove_file(p);
     }

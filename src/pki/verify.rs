@@ -156,3 +156,59 @@ pub fn wrong_role_of(e: &rustls::Error) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+
+    /// A CA, and a certificate it signed for `role` that is otherwise a perfect auth server
+    /// certificate: the auth server name, the server usage.
+    fn cert_for(role: &str) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut p = CertificateParams::new(vec![crate::pki::AUTH_SERVER_NAME.into()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "h");
+        p.distinguished_name.push(DnType::OrganizationName, role);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = p.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap();
+        (ca_cert.der().clone(), cert.der().clone())
+    }
+
+    fn verify(role: &str, expect: ServerRole) -> std::result::Result<(), rustls::Error> {
+        let (ca, cert) = cert_for(role);
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let v = RoleVerifier {
+            inner,
+            role: expect,
+        };
+        let name = ServerName::try_from(crate::pki::AUTH_SERVER_NAME).unwrap();
+        v.verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn a_valid_certificate_of_another_role_is_refused() {
+        assert!(verify("Auth", ServerRole::Auth).is_ok());
+        for (role, expect) in [
+            ("Node", ServerRole::Auth),
+            ("Admin", ServerRole::Auth),
+            ("Proxy", ServerRole::Auth),
+            ("Auth", ServerRole::Proxy),
+        ] {
+            let err = verify(role, expect).unwrap_err();
+            let why = wrong_role_of(&err).expect("refused for its role");
+            assert!(why.contains(&format!("{role:?}")), "{why}");
+        }
+    }
+}

@@ -42,7 +42,7 @@ pub async fn serve(
     let hello = match net::with_timeout(HELLO_TIMEOUT, ctl.recv::<Request>()).await {
         Some(Ok(Some(Request::TunnelHello(h)))) if h.version == PROTOCOL_VERSION => h,
         Some(Ok(Some(Request::TunnelHello(h)))) => {
-            let _ = ctl.send(&crate::proto::version_mismatch(h.version)).await;
+            refuse(&mut ctl, crate::proto::version_mismatch(h.version)).await;
             return;
         }
         other => {
@@ -54,9 +54,11 @@ pub async fn serve(
     // closes this tunnel only.
     if let Err(e) = crate::proto::limits::check_hello(&hello, &subject.node_name) {
         warn!("rejected a tunnel from {peer} ({}): {e}", subject.host_id);
-        let _ = ctl
-            .send(&Response::error(ErrorCode::BadParameter, e.to_string()))
-            .await;
+        refuse(
+            &mut ctl,
+            Response::error(ErrorCode::BadParameter, e.to_string()),
+        )
+        .await;
         return;
     }
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -93,6 +95,14 @@ pub async fn serve(
     }
     debug!("tunnel from {:?} closed", hello.node_name);
     drop(m);
+}
+
+/// Sends a refusal and gives the node a moment to read it and close: the frame only leaves
+/// while the tunnel's multiplexer runs, which ends when the tunnel is dropped.
+async fn refuse(ctl: &mut Framed<mux::Stream>, why: Response) {
+    if ctl.send(&why).await.is_ok() {
+        let _ = net::with_timeout(Duration::from_secs(1), ctl.recv::<Request>()).await;
+    }
 }
 
 async fn control_loop(
