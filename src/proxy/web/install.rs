@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use log::warn;
+use log::{debug, warn};
 
 use super::{ask_auth, Reply};
 use crate::proto::{ErrorCode, Request, Response};
@@ -126,8 +126,12 @@ async fn check_token(state: &Arc<ProxyState>, token: &str, peer: SocketAddr) -> 
         // Status 200, so that `curl -f ... | bash` runs the script and shows the message.
         Ok(Response::Error {
             code: ErrorCode::AccessDenied | ErrorCode::NotFound | ErrorCode::BadParameter,
-            ..
-        }) => return Some(failing(200, NOT_VALID)),
+            message,
+        }) => {
+            // Auth's reason (never the token itself) is for the operator only.
+            debug!("refused an install token from {peer}: {message}");
+            return Some(failing(200, NOT_VALID));
+        }
         Ok(Response::Error {
             code: ErrorCode::RateLimited,
             ..
