@@ -1,6 +1,10 @@
 //! Just enough HTTP/1.1 for the proxy's web API and the agent's join call: one request per
-//! connection, `Content-Length` bodies, `Connection: close`. Parsing is pure (bytes in, request
-//! out) so it is tested without sockets; oversized or malformed input is an error, never a panic.
+//! connection, `Content-Length` bodies, `Connection: close`. Heads are parsed by `httparse`;
+//! parsing is pure (bytes in, request or response out) so it is tested and fuzzed without
+//! sockets. Oversized, ambiguous or malformed input is an error with a specific text, never a
+//! panic: `Content-Length` is digits only and given at most once, `Transfer-Encoding` is refused.
+
+use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -9,6 +13,14 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 256 * 1024;
 /// Largest response the agent accepts.
 pub const MAX_RESPONSE: usize = 8 * 1024 * 1024;
+/// Most header lines in a head (the error text below says the same number).
+pub const MAX_HEADERS: usize = 64;
+/// A response write that makes no progress for this long is abandoned.
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+/// Longest time a small response (not a download) may take to write.
+pub const WRITE_TOTAL: Duration = Duration::from_secs(60);
+/// Bytes handed to the stream per write, so a stalled reader holds at most this much of ours.
+const CHUNK: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -16,6 +28,7 @@ pub struct Request {
     /// Path without the query string.
     pub path: String,
     pub query: String,
+    /// Names lowercased, values trimmed (lossy UTF-8).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -28,63 +41,92 @@ pub enum ParseError {
     Bad(&'static str),
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+fn head_error(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "malformed header name",
+        httparse::Error::HeaderValue => "malformed header value",
+        httparse::Error::NewLine => "malformed line ending",
+        httparse::Error::Status => "malformed status line",
+        httparse::Error::Token => "malformed request line",
+        httparse::Error::TooManyHeaders => "too many headers (at most 64)",
+        httparse::Error::Version => "only HTTP/1.0 and HTTP/1.1 are supported",
+    }
+}
+
+/// The body length a head announces: `None` without `Content-Length`. Refuses signs, spaces
+/// inside, lists, several `Content-Length` headers and any `Transfer-Encoding`.
+fn body_length(headers: &[httparse::Header<'_>]) -> Result<Option<usize>, &'static str> {
+    let mut found = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err("transfer-encoding is not supported: send the body with content-length");
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if found.is_some() {
+                return Err("duplicate content-length header");
+            }
+            found = Some(digits(h.value.trim_ascii()).ok_or("bad content-length: digits only")?);
+        }
+    }
+    Ok(found)
+}
+
+/// A decimal number of at most 12 digits (no sign, no spaces).
+fn digits(v: &[u8]) -> Option<usize> {
+    if v.is_empty() || v.len() > 12 {
+        return None;
+    }
+    v.iter().try_fold(0usize, |acc, &d| {
+        let digit = usize::from(d.checked_sub(b'0').filter(|x| *x <= 9)?);
+        acc.checked_mul(10)?.checked_add(digit)
+    })
 }
 
 /// Parses a complete request from `buf`.
 pub fn parse_request(buf: &[u8]) -> Result<Request, ParseError> {
-    let Some(head_end) = find_head_end(buf) else {
-        return if buf.len() > MAX_HEAD {
-            Err(ParseError::Bad("request head too large"))
-        } else {
-            Err(ParseError::Incomplete)
-        };
+    let window = buf.get(..MAX_HEAD).unwrap_or(buf);
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let head_len = match req.parse(window) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(ParseError::Bad("request head too large"))
+        }
+        Ok(httparse::Status::Partial) => return Err(ParseError::Incomplete),
+        Err(e) => return Err(ParseError::Bad(head_error(e))),
     };
-    let head =
-        std::str::from_utf8(&buf[..head_end]).map_err(|_| ParseError::Bad("head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let (method, target, version) = (first.next(), first.next(), first.next());
-    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
+    let (Some(method), Some(target)) = (req.method, req.path) else {
         return Err(ParseError::Bad("malformed request line"));
     };
-    if !version.starts_with("HTTP/1.") {
-        return Err(ParseError::Bad("only HTTP/1.x is supported"));
-    }
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (k, v) = line
-            .split_once(':')
-            .ok_or(ParseError::Bad("malformed header"))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let len = match headers.iter().find(|(k, _)| k == "content-length") {
-        Some((_, v)) => v
-            .parse::<usize>()
-            .map_err(|_| ParseError::Bad("bad content-length"))?,
-        None => 0,
-    };
-    if headers.iter().any(|(k, _)| k == "transfer-encoding") {
-        return Err(ParseError::Bad("chunked bodies are not supported"));
-    }
+    let len = body_length(req.headers)
+        .map_err(ParseError::Bad)?
+        .unwrap_or(0);
     if len > MAX_BODY {
         return Err(ParseError::Bad("body too large"));
     }
-    if buf.len() < head_end + len {
-        return Err(ParseError::Incomplete);
-    }
+    let end = head_len
+        .checked_add(len)
+        .ok_or(ParseError::Bad("body too large"))?;
+    let body = buf.get(head_len..end).ok_or(ParseError::Incomplete)?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),
-        headers,
-        body: buf[head_end..head_end + len].to_vec(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value.trim_ascii()).into_owned();
+                (h.name.to_ascii_lowercase(), value)
+            })
+            .collect(),
+        body: body.to_vec(),
     })
 }
 
-/// Reads one request from a stream.
+/// Reads one request from a stream. The caller bounds the time; the buffer is bounded by
+/// `MAX_HEAD + MAX_BODY` because the parser refuses anything larger.
 pub async fn read_request<S: AsyncRead + Unpin>(io: &mut S) -> Result<Request, ParseError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -97,10 +139,10 @@ pub async fn read_request<S: AsyncRead + Unpin>(io: &mut S) -> Result<Request, P
             .read(&mut chunk)
             .await
             .map_err(|_| ParseError::Bad("read failed"))?;
-        if n == 0 {
+        let Some(got) = chunk.get(..n).filter(|g| !g.is_empty()) else {
             return Err(ParseError::Bad("connection closed mid-request"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        };
+        buf.extend_from_slice(got);
     }
 }
 
@@ -118,12 +160,27 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Writes a whole response and closes the write side.
+/// Writes a whole response and closes the write side, giving up after `WRITE_STALL` without
+/// progress or `WRITE_TOTAL` in all.
 pub async fn write_response<S: AsyncWrite + Unpin>(
     io: &mut S,
     status: u16,
     content_type: &str,
     body: &[u8],
+) -> std::io::Result<()> {
+    write_response_within(io, status, content_type, body, WRITE_STALL, WRITE_TOTAL).await
+}
+
+/// Like `write_response`, with the deadlines given: each write of at most 16 KiB must finish
+/// within `stall`, and the whole response within `total`. A reader that stops reading thus
+/// costs at most one chunk and the stream's own buffers, and only for a bounded time.
+pub async fn write_response_within<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    stall: Duration,
+    total: Duration,
 ) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -131,10 +188,30 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
         reason(status),
         body.len()
     );
-    io.write_all(head.as_bytes()).await?;
-    io.write_all(body).await?;
-    io.flush().await?;
-    io.close().await
+    let all = async {
+        step(stall, io.write_all(head.as_bytes())).await?;
+        for piece in body.chunks(CHUNK) {
+            step(stall, io.write_all(piece)).await?;
+        }
+        step(stall, io.flush()).await?;
+        step(stall, io.close()).await
+    };
+    crate::net::with_timeout(total, all)
+        .await
+        .unwrap_or_else(|| Err(timed_out("the response took too long to send")))
+}
+
+fn timed_out(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_string())
+}
+
+async fn step(
+    stall: Duration,
+    fut: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    crate::net::with_timeout(stall, fut)
+        .await
+        .unwrap_or_else(|| Err(timed_out("the peer stopped reading")))
 }
 
 /// A response as the client sees it.
@@ -144,7 +221,8 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Sends one request and reads the response to the end of the connection.
+/// Sends one request and reads the response: up to its `Content-Length`, or to the end of
+/// the connection when it has none.
 pub async fn roundtrip<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     method: &str,
@@ -165,80 +243,80 @@ pub async fn roundtrip<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
+        if let Some(r) = try_response(&buf, false)? {
+            return Ok(r);
+        }
         let n = match io.read(&mut chunk).await {
             Ok(n) => n,
             // Peers that close without close_notify: take what arrived.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
             Err(e) => return Err(e),
         };
-        if n == 0 {
-            break;
+        match chunk.get(..n).filter(|g| !g.is_empty()) {
+            Some(got) => buf.extend_from_slice(got),
+            None => return parse_response(&buf),
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_RESPONSE {
-            return Err(std::io::Error::other("response too large"));
+        if buf.len() > MAX_RESPONSE.saturating_add(MAX_HEAD) {
+            return Err(bad_response("response too large"));
         }
     }
-    parse_response(&buf)
 }
 
-fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let end = find_head_end(buf).ok_or_else(|| bad("incomplete HTTP response"))?;
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| bad("response head is not UTF-8"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| bad("malformed HTTP status line"))?;
-    Ok(Response {
+fn bad_response(m: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string())
+}
+
+/// Parses a whole response, `buf` being everything the server sent before closing.
+pub fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
+    try_response(buf, true)?.ok_or_else(|| bad_response("incomplete HTTP response"))
+}
+
+/// A response if `buf` holds a complete one; `None` if more bytes may follow (`at_eof` false).
+fn try_response(buf: &[u8], at_eof: bool) -> std::io::Result<Option<Response>> {
+    let window = buf.get(..MAX_HEAD).unwrap_or(buf);
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let head_len = match resp.parse(window) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(bad_response("response head too large"))
+        }
+        Ok(httparse::Status::Partial) if at_eof => {
+            return Err(bad_response("incomplete HTTP response"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => {
+            return Err(bad_response(&format!(
+                "bad HTTP response: {}",
+                head_error(e)
+            )))
+        }
+    };
+    let status = resp
+        .code
+        .ok_or_else(|| bad_response("malformed HTTP status line"))?;
+    let rest = buf.get(head_len..).unwrap_or_default();
+    let len = body_length(resp.headers).map_err(|e| bad_response(&format!("bad response: {e}")))?;
+    let body = match len {
+        Some(len) if len > MAX_RESPONSE => return Err(bad_response("response too large")),
+        Some(len) => match rest.get(..len) {
+            Some(body) => body,
+            None if at_eof => {
+                return Err(bad_response(&format!(
+                    "the response ended after {} of its {len} bytes",
+                    rest.len()
+                )))
+            }
+            None => return Ok(None),
+        },
+        None if at_eof => rest,
+        None => return Ok(None),
+    };
+    Ok(Some(Response {
         status,
-        body: buf[end..].to_vec(),
-    })
+        body: body.to_vec(),
+    }))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_get_and_post() {
-        let r = parse_request(b"GET /v1/webapi/find?x=1 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-        assert_eq!(
-            (r.method.as_str(), r.path.as_str(), r.query.as_str()),
-            ("GET", "/v1/webapi/find", "x=1")
-        );
-        let raw = b"POST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(parse_request(raw).unwrap().body, b"{}");
-        assert_eq!(
-            parse_request(&raw[..raw.len() - 1]),
-            Err(ParseError::Incomplete)
-        );
-    }
-
-    #[test]
-    fn rejects_garbage_without_panicking() {
-        for bad in [
-            &b"\x16\x03\x01\x00\r\n\r\n"[..],
-            b"GET\r\n\r\n",
-            b"GET / SPDY/3\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
-        ] {
-            assert!(
-                matches!(parse_request(bad), Err(ParseError::Bad(_))),
-                "{bad:?}"
-            );
-        }
-        let huge = vec![b'a'; MAX_HEAD + 1];
-        assert!(matches!(parse_request(&huge), Err(ParseError::Bad(_))));
-    }
-
-    #[test]
-    fn parses_responses() {
-        let r = parse_response(b"HTTP/1.1 403 Forbidden\r\nA: b\r\n\r\nno").unwrap();
-        assert_eq!(r.status, 403);
-        assert_eq!(r.body, b"no");
-        assert!(parse_response(b"nonsense").is_err());
-    }
-}
+mod tests;

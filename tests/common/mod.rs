@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod wire;
+pub mod web;
 
 use std::fs;
 use std::net::TcpListener;
