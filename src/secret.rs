@@ -63,6 +63,20 @@ impl fmt::Debug for Token {
     }
 }
 
+/// On the wire a token is a plain string; only `Debug` and `Display` mask it, so a message that
+/// holds one can be logged whole.
+impl serde::Serialize for Token {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Token {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Token)
+    }
+}
+
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.masked())
@@ -139,6 +153,22 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_holding_a_token_send_it_but_never_print_it() {
+        let t = Token::generate();
+        let msg = crate::proto::Request::CheckToken {
+            version: 1,
+            token: t.clone(),
+            role: "node".into(),
+            remote_addr: String::new(),
+        };
+        assert!(!format!("{msg:?}").contains(t.expose()));
+        let wire = serde_json::to_string(&msg).unwrap();
+        assert!(wire.contains(t.expose()));
+        let back: crate::proto::Request = serde_json::from_str(&wire).unwrap();
+        assert_eq!(back, msg);
+    }
 
     #[test]
     fn uuids_have_their_shape() {

@@ -48,7 +48,7 @@ pub fn rate_limit(state: &AuthState, source: IpAddr) -> Option<Response> {
 
 /// For the install script: is the token valid for `role`? An anonymous caller learns only
 /// "valid" or "not valid", never the token's type or expiry.
-pub async fn check_token(state: &Arc<AuthState>, token: String, role: &str) -> Response {
+pub async fn check_token(state: &Arc<AuthState>, token: Token, role: &str) -> Response {
     let not_valid = || {
         Response::error(
             ErrorCode::AccessDenied,
@@ -60,7 +60,6 @@ pub async fn check_token(state: &Arc<AuthState>, token: String, role: &str) -> R
         return not_valid();
     };
     let st = state.clone();
-    let token = Token::new(token);
     match smol::unblock(move || st.tokens.check(&token, role, now_unix(), false)).await {
         Ok(Ok(_)) => Response::TokenOk,
         Ok(Err(_)) => not_valid(),

@@ -412,7 +412,7 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
                 roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
             );
             Response::TokenCreated(TokenCreated {
-                token: token.expose().to_string(),
+                token,
                 roles: roles.iter().map(|r| r.name().to_string()).collect(),
                 expires: clock::rfc3339(expires),
                 ttl_secs,
@@ -432,7 +432,7 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             tokens: state.tokens.list(now)?,
         },
         AdminCmd::TokensRemove { token } => {
-            let masked = state.tokens.remove(&token, now)?;
+            let masked = state.tokens.remove(token.expose(), now)?;
             info!("token {masked} deleted");
             Response::TokenRemoved { masked }
         }

@@ -346,7 +346,12 @@ fn run(cli: Cli) -> Result<()> {
         Sub::Tokens(TokensCmd { cmd }) => match cmd {
             TokensSub::Add(a) => add_token(&t, &a.kind, &a.ttl, a.labels.as_deref(), a.format),
             TokensSub::Ls(l) => list_tokens(&t, &l.format),
-            TokensSub::Rm(r) => match call(&t, AdminCmd::TokensRemove { token: r.token })? {
+            TokensSub::Rm(r) => match call(
+                &t,
+                AdminCmd::TokensRemove {
+                    token: crate::secret::Token::new(r.token),
+                },
+            )? {
                 Response::TokenRemoved { masked } => {
                     println!("Token {masked} has been deleted");
                     Ok(())
@@ -405,7 +410,7 @@ fn add_token(
         other => return Err(unexpected(other)),
     };
     match format.as_deref() {
-        Some("text") => println!("{}", created.token),
+        Some("text") => println!("{}", created.token.expose()),
         Some(_) => {
             #[derive(serde::Serialize)]
             struct Out<'a> {
@@ -416,7 +421,7 @@ fn add_token(
             println!(
                 "{}",
                 json(&Out {
-                    token: &created.token,
+                    token: created.token.expose(),
                     roles: &created.roles,
                     expires: &created.expires,
                 })
@@ -431,12 +436,14 @@ fn add_token(
 pub fn join_instructions(c: &TokenCreated) -> String {
     let ttl = clock::describe_ttl(Duration::from_secs(c.ttl_secs));
     let roles: Vec<String> = c.roles.iter().map(|r| r.to_ascii_lowercase()).collect();
+    // The one place a token is shown in clear: to the admin who created it.
+    let token = c.token.expose();
     let mut s = format!(
         "The invite token: {}\nThis token will expire in {ttl}.\n\nRun this on the new node to \
          join the cluster:\n\n> teleport start \\\n   --roles={} \\\n   --token={} \\\n",
-        c.token,
+        token,
         roles.join(","),
-        c.token
+        token
     );
     for pin in &c.ca_pins {
         s.push_str(&format!("   --ca-pin={pin} \\\n"));
@@ -450,7 +457,7 @@ pub fn join_instructions(c: &TokenCreated) -> String {
         s.push_str(&format!(
             "\nOr install the agent and join with one line on the new host:\n\n> curl -fsSL \
              https://{}/scripts/{}/install-node.sh | sudo bash\n",
-            c.proxy_addr, c.token
+            c.proxy_addr, token
         ));
     }
     s

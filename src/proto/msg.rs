@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Token;
+
 /// Version of this wire protocol.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -41,7 +43,7 @@ pub enum Request {
     /// install-node script, which must fail before installing anything.
     CheckToken {
         version: u32,
-        token: String,
+        token: Token,
         role: String,
         /// The anonymous caller's address as the proxy saw it; auth rate-limits by it.
         #[serde(default)]
@@ -154,8 +156,9 @@ pub enum AdminCmd {
         labels: BTreeMap<String, String>,
     },
     TokensList,
+    /// A token's value or its public ID.
     TokensRemove {
-        token: String,
+        token: Token,
     },
     NodesList,
     ProxiesList,
@@ -227,7 +230,7 @@ pub enum Response {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenCreated {
-    pub token: String,
+    pub token: Token,
     pub roles: Vec<String>,
     /// RFC 3339.
     pub expires: String,

@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-pub mod wire;
 pub mod web;
+pub mod wire;
 
 use std::fs;
 use std::net::TcpListener;

@@ -117,7 +117,7 @@ pub async fn script(state: &Arc<ProxyState>, token: Option<&str>, peer: SocketAd
 async fn check_token(state: &Arc<ProxyState>, token: &str, peer: SocketAddr) -> Option<Reply> {
     let check = Request::CheckToken {
         version: crate::proto::PROTOCOL_VERSION,
-        token: token.to_string(),
+        token: crate::secret::Token::new(token),
         role: "node".into(),
         remote_addr: peer.ip().to_canonical().to_string(),
     };
