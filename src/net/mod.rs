@@ -1,4 +1,12 @@
-//! TLS configurations and a framed message connection over any async byte stream.
+//! TLS configurations, a framed message connection over any async byte stream, and (in
+//! submodules) the one accept loop of every listener with its caps and the PROXY protocol.
+
+pub mod accept;
+pub mod caps;
+pub mod proxy_protocol;
+
+pub use accept::{serve, serve_tls};
+pub use caps::{Caps, Limits, Slot};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -338,53 +346,6 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
             }
             self.decoder.feed(&self.buf[..n]);
         }
-    }
-}
-
-/// Accepts TCP connections until shutdown, completes each TLS handshake (10 s at most) in its
-/// own task and hands the stream to `handle`. A failed handshake is logged once; a probe that
-/// closes before saying anything (a load balancer's health check) only at debug level.
-pub async fn serve_tls<F, Fut>(
-    listener: smol::net::TcpListener,
-    acceptor: TlsAcceptor,
-    shutdown: crate::rt::Shutdown,
-    handle: F,
-) where
-    F: Fn(futures_rustls::server::TlsStream<TcpStream>, SocketAddr) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shutdown.wait().await;
-            None
-        })
-        .await;
-        let (tcp, peer) = match accepted {
-            None => return,
-            Some(Ok(x)) => x,
-            Some(Err(e)) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let handshake = acceptor.accept(tcp);
-        let handle = handle.clone();
-        smol::spawn(async move {
-            match with_timeout(Duration::from_secs(10), handshake).await {
-                Some(Ok(tls)) => handle(tls, peer).await,
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    log::debug!("connection from {peer} closed before the TLS handshake")
-                }
-                Some(Err(e)) => {
-                    log::warn!("rejected a connection from {peer}: TLS handshake failed: {e}")
-                }
-                None => log::debug!("TLS handshake with {peer} timed out"),
-            }
-        })
-        .detach();
     }
 }
 
