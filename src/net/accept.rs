@@ -165,6 +165,7 @@ enum Opening {
     Silent,
     Header(proxy_protocol::Error),
     HeaderCut,
+    Read(std::io::Error),
     Unexpected,
     Cap(Refused),
     Tls(std::io::Error),
@@ -234,13 +235,15 @@ async fn tls_conn<F, Fut>(
 fn log_opening(e: Opening, tcp_peer: SocketAddr) {
     match e {
         Opening::Silent => debug!("connection from {tcp_peer} closed before saying anything"),
-        Opening::Tls(e) if e.kind() == ErrorKind::UnexpectedEof => {
+        // Health checks of load balancers close without a word, often with a reset.
+        Opening::Tls(e) if gone(&e) => {
             debug!("connection from {tcp_peer} closed before the TLS handshake")
         }
         Opening::Tls(e) => {
             warn!("rejected a connection from {tcp_peer}: TLS handshake failed: {e}")
         }
         Opening::Header(e) => warn!("rejected a connection from {tcp_peer}: {e}"),
+        Opening::Read(e) => warn!("connection from {tcp_peer} failed in its PROXY header: {e}"),
         Opening::HeaderCut => {
             warn!("rejected a connection from {tcp_peer}: it closed within its PROXY header")
         }
@@ -251,6 +254,14 @@ fn log_opening(e: Opening, tcp_peer: SocketAddr) {
         ),
         Opening::Cap(why) => debug!("closed a connection relayed by {tcp_peer}: {why}"),
     }
+}
+
+/// The peer closed or reset the connection.
+fn gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+    )
 }
 
 /// Reads a PROXY v2 header byte-exactly: never a byte past it, so TLS starts where it ends.
@@ -267,7 +278,11 @@ async fn read_header(tcp: &mut TcpStream) -> Result<Header, Opening> {
             return Err(Opening::Header(proxy_protocol::Error::TooLong(want)));
         }
         buf.resize(want, 0);
-        let n = tcp.read(&mut buf[filled..]).await.map_err(Opening::Tls)?;
+        let n = match tcp.read(&mut buf[filled..]).await {
+            Ok(n) => n,
+            Err(e) if gone(&e) => 0,
+            Err(e) => return Err(Opening::Read(e)),
+        };
         buf.truncate(filled + n);
         if n == 0 {
             return Err(if filled == 0 {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod rt;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
