@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 /// Lines waiting for the writer; beyond this they are dropped. Generous, because the queue
 /// only fills when the output stalls, and it allocates only what it holds.
 const QUEUE_LINES: usize = 4096;
+/// The writer only copies finished lines to the output.
+const WRITER_STACK: usize = 64 * 1024;
 /// Longest a flush (and so the process exit) waits for a stalled output.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
@@ -88,6 +90,7 @@ impl Logger {
         // Without the thread nothing is written; logging must not stop the process.
         let _ = std::thread::Builder::new()
             .name("log-writer".into())
+            .stack_size(WRITER_STACK)
             .spawn(move || write_loop(&s, out, json));
         Logger {
             level,

@@ -209,7 +209,10 @@ async fn tls_conn<F, Fut>(
             return;
         }
         None => {
-            debug!("TLS handshake with {tcp_peer} timed out");
+            debug!(
+                "closed a connection from {tcp_peer}: no finished handshake within {}s",
+                limits.handshake.as_secs()
+            );
             return;
         }
     };
