@@ -18,9 +18,9 @@ use crate::clock;
 use crate::config::{LogOutput, LogSettings};
 use crate::error::{Error, Result};
 
-/// Lines waiting for the writer; beyond this they are dropped. Generous, because the queue
-/// only fills when the output stalls, and it allocates only what it holds.
-const QUEUE_LINES: usize = 4096;
+/// Lines waiting for the writer; beyond this they are dropped. The queue fills only when the
+/// output stalls, and allocates only what it holds (at most a few hundred KiB).
+const QUEUE_LINES: usize = 1024;
 /// The writer only copies finished lines to the output.
 const WRITER_STACK: usize = 64 * 1024;
 /// Longest a flush (and so the process exit) waits for a stalled output.
@@ -306,14 +306,14 @@ mod tests {
             got: got.clone(),
         };
         let logger = Logger::new(LevelFilter::Info, true, Box::new(out), QUEUE_LINES);
-        for i in 0..1000 {
+        for i in 0..500 {
             record(&logger, &format!("line {i}"));
         }
         logger.flush();
         let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.lines().count(), 1000);
+        assert_eq!(text.lines().count(), 500);
         let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-        assert_eq!(last["message"], "line 999");
+        assert_eq!(last["message"], "line 499");
         assert_eq!(last["component"], "net");
         assert_eq!(last["level"], "info");
     }

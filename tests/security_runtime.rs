@@ -236,3 +236,66 @@ fn a_proxy_header_is_refused_where_proxy_protocol_is_off() {
     );
     assert!(c.tctl(&["status"]).status.success());
 }
+
+#[test]
+fn a_stalled_stderr_does_not_stall_the_service_and_drops_are_reported() {
+    let mut c = Cluster::start();
+    let mut stderr = c.restart_auth_stderr_piped();
+    // The smallest pipe: a page. Nobody reads it until the end.
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&stderr),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096),
+    )
+    .unwrap();
+    // Each connection that opens with a PROXY header logs a warning (about 300 bytes): far
+    // more than the pipe and the log queue (1024 lines) hold.
+    let addr: SocketAddr = c.addr().parse().unwrap();
+    let header = teleport_lite::net::proxy_protocol::encode(
+        &teleport_lite::net::proxy_protocol::Header::Local,
+        &[],
+    );
+    let flood = Instant::now();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let header = header.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2000 / 8 {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    let _ = s.write_all(&header);
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    println!("2000 connections in {:?}", flood.elapsed());
+    let start = Instant::now();
+    let out = c.tctl(&["status"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    println!(
+        "tctl status with a stalled stderr took {:?}",
+        start.elapsed()
+    );
+
+    // Once someone reads, the writer catches up and says how many lines it dropped.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut text = Vec::new();
+    let line = wait_for(T, "a line reporting dropped log lines", || {
+        while let Ok(chunk) = rx.try_recv() {
+            text.extend_from_slice(&chunk);
+        }
+        String::from_utf8_lossy(&text)
+            .lines()
+            .find(|l| l.contains("log lines: the log output could not keep up"))
+            .map(str::to_string)
+    });
+    println!("{line}");
+    assert!(line.contains("WARN  [logging] dropped "), "{line}");
+}

@@ -59,6 +59,32 @@ impl Cluster {
         );
     }
 
+    /// Stops auth and starts it again logging at DEBUG to a pipe that nobody reads until the
+    /// caller does; returns the read end.
+    pub fn restart_auth_stderr_piped(&mut self) -> std::process::ChildStderr {
+        drop(self.auth.take());
+        let cfg = self.config.to_string_lossy().to_string();
+        let mut child = Command::new(bin())
+            .args(["start", "-c", &cfg, "--debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        self.auth = Some(Proc {
+            child,
+            log: self.dir.path().join("auth-stderr-is-a-pipe"),
+            name: "auth".into(),
+        });
+        wait_for(
+            Duration::from_secs(20),
+            "auth to answer tctl status",
+            || self.tctl(&["status"]).status.success().then_some(()),
+        );
+        stderr
+    }
+
     /// Starts a proxy that logs at DEBUG and waits until auth lists it.
     pub fn start_proxy_debug(&self, p: &mut ProxyNode) {
         let cfg = p.config.to_string_lossy().to_string();
