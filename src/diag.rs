@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-
 use std::time::Duration;
 
 use log::{info, warn};
