@@ -112,6 +112,9 @@ pub struct ProxyServiceConf {
     pub https_keypairs: Vec<KeyPairConf>,
     pub https_keypairs_reload_interval: Option<String>,
     pub acme: Option<serde_yaml::Value>,
+    /// `on`: every connection must start with a PROXY protocol v2 header; `off` (default):
+    /// such a header is refused.
+    pub proxy_protocol: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +303,9 @@ pub struct ProxySettings {
     pub public_addr: String,
     /// (certificate, key) files for the web API; the cluster CA issues one otherwise.
     pub https_keypair: Option<(PathBuf, PathBuf)>,
+    /// `proxy_service.proxy_protocol: on`: a load balancer sends a PROXY v2 header first, and
+    /// its source address is the client's.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -358,6 +364,20 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
         out.insert(k.trim().to_string(), v.trim().to_string());
     }
     Ok(out)
+}
+
+/// `proxy_service.proxy_protocol`: Teleport's values `on` and `off`; absent means off.
+fn parse_proxy_protocol(v: Option<&serde_yaml::Value>) -> Result<bool> {
+    match v.map(|v| (v, v.as_str().map(str::to_ascii_lowercase))) {
+        None => Ok(false),
+        Some((_, Some(s))) if s == "on" => Ok(true),
+        Some((_, Some(s))) if s == "off" => Ok(false),
+        Some((v, _)) => Err(Error::Config(format!(
+            "proxy_service.proxy_protocol must be \"on\" (a load balancer in front sends a \
+             PROXY protocol v2 header) or \"off\", not {}",
+            serde_yaml::to_string(v).unwrap_or_default().trim()
+        ))),
+    }
 }
 
 /// Parses static tokens: `'proxy,node:secret'` or `'auth:/path/to/file'` (one token a line).
@@ -645,6 +665,7 @@ impl Settings {
             web_listen_addr,
             public_addr,
             https_keypair,
+            proxy_protocol: parse_proxy_protocol(p.proxy_protocol.as_ref())?,
         };
 
         // Flag, then file, then $TELEPORT_DIAG_ADDR (the Docker image's default).
@@ -952,6 +973,29 @@ mod tests {
         input.auth_server = Some("a:3025".into());
         input.proxy = Some("p:443".into());
         assert!(render_config(&input).is_err());
+    }
+
+    #[test]
+    fn proxy_protocol_is_on_or_off_and_off_by_default() {
+        let parse = |line: &str| {
+            let y = format!("version: v3\nproxy_service:\n  enabled: yes\n{line}");
+            let cfg = parse_file_config(&y, Path::new("x"))?;
+            Settings::merge(cfg, Some("x".into()), &StartFlags::default())
+                .map(|s| s.proxy.proxy_protocol)
+        };
+        assert!(!parse("").unwrap());
+        assert!(parse("  proxy_protocol: on\n").unwrap());
+        assert!(parse("  proxy_protocol: \"ON\"\n").unwrap());
+        assert!(!parse("  proxy_protocol: off\n").unwrap());
+        for bad in ["yes", "true", "v2", "1"] {
+            let err = parse(&format!("  proxy_protocol: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("proxy_service.proxy_protocol must be \"on\"") && err.contains(bad),
+                "{err}"
+            );
+        }
     }
 
     #[test]

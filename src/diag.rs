@@ -5,12 +5,14 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use smol::net::{TcpListener, TcpStream};
 
 use crate::error::{Error, Result};
 use crate::http;
+use crate::net;
 use crate::rt::Shutdown;
 
 /// Counters and gauges of this process.
@@ -29,6 +31,14 @@ pub struct Metrics {
     pub joins_refused_role: AtomicU64,
     pub joins_refused_rate: AtomicU64,
     pub joins_refused_other: AtomicU64,
+    /// Connections closed at accept: the source already held its cap of anonymous ones.
+    pub conns_refused_source: AtomicU64,
+    /// Connections closed at accept: the listener already held its cap of anonymous ones.
+    pub conns_refused_global: AtomicU64,
+    /// Bursts of failed accepts (EMFILE and the like).
+    pub accept_errors: AtomicU64,
+    /// Log lines dropped because the log output could not keep up.
+    pub log_lines_dropped: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -46,6 +56,10 @@ pub static METRICS: Metrics = Metrics {
     joins_refused_role: AtomicU64::new(0),
     joins_refused_rate: AtomicU64::new(0),
     joins_refused_other: AtomicU64::new(0),
+    conns_refused_source: AtomicU64::new(0),
+    conns_refused_global: AtomicU64::new(0),
+    accept_errors: AtomicU64::new(0),
+    log_lines_dropped: AtomicU64::new(0),
 };
 
 static READY: AtomicBool = AtomicBool::new(false);
@@ -125,7 +139,7 @@ pub fn render() -> String {
     for (name, help, v) in gauges {
         put(name, "gauge", help, &[("", g(v))]);
     }
-    let counters: [(&str, &str, &AtomicU64); 4] = [
+    let counters: [(&str, &str, &AtomicU64); 6] = [
         (
             "teleport_heartbeats_sent_total",
             "Heartbeats sent.",
@@ -145,6 +159,16 @@ pub fn render() -> String {
             "teleport_reconnects_total",
             "Reconnects of streams and tunnels.",
             &m.reconnects,
+        ),
+        (
+            "teleport_accept_error_bursts_total",
+            "Bursts of failed accepts (e.g. out of file descriptors).",
+            &m.accept_errors,
+        ),
+        (
+            "teleport_log_lines_dropped_total",
+            "Log lines dropped because the log output was too slow.",
+            &m.log_lines_dropped,
         ),
     ];
     for (name, help, v) in counters {
@@ -184,6 +208,15 @@ pub fn render() -> String {
             ),
         ],
     );
+    put(
+        "teleport_connections_refused_total",
+        "counter",
+        "Connections closed at accept by a cap on anonymous connections.",
+        &[
+            ("{cap=\"per_source\"}", c(&m.conns_refused_source)),
+            ("{cap=\"global\"}", c(&m.conns_refused_global)),
+        ],
+    );
     let ready = u8::from(is_ready()).to_string();
     put(
         "teleport_ready",
@@ -203,29 +236,22 @@ pub async fn serve(addr: SocketAddr, shutdown: Shutdown) -> Result<SocketAddr> {
         .local_addr()
         .map_err(|e| Error::net(addr.to_string(), e))?;
     info!("diagnostics on http://{local} (/healthz, /readyz, /metrics)");
-    smol::spawn(async move {
-        loop {
-            let accepted =
-                futures_lite::future::or(async { Some(listener.accept().await) }, async {
-                    shutdown.wait().await;
-                    None
-                })
-                .await;
-            match accepted {
-                Some(Ok((tcp, _))) => smol::spawn(answer(tcp)).detach(),
-                Some(Err(e)) => debug!("diag accept failed: {e}"),
-                None => return,
-            }
-        }
-    })
-    .detach();
+    let caps = net::Caps::new(net::Limits::default());
+    let serve = net::serve(listener, caps, shutdown, |tcp, _peer, slot| async move {
+        let _slot = slot;
+        // One request and its answer, then the connection closes; a client that stalls
+        // either way is dropped.
+        net::with_timeout(ANSWER_TIMEOUT, answer(tcp)).await;
+    });
+    crate::rt::spawn(serve).detach();
     Ok(local)
 }
 
+/// Time a diagnostics client gets to send its request and read the answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn answer(mut tcp: TcpStream) {
-    let fut = http::read_request(&mut tcp);
-    let Some(Ok(req)) = crate::net::with_timeout(std::time::Duration::from_secs(5), fut).await
-    else {
+    let Ok(req) = http::read_request(&mut tcp).await else {
         return;
     };
     let (status, body) = match req.path.as_str() {

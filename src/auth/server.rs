@@ -157,11 +157,24 @@ impl AuthServer {
             state.ca_pins.join(",")
         );
         let (st, sd) = (state.clone(), shutdown.clone());
-        let serve = net::serve_tls(listener, acceptor, shutdown.clone(), move |tls, peer| {
-            handle_conn(tls, peer, st.clone(), sd.clone())
-        });
-        smol::spawn(serve).detach();
-        smol::spawn(housekeeping(state.clone(), shutdown)).detach();
+        let caps = net::Caps::new(net::Limits::default());
+        let serve = net::serve_tls(
+            listener,
+            acceptor,
+            caps,
+            false,
+            shutdown.clone(),
+            move |tls, peer, slot| {
+                let conn = handle_conn(tls, peer, st.clone(), sd.clone());
+                // Anonymous connections keep their slot for their whole life.
+                async move {
+                    let _slot = slot;
+                    conn.await
+                }
+            },
+        );
+        crate::rt::spawn(serve).detach();
+        crate::rt::spawn(housekeeping(state.clone(), shutdown)).detach();
         Ok(AuthServer {
             state,
             local_addr,

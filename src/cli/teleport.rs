@@ -266,6 +266,8 @@ fn start(c: StartCmd) -> Result<()> {
 fn reexec() -> Error {
     use std::os::unix::process::CommandExt;
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // exec skips exit handlers: write out queued log lines first.
+    log::logger().flush();
     let err = std::process::Command::new("/proc/self/exe")
         .args(&args)
         .exec();

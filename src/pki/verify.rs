@@ -143,7 +143,7 @@ pub fn client_config(
             .map_err(|e| Error::Pki(format!("unusable client certificate: {e}")))?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![crate::net::ALPN_AUTH.to_vec()];
+    config.alpn_protocols = vec![crate::proto::ALPN_AUTH.to_vec()];
     Ok(Arc::new(config))
 }
 

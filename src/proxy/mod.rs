@@ -210,15 +210,30 @@ impl ProxyServer {
             next_conn: AtomicU64::new(1),
         });
         info!(
-            "proxy service {:?} listening on {local_addr} (public address {})",
-            state.me.name, state.public_addr
+            "proxy service {:?} listening on {local_addr} (public address {}{})",
+            state.me.name,
+            state.public_addr,
+            if settings.proxy.proxy_protocol {
+                ", PROXY protocol v2 required"
+            } else {
+                ""
+            }
         );
-        smol::spawn(link::run(state.clone(), relay_rx, shutdown.clone())).detach();
+        crate::rt::spawn(link::run(state.clone(), relay_rx, shutdown.clone())).detach();
         let (st, sd) = (state.clone(), shutdown.clone());
-        let serve = net::serve_tls(listener, acceptor, shutdown, move |tls, peer| {
-            dispatch(tls, peer, st.clone(), sd.clone())
-        });
-        smol::spawn(serve).detach();
+        // With proxy_protocol the address from the load balancer's PROXY header is `peer`
+        // for the caps, the join rate limits and the logs.
+        let caps = net::Caps::new(net::Limits::default());
+        let pp = settings.proxy.proxy_protocol;
+        let serve = net::serve_tls(
+            listener,
+            acceptor,
+            caps,
+            pp,
+            shutdown,
+            move |tls, peer, slot| dispatch(tls, peer, slot, st.clone(), sd.clone()),
+        );
+        crate::rt::spawn(serve).detach();
         Ok(Some(ProxyServer { state, local_addr }))
     }
 }
@@ -292,12 +307,17 @@ fn server_config(identity: &Identity, settings: &Settings) -> Result<Arc<ServerC
     Ok(Arc::new(config))
 }
 
+/// Serves one connection by ALPN. `peer` is the client (from the PROXY header when enabled);
+/// `slot` is its place under the anonymous-connection caps, held for as long as it runs
+/// (already released when the client presented a verified certificate).
 async fn dispatch(
     tls: TlsStream<TcpStream>,
     peer: SocketAddr,
+    slot: net::Slot,
     state: Arc<ProxyState>,
     shutdown: Shutdown,
 ) {
+    let _slot = slot;
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let subject = tls
         .get_ref()

@@ -1,4 +1,12 @@
-//! TLS configurations and a framed message connection over any async byte stream.
+//! TLS configurations, a framed message connection over any async byte stream, and (in
+//! submodules) the one accept loop of every listener with its caps and the PROXY protocol.
+
+pub mod accept;
+pub mod caps;
+pub mod proxy_protocol;
+
+pub use accept::{serve, serve_tls};
+pub use caps::{Caps, Limits, Slot};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,9 +28,7 @@ use crate::pki::AUTH_SERVER_NAME;
 use crate::proto::{encode, Decoder};
 use rustls::pki_types::pem::PemObject;
 
-/// ALPN of auth's port. Clients offer it so that dialing a proxy by mistake fails at once with a
-/// clear message instead of a stalled exchange.
-pub const ALPN_AUTH: &[u8] = b"teleport-auth";
+pub use crate::proto::ALPN_AUTH;
 
 /// Time allowed for TCP connect plus TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,25 +64,6 @@ pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>> {
         .with_single_cert(vec![identity.cert_der()?], identity.key_der()?)
         .map_err(|e| Error::Pki(format!("unusable server certificate: {e}")))?;
     let mut config = config;
-    config.alpn_protocols = vec![ALPN_AUTH.to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// A client config trusting only `cas`, presenting `identity` when given.
-pub fn client_config(
-    cas: &[CertificateDer<'static>],
-    identity: Option<&Identity>,
-) -> Result<Arc<ClientConfig>> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Pki(e.to_string()))?
-        .with_root_certificates(roots(cas)?);
-    let mut config = match identity {
-        Some(id) => builder
-            .with_client_auth_cert(vec![id.cert_der()?], id.key_der()?)
-            .map_err(|e| Error::Pki(format!("unusable client certificate: {e}")))?,
-        None => builder.with_no_client_auth(),
-    };
     config.alpn_protocols = vec![ALPN_AUTH.to_vec()];
     Ok(Arc::new(config))
 }
@@ -246,6 +233,10 @@ fn tls_error(addr: &str, e: std::io::Error) -> Error {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
+        Some(e) if crate::pki::verify::wrong_role_of(e).is_some() => {
+            let why = crate::pki::verify::wrong_role_of(e).unwrap_or_default();
+            return Error::Pki(format!("the server at {addr} was refused: {why}"));
+        }
         Some(rustls::Error::InvalidCertificate(cause)) => {
             return Error::Pki(format!(
                 "the server at {addr} presented a certificate not issued by the trusted cluster \
@@ -338,53 +329,6 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
             }
             self.decoder.feed(&self.buf[..n]);
         }
-    }
-}
-
-/// Accepts TCP connections until shutdown, completes each TLS handshake (10 s at most) in its
-/// own task and hands the stream to `handle`. A failed handshake is logged once; a probe that
-/// closes before saying anything (a load balancer's health check) only at debug level.
-pub async fn serve_tls<F, Fut>(
-    listener: smol::net::TcpListener,
-    acceptor: TlsAcceptor,
-    shutdown: crate::rt::Shutdown,
-    handle: F,
-) where
-    F: Fn(futures_rustls::server::TlsStream<TcpStream>, SocketAddr) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shutdown.wait().await;
-            None
-        })
-        .await;
-        let (tcp, peer) = match accepted {
-            None => return,
-            Some(Ok(x)) => x,
-            Some(Err(e)) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let handshake = acceptor.accept(tcp);
-        let handle = handle.clone();
-        smol::spawn(async move {
-            match with_timeout(Duration::from_secs(10), handshake).await {
-                Some(Ok(tls)) => handle(tls, peer).await,
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    log::debug!("connection from {peer} closed before the TLS handshake")
-                }
-                Some(Err(e)) => {
-                    log::warn!("rejected a connection from {peer}: TLS handshake failed: {e}")
-                }
-                None => log::debug!("TLS handshake with {peer} timed out"),
-            }
-        })
-        .detach();
     }
 }
 
