@@ -291,16 +291,27 @@ impl<S> Framed<S> {
     }
 }
 
+/// A peer that does not take a message within this time is gone: its connection is dropped
+/// instead of holding a task and its buffers forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl<S: futures_lite::AsyncWrite + Unpin> Framed<S> {
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> std::io::Result<()> {
-        self.io.write_all(&encode(msg)).await?;
-        self.io.flush().await
+        self.send_raw(&encode(msg)).await
     }
 
     /// Writes already-encoded frames in one go (coalesces TLS records).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.io.write_all(bytes).await?;
-        self.io.flush().await
+        let write = async {
+            self.io.write_all(bytes).await?;
+            self.io.flush().await
+        };
+        with_timeout(WRITE_TIMEOUT, write).await.unwrap_or_else(|| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer stopped reading",
+            ))
+        })
     }
 
     pub async fn close(&mut self) {
