@@ -11,7 +11,7 @@
 //! - `FUZZ_REPLAY`: hex of one input: run only that input, with the panic shown as usual.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -176,7 +176,7 @@ pub fn fuzz<F: Fn(&[u8]) -> String>(t: Target<F>) {
     );
     let mut rng = Rng::new(seed);
     let mut m = Mutator::new(t.seeds, t.dict, t.max_len);
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
     let mut failures: Vec<Failure> = Vec::new();
     let mut found_at: HashSet<String> = HashSet::new();
 
@@ -241,7 +241,9 @@ pub fn fuzz<F: Fn(&[u8]) -> String>(t: Target<F>) {
         }
         match result {
             Ok(outcome) => {
-                if seen.insert(outcome) && !is_seed && m.corpus.len() < MAX_CORPUS {
+                let n = seen.entry(outcome).or_default();
+                *n += 1;
+                if *n == 1 && !is_seed && m.corpus.len() < MAX_CORPUS {
                     m.corpus.push(input);
                 }
             }
@@ -273,6 +275,23 @@ pub fn fuzz<F: Fn(&[u8]) -> String>(t: Target<F>) {
         slowest.1,
         failures.len()
     );
+    let mut common: Vec<(&String, &u64)> = seen.iter().collect();
+    common.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let top: Vec<String> = common
+        .iter()
+        .take(4)
+        .map(|(o, n)| format!("{:.1}% {o:?}", **n as f64 * 100.0 / execs.max(1) as f64))
+        .collect();
+    println!(
+        "[fuzz] {}: most frequent outcomes: {}",
+        t.name,
+        top.join(", ")
+    );
+    if std::env::var_os("FUZZ_SHOW_OUTCOMES").is_some() {
+        for (o, n) in &common {
+            println!("[fuzz] {}: {n:>8} {o:?}", t.name);
+        }
+    }
     if failures.is_empty() {
         return;
     }

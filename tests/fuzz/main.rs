@@ -45,31 +45,15 @@ pub const TOTAL_WEIGHT: f64 = 1.0 // http_request
     + 0.5; // config_strings
            // LEAD: add the weights of `route` (0.5) and `proxy_protocol` (1.0) when enabling them.
 
-/// An outcome label for feedback: letters and spaces of a message, with quoted parts ("..."
-/// with escapes, `...`) and numbers removed, so "invalid pin \"x\" at 3" and "invalid pin
-/// \"y\" at 4" count as one outcome.
+/// An outcome label for feedback: the letters and spaces of a message up to its first quoted
+/// part (where the input shows up), so "invalid pin \"x\" at 3" and "invalid pin \"y\" at 4"
+/// count as one outcome.
 fn class(s: &str) -> String {
-    let mut out = String::new();
-    let mut quote: Option<char> = None;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(_) if c == '\\' => {
-                chars.next();
-            }
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '`' => quote = Some(c),
-            None if c.is_ascii_alphabetic() || c == ' ' => {
-                out.push(c);
-                if out.len() >= 64 {
-                    break;
-                }
-            }
-            None => {}
-        }
-    }
-    out
+    s.chars()
+        .take_while(|c| *c != '"' && *c != '`')
+        .filter(|c| c.is_ascii_alphabetic() || *c == ' ')
+        .take(64)
+        .collect()
 }
 
 fn outcome<T, E: std::fmt::Display>(r: &Result<T, E>) -> String {
@@ -135,7 +119,7 @@ fn der_of(pem_text: &str) -> Vec<u8> {
 }
 
 fn register_body() -> Vec<u8> {
-    serde_json::to_vec(&samples::register_request(&fixtures().csrs[0], "Node")).unwrap()
+    serde_json::to_vec(&samples::register_request(samples::TEST_CSR, "Node")).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,10 +186,9 @@ fn http_response(data: &[u8]) -> String {
 
 #[test]
 fn http_response_parser() {
-    let f = fixtures();
     let answer = serde_json::json!({
-        "tls": f.node_cert_pem,
-        "tls_ca_certs": [f.ca.cert_pem],
+        "tls": samples::TEST_CSR.replace("CERTIFICATE REQUEST", "CERTIFICATE"),
+        "tls_ca_certs": [samples::TEST_CSR.replace("CERTIFICATE REQUEST", "CERTIFICATE")],
     })
     .to_string();
     fuzz(Target {
@@ -283,11 +266,15 @@ fn decode_all<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
                     frames += 1;
                 }
                 Ok(None) => break,
-                Err(e) => return format!("{frames} {}", class(&e.to_string())),
+                Err(e) => return format!("{} {}", frames.min(3), class(&e.to_string())),
             }
         }
     }
-    format!("{frames} frames, {} left", d.into_rest().len().min(4))
+    format!(
+        "{} frames, {} left",
+        frames.min(3),
+        d.into_rest().len().min(4)
+    )
 }
 
 fn frames(data: &[u8]) -> String {
@@ -297,9 +284,8 @@ fn frames(data: &[u8]) -> String {
 }
 
 fn frame_seeds() -> Vec<Vec<u8>> {
-    let f = fixtures();
-    let reqs = samples::requests(&f.csrs[0]);
-    let resps = samples::responses(&f.ca.cert_pem);
+    let reqs = samples::requests(samples::TEST_CSR);
+    let resps = samples::responses(samples::TEST_CSR);
     let mut seeds: Vec<Vec<u8>> = reqs.iter().map(proto::encode).collect();
     seeds.extend(resps.iter().map(proto::encode));
     // A stream: hello, beats, goodbye in one buffer; and a heartbeat stream's replies.
@@ -365,10 +351,9 @@ fn json_messages(data: &[u8]) -> String {
 
 #[test]
 fn json_message_types() {
-    let f = fixtures();
     let mut seeds: Vec<Vec<u8>> = Vec::new();
-    let reqs = samples::requests(&f.csrs[0]);
-    let resps = samples::responses(&f.ca.cert_pem);
+    let reqs = samples::requests(samples::TEST_CSR);
+    let resps = samples::responses(samples::TEST_CSR);
     seeds.extend(reqs.iter().map(|m| serde_json::to_vec(m).unwrap()));
     seeds.extend(resps.iter().map(|m| serde_json::to_vec(m).unwrap()));
     seeds.push(register_body());
@@ -453,9 +438,8 @@ fn csr_pem_signing() {
     fuzz(Target {
         name: "csr_pem",
         weight: 1.0,
-        seeds: fixtures()
-            .csrs
-            .iter()
+        seeds: std::iter::once(samples::TEST_CSR)
+            .chain(fixtures().csrs.iter().map(String::as_str))
             .map(|c| c.as_bytes().to_vec())
             .collect(),
         dict: PEM_DICT,
@@ -466,9 +450,8 @@ fn csr_pem_signing() {
 
 #[test]
 fn csr_der_signing() {
-    let seeds = fixtures()
-        .csrs
-        .iter()
+    let seeds = std::iter::once(samples::TEST_CSR)
+        .chain(fixtures().csrs.iter().map(String::as_str))
         .map(|c| {
             CertificateSigningRequestDer::from_pem_slice(c.as_bytes())
                 .unwrap()
@@ -534,7 +517,7 @@ struct Signer {
 fn signer() -> &'static Signer {
     static S: OnceLock<Signer> = OnceLock::new();
     S.get_or_init(|| {
-        let key = rcgen::KeyPair::generate().unwrap();
+        let key = rcgen::KeyPair::from_pem(samples::TEST_KEY).unwrap();
         let mut infos = Vec::new();
         let mut shapes = vec![rcgen::CertificateParams::default()];
         let mut p = rcgen::CertificateParams::new(vec![
@@ -626,17 +609,10 @@ fn pin(data: &[u8]) -> String {
 
 #[test]
 fn pin_parser() {
-    let f = fixtures();
-    let mut seeds: Vec<Vec<u8>> = [&f.ca, &f.other_ca]
-        .iter()
-        .map(|ca| {
-            Pin::of_cert(&der_of(&ca.cert_pem))
-                .unwrap()
-                .to_string()
-                .into_bytes()
-        })
-        .collect();
-    seeds.push(samples::PIN.as_bytes().to_vec());
+    let mut seeds = vec![
+        samples::PIN.as_bytes().to_vec(),
+        format!("sha256:{}", "0f".repeat(32)).into_bytes(),
+    ];
     seeds.push(
         format!(
             "  {}\n",
@@ -905,7 +881,7 @@ fn config_strings(data: &[u8]) -> String {
         7 => TokenRole::parse(&s).map(|_| ()),
         _ => parse_roles(&s.split(' ').map(str::to_string).collect::<Vec<_>>()).map(|_| ()),
     };
-    format!("{which} {}", outcome(&r))
+    format!("{} {}", which % 9, outcome(&r))
 }
 
 #[test]

@@ -75,6 +75,27 @@ pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 pub const HOST_ID: &str = "6805dda3-779e-493b-8e9a-000000000001";
 pub const PIN: &str = "sha256:7e1e9047f02220247e1e9047f02220247e1e9047f02220247e1e9047f0222024";
 
+/// A fixed P-256 key for tests only (not a secret): the "attacker" that signs mutated CSRs in
+/// tests/fuzz, fixed so that a replayed input takes the same path.
+pub const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgKy5Wlr7TjanLA3WB
+cFcwws2pxRa6dqptgP6qBYx1eU2hRANCAAR+si5S59OOOmq0lni2/QLf34+I3K1x
+yp7Zci9iNGmaMlHvL8SPrPBBUBSRzY+fbumRJBgO/+U4BC6CT7roOrgY
+-----END PRIVATE KEY-----
+";
+
+/// A CSR of `TEST_KEY` (CN and DNS name node-1): a fixed one keeps seeds that carry a CSR as
+/// a string the same from run to run, so a seed replays the same mutants.
+pub const TEST_CSR: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIHwMIGXAgEAMBExDzANBgNVBAMMBm5vZGUtMTBZMBMGByqGSM49AgEGCCqGSM49
+AwEHA0IABH6yLlLn0446arSWeLb9At/fj4jcrXHKntlyL2I0aZoyUe8vxI+s8EFQ
+FJHNj59u6ZEkGA7/5TgELoJPuug6uBigJDAiBgkqhkiG9w0BCQ4xFTATMBEGA1Ud
+EQQKMAiCBm5vZGUtMTAKBggqhkjOPQQDAgNIADBFAiAF6lgp5vODHaYDWQNTlqlF
+nK0l/uMlqehNcUygICZF4gIhAKjM4X/v5MzlL0ZlVWzHtHSZStpDCEGbwJU+SFVz
+Vsfo
+-----END CERTIFICATE REQUEST-----
+";
+
 fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("env".to_string(), "prod".to_string()),
