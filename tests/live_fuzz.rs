@@ -635,10 +635,15 @@ fn live_ports_survive_fuzzing() {
             p.name,
             p.log_text()
         );
-        for line in p.log_text().lines().filter(|l| l.contains("panicked")) {
-            // Thread names and ids differ between occurrences; the location does not.
-            let at = line.split(" panicked at ").nth(1).unwrap_or(line);
-            panics.insert(format!("{}: panicked at {at}", p.name));
+        let log = p.log_text();
+        let mut lines = log.lines();
+        while let Some(line) = lines.next() {
+            if line.contains("panicked") {
+                // Thread names and ids differ between occurrences; location and message do not.
+                let at = line.split(" panicked at ").nth(1).unwrap_or(line);
+                let msg = lines.next().unwrap_or_default();
+                panics.insert(format!("{}: panicked at {at} {msg}", p.name));
+            }
         }
     }
     assert!(
