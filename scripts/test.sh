@@ -8,4 +8,5 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 ./scripts/build-static.sh
+export FUZZ_SECS="${FUZZ_SECS:-60}" LIVE_FUZZ_SECS="${LIVE_FUZZ_SECS:-15}" # docs/fuzzing.md
 cargo test --all-targets

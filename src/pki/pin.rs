@@ -20,7 +20,8 @@ impl Pin {
             ))
         };
         let hexpart = s.trim().strip_prefix("sha256:").ok_or_else(bad)?;
-        if hexpart.len() != 64 {
+        // Digits only: `u8::from_str_radix` alone would also take a sign ("+f").
+        if hexpart.len() != 64 || !hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let bytes = unhex(hexpart).ok_or_else(bad)?;
@@ -81,6 +82,7 @@ mod tests {
             "sha256:",
             "sha1:abcd",
             &format!("sha256:{}", "zz".repeat(32)),
+            &format!("sha256:{}", "+f".repeat(32)),
         ] {
             let err = Pin::parse(bad).unwrap_err().to_string();
             assert!(err.contains("expected sha256:<64 hex>"), "{err}");
