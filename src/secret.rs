@@ -63,6 +63,12 @@ impl fmt::Debug for Token {
     }
 }
 
+impl From<&str> for Token {
+    fn from(value: &str) -> Self {
+        Token::new(value)
+    }
+}
+
 /// On the wire a token is a plain string; only `Debug` and `Display` mask it, so a message that
 /// holds one can be logged whole.
 impl serde::Serialize for Token {

@@ -42,8 +42,9 @@ pub const TOTAL_WEIGHT: f64 = 1.0 // http_request
     + 1.0 // cert_pem
     + 1.0 // cert_der
     + 1.0 // config_yaml
-    + 0.5; // config_strings
-           // LEAD: add the weights of `route` (0.5) and `proxy_protocol` (1.0) when enabling them.
+    + 0.5 // config_strings
+    + 0.5 // route
+    + 1.0; // proxy_protocol
 
 /// An outcome label for feedback: the letters and spaces of a message up to its first quoted
 /// part (where the input shows up), so "invalid pin \"x\" at 3" and "invalid pin \"y\" at 4"
@@ -111,6 +112,7 @@ fn subject() -> Subject {
         host_id: samples::HOST_ID.into(),
         role: "Node".into(),
         cluster: "example.com".into(),
+        node_name: "web-1".into(),
     }
 }
 
@@ -201,36 +203,33 @@ fn http_response_parser() {
     });
 }
 
-// LEAD: enable after merging web (`teleport_lite::proxy::web::route`), and add its weight to
-// TOTAL_WEIGHT. Input: method, a space, then the path.
-//
-// fn route(data: &[u8]) -> String {
-//     let text = String::from_utf8_lossy(data);
-//     let (method, path) = text.split_once(' ').unwrap_or((&text, ""));
-//     let r = teleport_lite::proxy::web::route(method, path);
-//     class(&format!("{r:?}"))
-// }
-//
-// #[test]
-// fn web_route() {
-//     let mut seeds = Vec::new();
-//     for p in samples::WEB_PATHS {
-//         for m in ["GET", "POST", "PUT", "DELETE", ""] {
-//             seeds.push(format!("{m} {p}").into_bytes());
-//         }
-//     }
-//     // The path that once sliced out of bounds (start after end) in web.rs.
-//     seeds.push(b"GET /scripts/install-node.sh".to_vec());
-//     seeds.push(b"GET /v1/scripts//install-node.sh".to_vec());
-//     fuzz(Target {
-//         name: "route",
-//         weight: 0.5,
-//         seeds,
-//         dict: samples::HTTP_DICT,
-//         max_len: 4096,
-//         run: route,
-//     });
-// }
+fn route(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data);
+    let (method, path) = text.split_once(' ').unwrap_or((&text, ""));
+    let r = teleport_lite::proxy::web::route(method, path);
+    class(&format!("{r:?}"))
+}
+
+#[test]
+fn web_route() {
+    let mut seeds = Vec::new();
+    for p in samples::WEB_PATHS {
+        for m in ["GET", "POST", "PUT", "DELETE", ""] {
+            seeds.push(format!("{m} {p}").into_bytes());
+        }
+    }
+    // The path that once sliced out of bounds (start after end) in web.rs.
+    seeds.push(b"GET /scripts/install-node.sh".to_vec());
+    seeds.push(b"GET /v1/scripts//install-node.sh".to_vec());
+    fuzz(Target {
+        name: "route",
+        weight: 0.5,
+        seeds,
+        dict: samples::HTTP_DICT,
+        max_len: 4096,
+        run: route,
+    });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Frames and JSON messages
@@ -918,50 +917,48 @@ fn config_value_strings() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// LEAD: enable after merging the PROXY protocol v2 parser, with its real path and signature
-// (the name below is a guess), and add its weight to TOTAL_WEIGHT. Seeds are valid v2 headers
-// (TCP4, TCP6, UNIX, LOCAL) and a v1 line, each followed by the start of a TLS ClientHello.
-//
-// fn proxy_v2_header(fam: u8, cmd: u8, addrs: &[u8]) -> Vec<u8> {
-//     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-//     h.push(0x20 | cmd);
-//     h.push(fam);
-//     h.extend_from_slice(&(addrs.len() as u16).to_be_bytes());
-//     h.extend_from_slice(addrs);
-//     h.extend_from_slice(&[0x16, 0x03, 0x01, 0x00, 0x05]);
-//     h
-// }
-//
-// fn proxy_protocol(data: &[u8]) -> String {
-//     let r = teleport_lite::net::proxy_protocol::parse(data);
-//     class(&format!("{r:?}"))
-// }
-//
-// #[test]
-// fn proxy_protocol_header() {
-//     let tcp4 = [192, 0, 2, 1, 10, 0, 0, 1, 0x30, 0x39, 0x01, 0xbb];
-//     let mut tcp6 = vec![0u8; 32];
-//     tcp6[15] = 1;
-//     tcp6[31] = 2;
-//     tcp6.extend_from_slice(&[0x30, 0x39, 0x01, 0xbb]);
-//     let mut unix = vec![0u8; 216];
-//     unix[..5].copy_from_slice(b"/tmp/");
-//     let mut tlv = tcp4.to_vec();
-//     tlv.extend_from_slice(&[0x04, 0x00, 0x03, b'a', b'b', b'c']); // PP2_TYPE_NOOP
-//     let seeds = vec![
-//         proxy_v2_header(0x11, 1, &tcp4),
-//         proxy_v2_header(0x21, 1, &tcp6),
-//         proxy_v2_header(0x31, 1, &unix),
-//         proxy_v2_header(0x00, 0, &[]),
-//         proxy_v2_header(0x11, 1, &tlv),
-//         b"PROXY TCP4 192.0.2.1 10.0.0.1 12345 443\r\n\x16\x03\x01".to_vec(),
-//     ];
-//     fuzz(Target {
-//         name: "proxy_protocol",
-//         weight: 1.0,
-//         seeds,
-//         dict: &["\r\n\r\n\0\r\nQUIT\n", "PROXY ", "TCP4 ", "UNKNOWN"],
-//         max_len: 1024,
-//         run: proxy_protocol,
-//     });
-// }
+// The PROXY protocol v2 header parser. Seeds are valid v2 headers (TCP4, TCP6, UNIX, LOCAL)
+// and a v1 line, each followed by the start of a TLS ClientHello.
+fn proxy_v2_header(fam: u8, cmd: u8, addrs: &[u8]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x20 | cmd);
+    h.push(fam);
+    h.extend_from_slice(&(addrs.len() as u16).to_be_bytes());
+    h.extend_from_slice(addrs);
+    h.extend_from_slice(&[0x16, 0x03, 0x01, 0x00, 0x05]);
+    h
+}
+
+fn proxy_protocol(data: &[u8]) -> String {
+    let r = teleport_lite::net::proxy_protocol::parse(data);
+    class(&format!("{r:?}"))
+}
+
+#[test]
+fn proxy_protocol_header() {
+    let tcp4 = [192, 0, 2, 1, 10, 0, 0, 1, 0x30, 0x39, 0x01, 0xbb];
+    let mut tcp6 = vec![0u8; 32];
+    tcp6[15] = 1;
+    tcp6[31] = 2;
+    tcp6.extend_from_slice(&[0x30, 0x39, 0x01, 0xbb]);
+    let mut unix = vec![0u8; 216];
+    unix[..5].copy_from_slice(b"/tmp/");
+    let mut tlv = tcp4.to_vec();
+    tlv.extend_from_slice(&[0x04, 0x00, 0x03, b'a', b'b', b'c']); // PP2_TYPE_NOOP
+    let seeds = vec![
+        proxy_v2_header(0x11, 1, &tcp4),
+        proxy_v2_header(0x21, 1, &tcp6),
+        proxy_v2_header(0x31, 1, &unix),
+        proxy_v2_header(0x00, 0, &[]),
+        proxy_v2_header(0x11, 1, &tlv),
+        b"PROXY TCP4 192.0.2.1 10.0.0.1 12345 443\r\n\x16\x03\x01".to_vec(),
+    ];
+    fuzz(Target {
+        name: "proxy_protocol",
+        weight: 1.0,
+        seeds,
+        dict: &["\r\n\r\n\0\r\nQUIT\n", "PROXY ", "TCP4 ", "UNKNOWN"],
+        max_len: 1024,
+        run: proxy_protocol,
+    });
+}
