@@ -171,24 +171,13 @@ fn start() -> Target {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let auth_diag: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = dir.path().join("auth.yaml");
     let yaml = format!(
         "version: v3\nteleport:\n  nodename: authhost\n  data_dir: {}\n  diag_addr: {auth_diag}\n\
          auth_service:\n  enabled: yes\n  listen_addr: 127.0.0.1:{port}\n  cluster_name: \
          {CLUSTER_NAME}\n  heartbeat_interval: 500ms\nssh_service:\n  enabled: no\n",
         dir.path().join("auth").display()
     );
-    std::fs::write(&config, yaml).unwrap();
-    let tctl = dir.path().join("tctl");
-    std::os::unix::fs::symlink(bin(), &tctl).unwrap();
-    let mut c = Cluster {
-        dir,
-        port,
-        config,
-        auth: None,
-        tctl,
-    };
-    c.start_auth();
+    let c = Cluster::launch(dir, port, &yaml);
 
     let mut proxy = c.proxy_config("proxy1", "127.0.0.1", "");
     let web: SocketAddr = proxy.addr().parse().unwrap();

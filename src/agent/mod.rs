@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use log::info;
 
-use crate::auth::server::AuthState;
+use crate::auth::state::AuthState;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::pki::identity::Identity;

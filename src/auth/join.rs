@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use log::{info, warn};
 
-use super::server::AuthState;
+use super::state::AuthState;
 use super::tokens::{Refusal, TokenRole};
 use crate::clock::now_unix;
 use crate::diag::METRICS;

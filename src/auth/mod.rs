@@ -5,6 +5,7 @@ pub mod inventory;
 pub mod join;
 pub mod limiter;
 pub mod server;
+pub mod state;
 pub mod streams;
 pub mod tokens;
 

@@ -11,7 +11,7 @@ use log::{debug, info};
 use smol::net::TcpStream;
 
 use super::inventory::node_info;
-use super::server::AuthState;
+use super::state::AuthState;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
 use crate::proto::limits;

@@ -153,7 +153,6 @@ impl Cluster {
     fn start_full(extra_auth: &str, own_node: bool, web_port: Option<u16>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config = dir.path().join("auth.yaml");
         let proxy = match web_port {
             Some(w) => format!(
                 "proxy_service:\n  enabled: yes\n  web_listen_addr: 127.0.0.1:{w}\n  \
@@ -168,6 +167,13 @@ impl Cluster {
             dir.path().join("auth").display(),
             if own_node { "yes" } else { "no" }
         );
+        Cluster::launch(dir, port, &yaml)
+    }
+
+    /// Writes `yaml` as auth's config in `dir`, links `tctl` and starts auth listening on
+    /// `port` (which the config must name).
+    pub fn launch(dir: TempDir, port: u16, yaml: &str) -> Cluster {
+        let config = dir.path().join("auth.yaml");
         fs::write(&config, yaml).unwrap();
         let tctl = dir.path().join("tctl");
         std::os::unix::fs::symlink(bin(), &tctl).unwrap();
@@ -496,6 +502,11 @@ pub struct HaProxy {
 
 impl HaProxy {
     pub fn start_on(port: u16, backends: &[u16], balance: &str) -> HaProxy {
+        HaProxy::start_with(port, backends, balance, "")
+    }
+
+    /// Like `start_on`, with `server_opts` added to every backend line (e.g. `send-proxy-v2`).
+    pub fn start_with(port: u16, backends: &[u16], balance: &str, server_opts: &str) -> HaProxy {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = format!(
             "global\n  maxconn 4096\n  stats socket {}/admin.sock\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  \
@@ -505,7 +516,7 @@ impl HaProxy {
         );
         for (i, b) in backends.iter().enumerate() {
             cfg.push_str(&format!(
-                "  server p{i} 127.0.0.1:{b} check inter 200ms fall 2 rise 1\n"
+                "  server p{i} 127.0.0.1:{b} {server_opts} check inter 200ms fall 2 rise 1\n"
             ));
         }
         let path = dir.path().join("haproxy.cfg");

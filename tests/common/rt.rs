@@ -113,37 +113,12 @@ impl HaProxy {
     /// HAProxy on 127.0.0.1:`port` in TCP mode that sends a PROXY protocol v2 header (with a
     /// CRC32C TLV) on every connection to the backends, health checks included (LOCAL).
     pub fn start_proxy_v2(port: u16, backends: &[u16]) -> HaProxy {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = format!(
-            "global\n  maxconn 4096\n  stats socket {}/admin.sock\ndefaults\n  mode tcp\n  \
-             timeout connect 2s\n  timeout client 1h\n  timeout server 1h\nfrontend fe\n  \
-             bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  balance roundrobin\n",
-            dir.path().display()
-        );
-        for (i, b) in backends.iter().enumerate() {
-            cfg.push_str(&format!(
-                "  server p{i} 127.0.0.1:{b} send-proxy-v2 proxy-v2-options crc32c \
-                 check-send-proxy check inter 200ms fall 2 rise 1\n"
-            ));
-        }
-        let path = dir.path().join("haproxy.cfg");
-        fs::write(&path, cfg).unwrap();
-        let log = fs::File::create(dir.path().join("haproxy.log")).unwrap();
-        let exe = if Path::new("/usr/sbin/haproxy").exists() {
-            "/usr/sbin/haproxy"
-        } else {
-            "haproxy"
-        };
-        let child = Command::new(exe)
-            .args(["-f", path.to_str().unwrap(), "-db"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy must be installed (scripts/deps.sh installs it)");
-        wait_for(Duration::from_secs(10), "haproxy to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        HaProxy { child, port, dir }
+        HaProxy::start_with(
+            port,
+            backends,
+            "roundrobin",
+            "send-proxy-v2 proxy-v2-options crc32c check-send-proxy",
+        )
     }
 }
 

@@ -138,7 +138,6 @@ pub fn settled_rss_kib(pid: u32) -> u64 {
 pub fn debug_cluster_with_proxy(web_port: u16) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("auth.yaml");
     let yaml = format!(
         "version: v3\nteleport:\n  nodename: authhost\n  data_dir: {}\n  log:\n    output: stderr\n    \
          severity: DEBUG\nauth_service:\n  enabled: yes\n  listen_addr: 127.0.0.1:{port}\n  \
@@ -146,17 +145,7 @@ pub fn debug_cluster_with_proxy(web_port: u16) -> Cluster {
          enabled: yes\n  web_listen_addr: 127.0.0.1:{web_port}\n  public_addr: 127.0.0.1:{web_port}\n",
         dir.path().join("auth").display(),
     );
-    std::fs::write(&config, yaml).unwrap();
-    let tctl = dir.path().join("tctl");
-    std::os::unix::fs::symlink(super::bin(), &tctl).unwrap();
-    let mut c = Cluster {
-        dir,
-        port,
-        config,
-        auth: None,
-        tctl,
-    };
-    c.start_auth();
+    let c = Cluster::launch(dir, port, &yaml);
     wait_for(
         Duration::from_secs(20),
         "the in-process proxy to be listed",
