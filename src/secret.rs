@@ -51,8 +51,15 @@ pub fn public_id(hash_hex: &str) -> &str {
     &hash_hex[..hash_hex.len().min(8)]
 }
 
+/// Tokens shorter than this are shown as stars only: four characters of a short static token
+/// would give away too much of it.
+const MIN_LEN_WITH_SUFFIX: usize = 16;
+
 /// Stars for all but the known suffix.
 pub fn mask_with_suffix(len: usize, suffix: &str) -> String {
+    if len < MIN_LEN_WITH_SUFFIX {
+        return "*".repeat(len.max(4));
+    }
     let stars = len.saturating_sub(suffix.chars().count()).max(4);
     format!("{}{suffix}", "*".repeat(stars))
 }
@@ -174,6 +181,14 @@ mod tests {
         assert!(wire.contains(t.expose()));
         let back: crate::proto::Request = serde_json::from_str(&wire).unwrap();
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn short_tokens_are_all_stars() {
+        assert_eq!(Token::new("abcd").masked(), "****");
+        assert_eq!(Token::new("abcdefgh").masked(), "********");
+        let t = Token::new("0123456789abcdef");
+        assert_eq!(t.masked(), "************cdef");
     }
 
     #[test]

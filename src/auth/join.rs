@@ -13,7 +13,7 @@ use super::state::AuthState;
 use super::tokens::{Refusal, TokenRole};
 use crate::clock::now_unix;
 use crate::diag::METRICS;
-use crate::pki::ca::Sans;
+use crate::pki::ca::{CertAuthority, Sans};
 use crate::pki::{self, Subject};
 use crate::proto::limits::{self, check_host_name, check_labels};
 use crate::proto::{self, ErrorCode, RegisterRequest, Response, PROTOCOL_VERSION};
@@ -158,6 +158,10 @@ pub async fn register(state: &Arc<AuthState>, req: RegisterRequest, source: &str
     let st = state.clone();
     let csr = req.csr.clone();
     let signed = smol::unblock(move || -> crate::error::Result<_> {
+        // The request first, so that its answer never depends on whether the token is valid.
+        if let Err(e) = CertAuthority::check_csr(&csr) {
+            return Ok(Ok(Err(e.to_string())));
+        }
         if let Err(refusal) = st.tokens.check(&token, role, now_unix(), false)? {
             return Ok(Err(refusal));
         }

@@ -143,7 +143,10 @@ pub async fn proxy_link(
     state: Arc<AuthState>,
     shutdown: Shutdown,
 ) {
-    let checked = limits::check_name(&hello.name, "proxy name").map_err(|e| e.to_string());
+    let checked = limits::check_name(&hello.name, "proxy name")
+        .and_then(|()| limits::check_version(&hello.server_version))
+        .and_then(|()| limits::check_addr(&hello.public_addr))
+        .map_err(|e| e.to_string());
     if !hello_ok(&mut conn, hello.version, checked).await {
         return;
     }
@@ -199,6 +202,7 @@ pub async fn proxy_link(
                 // alone, never the proxy's link with every other node's beats.
                 if let Err(e) = limits::check_name(&node_name, "node_name")
                     .and_then(|()| limits::check_labels(&labels))
+                    .and_then(|()| limits::check_version(&server_version))
                 {
                     debug!("dropped a beat relayed by proxy {:?}: {e}", me.name);
                     continue;

@@ -59,7 +59,7 @@ pub fn printable(s: &str, max: usize) -> String {
             out.push_str("...");
             break;
         }
-        if c.is_control() {
+        if crate::proto::limits::is_deceptive(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -116,12 +116,15 @@ mod tests {
     #[test]
     fn table_escapes_control_characters_and_cuts_long_cells() {
         let rows = vec![
-            vec!["evil\nforged-row 1.2.3.4".into(), "\u{1b}[2J".into()],
+            vec![
+                "evil\nforged-row 1.2.3.4".into(),
+                "\u{1b}[2J\u{202E}".into(),
+            ],
             vec!["x".repeat(70_000)],
         ];
         let t = table(&["Host", "Labels"], &rows);
         assert_eq!(t.lines().count(), 4, "{t}");
-        assert!(!t.contains('\u{1b}'));
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{202E}'));
         assert!(t.contains("evil\\nforged-row"));
         assert!(t.lines().all(|l| l.chars().count() < 2 * MAX_CELL + 10));
     }

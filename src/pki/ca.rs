@@ -107,6 +107,13 @@ impl CertAuthority {
         Ok(params)
     }
 
+    /// Checks that `csr_pem` is a well-formed CSR whose signature proves its key.
+    pub fn check_csr(csr_pem: &str) -> Result<()> {
+        CertificateSigningRequestParams::from_pem(csr_pem)
+            .map(|_| ())
+            .map_err(|e| Error::Pki(format!("invalid certificate signing request: {e}")))
+    }
+
     /// Signs a host's CSR. Only the CSR's public key is used (its signature proves the host
     /// holds the private key); subject and names are decided here, never by the requester.
     pub fn sign_csr(&self, csr_pem: &str, subject: &Subject, sans: &Sans) -> Result<String> {

@@ -28,6 +28,25 @@ impl std::fmt::Display for FrameError {
     }
 }
 
+/// A decoding error without the string values it quotes: they are the peer's bytes (a token
+/// put into a wrong field, say) and end up in logs.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"...");
+            }
+            quoted = !quoted;
+        }
+        if !quoted && c != '"' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Serializes one message as a frame.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serializing our own message types cannot fail: they hold only strings, numbers, maps.
@@ -78,7 +97,7 @@ impl Decoder {
             return Ok(None);
         }
         let parsed = serde_json::from_slice(&self.buf[4..4 + len])
-            .map_err(|e| FrameError::BadMessage(e.to_string()));
+            .map_err(|e| FrameError::BadMessage(without_values(&e.to_string())));
         self.buf.drain(..4 + len);
         parsed.map(Some)
     }
@@ -88,6 +107,19 @@ impl Decoder {
 mod tests {
     use super::*;
     use crate::proto::{Request, Response};
+
+    #[test]
+    fn decoding_errors_do_not_echo_string_values() {
+        let secret = "4e5be96c0f0e4a6f9d3c2b1a00112233";
+        let body = format!(r#"{{"type":"get_ca","version":"{secret}"}}"#);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body.as_bytes());
+        let mut d = Decoder::new(MAX_REQUEST_FRAME);
+        d.feed(&frame);
+        let err = d.next_frame::<Request>().unwrap_err().to_string();
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("invalid type"), "{err}");
+    }
 
     #[test]
     fn round_trips_split_at_every_byte() {

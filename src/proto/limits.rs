@@ -14,10 +14,14 @@ pub const PROXY_SERVER_NAME: &str = "proxy.teleport.cluster.local";
 pub const MAX_NAME_LEN: usize = 253;
 /// Most labels a host may announce.
 pub const MAX_LABELS: usize = 64;
-/// Longest label key and value. With `MAX_LABELS` this bounds a relayed heartbeat to about
-/// 25 KiB, far below every frame limit, so a relaying proxy never forwards an oversized frame.
+/// Longest label key and value. With `MAX_LABELS`, `MAX_NAME_LEN` and `MAX_VERSION` this bounds
+/// a relayed heartbeat to about 25 KiB, far below every frame limit, so a relaying proxy never
+/// forwards an oversized frame.
 pub const MAX_LABEL_KEY: usize = 128;
 pub const MAX_LABEL_VALUE: usize = 256;
+/// Longest version string (`[A-Za-z0-9.+_-]`) and announced address (`host[:port]`).
+pub const MAX_VERSION: usize = 64;
+pub const MAX_ADDR: usize = 261;
 
 /// Why a name or label set was refused. Messages are safe to send back to the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +40,12 @@ pub enum Invalid {
     NotCertName { announced: String, cert: String },
     /// A node certificate issued before names were bound to certificates.
     NoCertName,
+    /// A version string that is too long or has characters outside `[A-Za-z0-9.+_-]`.
+    Version,
+    /// An announced address that is not `host[:port]` within `MAX_ADDR` characters.
+    Addr { addr: String },
+    /// A name shaped like a host UUID, which would be mistaken for another host's ID.
+    UuidShaped { name: String },
 }
 
 /// At most this many characters of a refused input are echoed back.
@@ -86,6 +96,22 @@ impl fmt::Display for Invalid {
                 echo(cert),
                 echo(announced)
             ),
+            Invalid::Version => write!(
+                f,
+                "invalid server_version: at most {MAX_VERSION} characters of letters, digits \
+                 and '.+_-'"
+            ),
+            Invalid::Addr { addr } => write!(
+                f,
+                "invalid public_addr {}: use host[:port] (at most {MAX_ADDR} characters)",
+                echo(addr)
+            ),
+            Invalid::UuidShaped { name } => write!(
+                f,
+                "the name {} looks like a host UUID and would be confused with one: set another \
+                 nodename",
+                echo(name)
+            ),
             Invalid::NoCertName => write!(
                 f,
                 "this node's certificate carries no node name (it predates this version): \
@@ -110,7 +136,44 @@ pub fn check_hello(hello: &super::StreamHello, cert_name: &str) -> Result<(), In
             cert: cert_name.to_string(),
         });
     }
-    check_labels(&hello.labels)
+    check_labels(&hello.labels)?;
+    check_version(&hello.server_version)?;
+    check_addr(&hello.public_addr)
+}
+
+/// A version string as peers announce it (e.g. `0.1.0`, `17.2.1-dev+abc`).
+pub fn check_version(v: &str) -> Result<(), Invalid> {
+    let ok = v.len() <= MAX_VERSION
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".+_-".contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::Version)
+    }
+}
+
+/// An announced address: empty, or `host[:port]` / `[v6]:port` in printable ASCII.
+pub fn check_addr(a: &str) -> Result<(), Invalid> {
+    let ok = a.len() <= MAX_ADDR
+        && a.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".-_:[]".contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::Addr {
+            addr: a.to_string(),
+        })
+    }
+}
+
+/// Characters that change how a terminal shows text without being visible themselves:
+/// controls, zero-width and direction marks, line and paragraph separators.
+pub fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 /// Names that only the cluster's own servers may carry.
@@ -144,7 +207,22 @@ pub fn check_host_name(name: &str) -> Result<(), Invalid> {
             name: name.to_string(),
         });
     }
+    if is_uuid_shaped(name) {
+        return Err(Invalid::UuidShaped {
+            name: name.to_string(),
+        });
+    }
     Ok(())
+}
+
+/// 8-4-4-4-12 hex digits in either case: how host IDs look.
+pub fn is_uuid_shaped(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Labels as hosts announce them.
@@ -162,7 +240,7 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Invalid> {
         if !key_ok {
             return Err(Invalid::LabelKey { key: k.clone() });
         }
-        if v.len() > MAX_LABEL_VALUE || v.chars().any(char::is_control) {
+        if v.len() > MAX_LABEL_VALUE || v.chars().any(is_deceptive) {
             return Err(Invalid::LabelValue { key: k.clone() });
         }
     }
@@ -183,6 +261,10 @@ mod tests {
             assert!(matches!(check_host_name(n), Err(Invalid::Reserved { .. })));
         }
         assert!(check_host_name("web-1.example.com").is_ok());
+        assert!(matches!(
+            check_host_name("6805DDA3-779e-493b-0000-000000000000"),
+            Err(Invalid::UuidShaped { .. })
+        ));
         assert!(check_host_name("cluster.local").is_ok());
     }
 
@@ -208,6 +290,17 @@ mod tests {
             Err(Invalid::NotCertName { .. })
         ));
         assert_eq!(check_hello(&hello("web-1"), ""), Err(Invalid::NoCertName));
+        let mut long_version = hello("web-1");
+        long_version.server_version = "1".repeat(200_000);
+        assert_eq!(check_hello(&long_version, "web-1"), Err(Invalid::Version));
+        let mut odd_addr = hello("web-1");
+        odd_addr.public_addr = "evil.example:22\u{1b}[2J".into();
+        assert!(matches!(
+            check_hello(&odd_addr, "web-1"),
+            Err(Invalid::Addr { .. })
+        ));
+        odd_addr.public_addr = "[2001:db8::1]:3022".into();
+        assert!(check_hello(&odd_addr, "web-1").is_ok());
     }
 
     #[test]
@@ -221,6 +314,12 @@ mod tests {
             check_labels(&bad_value),
             Err(Invalid::LabelValue { .. })
         ));
+        for sneaky in ["\u{202E}gnp.exe", "a\u{200B}b", "a\u{2028}b"] {
+            let m: BTreeMap<_, _> = [("k".to_string(), sneaky.to_string())].into();
+            assert!(check_labels(&m).is_err(), "{sneaky:?}");
+        }
+        let korean: BTreeMap<_, _> = [("team".to_string(), "보안팀".to_string())].into();
+        assert!(check_labels(&korean).is_ok());
         let long_value: BTreeMap<_, _> = [("k".to_string(), "v".repeat(70_000))].into();
         assert!(check_labels(&long_value).is_err());
         let bad_key: BTreeMap<_, _> = [("k\u{1b}".to_string(), String::new())].into();

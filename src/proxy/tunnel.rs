@@ -22,6 +22,12 @@ use crate::rt::Shutdown;
 
 /// Time a new tunnel has to open its control stream and say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tunnels one host may hold on this proxy: one, briefly two while a duplicate landing is
+/// closed; more is a misbehaving host, not a reconnect.
+const MAX_TUNNELS_PER_HOST: usize = 4;
+/// Heartbeats that may arrive early (under half an interval after the last relayed one) before
+/// the tunnel is closed as a flood; early ones are answered but not relayed.
+const MAX_EARLY_BEATS: u32 = 20;
 
 pub async fn serve(
     tls: TlsStream<TcpStream>,
@@ -38,6 +44,10 @@ pub async fn serve(
             return;
         }
     };
+    // Streams are the proxy's to open: any other the node opens is dropped at once, so none
+    // holds a window of buffered data. The task ends with the tunnel.
+    let inbound = m.inbound.clone();
+    let _drain = crate::rt::spawn(async move { while inbound.recv().await.is_ok() {} });
     let mut ctl = Framed::new(control, MAX_REQUEST_FRAME);
     let hello = match net::with_timeout(HELLO_TIMEOUT, ctl.recv::<Request>()).await {
         Some(Ok(Some(Request::TunnelHello(h)))) if h.version == PROTOCOL_VERSION => h,
@@ -46,7 +56,7 @@ pub async fn serve(
             return;
         }
         other => {
-            warn!("rejected a tunnel from {peer}: bad hello ({other:?})");
+            warn!("rejected a tunnel from {peer}: {}", what_came(&other));
             return;
         }
     };
@@ -62,15 +72,28 @@ pub async fn serve(
         return;
     }
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    state
-        .tunnels()
-        .entry(subject.host_id.clone())
-        .or_default()
-        .push(TunnelEntry {
-            node_name: hello.node_name.clone(),
-            opener: m.opener.clone(),
-            conn,
-        });
+    let held = {
+        let mut t = state.tunnels();
+        let list = t.entry(subject.host_id.clone()).or_default();
+        let held = list.len();
+        if held < MAX_TUNNELS_PER_HOST {
+            list.push(TunnelEntry {
+                node_name: hello.node_name.clone(),
+                opener: m.opener.clone(),
+                conn,
+            });
+        }
+        held
+    };
+    if held >= MAX_TUNNELS_PER_HOST {
+        warn!(
+            "rejected a tunnel from {peer} ({}): it already holds {held} here",
+            subject.host_id
+        );
+        let why = format!("this host already holds {held} tunnels to this proxy");
+        refuse(&mut ctl, Response::error(ErrorCode::BadParameter, why)).await;
+        return;
+    }
     info!(
         "tunnel from node {:?} ({}) at {peer} established",
         hello.node_name, subject.host_id
@@ -97,6 +120,16 @@ pub async fn serve(
     drop(m);
 }
 
+/// What arrived instead of a hello, without echoing the peer's bytes into the log.
+fn what_came(got: &Option<crate::error::Result<Option<Request>>>) -> &'static str {
+    match got {
+        None => "no hello within the time allowed",
+        Some(Ok(None)) => "closed before its hello",
+        Some(Ok(Some(_))) => "the first message was not a tunnel hello",
+        Some(Err(_)) => "its hello was not a valid message",
+    }
+}
+
 /// Sends a refusal and gives the node a moment to read it and close: the frame only leaves
 /// while the tunnel's multiplexer runs, which ends when the tunnel is dropped.
 async fn refuse(ctl: &mut Framed<mux::Stream>, why: Response) {
@@ -120,6 +153,10 @@ async fn control_loop(
     };
     // The set is sent in the welcome; acks repeat it only when it changed.
     let mut last_sent = state.proxy_set();
+    // One relayed beat per half interval at most: a node that beats faster cannot fill the
+    // relay queue and crowd out every other node's beats.
+    let mut last_relay: Option<std::time::Instant> = None;
+    let mut early = 0u32;
     loop {
         let idle = state.interval() * 3;
         let msg = futures_lite::future::or(
@@ -132,7 +169,24 @@ async fn control_loop(
         .await;
         match msg {
             Some(Ok(Some(Request::Heartbeat { seq }))) => {
-                let relayed = state.relay(Request::Relay(beat.clone()));
+                let now = std::time::Instant::now();
+                let due =
+                    last_relay.map_or(true, |t| now.duration_since(t) >= state.interval() / 2);
+                let relayed = if due {
+                    last_relay = Some(now);
+                    state.relay(Request::Relay(beat.clone()))
+                } else {
+                    early += 1;
+                    if early > MAX_EARLY_BEATS {
+                        warn!(
+                            "tunnel of {:?} sends heartbeats far faster than the interval; \
+                             closing it",
+                            hello.node_name
+                        );
+                        return;
+                    }
+                    state.link_up.load(Ordering::Relaxed)
+                };
                 let set = state.proxy_set();
                 let proxies = if set != last_sent {
                     last_sent = set.clone();
@@ -157,8 +211,11 @@ async fn control_loop(
                 info!("node {:?} said goodbye on its tunnel", hello.node_name);
                 return;
             }
-            Some(Ok(Some(other))) => {
-                warn!("tunnel of {:?} sent {other:?}; closing it", hello.node_name);
+            Some(Ok(Some(_))) => {
+                warn!(
+                    "tunnel of {:?} sent a message that is not valid on a tunnel; closing it",
+                    hello.node_name
+                );
                 return;
             }
             Some(Err(e)) => {
@@ -181,6 +238,10 @@ fn find_tunnel(tunnels: &std::collections::HashMap<String, Vec<TunnelEntry>>, no
     let first = |list: &Vec<TunnelEntry>| list.first().map(|e| e.opener.clone());
     if let Some(o) = tunnels.get(node).and_then(first) {
         return Found::One(o);
+    }
+    // A UUID names a host, never a node name (auth refuses such names at join).
+    if crate::proto::limits::is_uuid_shaped(node) {
+        return Found::None;
     }
     let named: Vec<&Vec<TunnelEntry>> = tunnels
         .values()
@@ -248,7 +309,10 @@ pub async fn serve_dial(tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<
     let (node, addr) = match net::with_timeout(HELLO_TIMEOUT, f.recv::<Request>()).await {
         Some(Ok(Some(Request::Dial { node, addr, .. }))) => (node, addr),
         other => {
-            warn!("rejected a transport connection from {peer}: {other:?}");
+            warn!(
+                "rejected a transport connection from {peer}: {}",
+                what_came(&other).replace("tunnel hello", "dial")
+            );
             return;
         }
     };
