@@ -152,9 +152,10 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Parses lowercase or uppercase hex; `None` on any other character or an odd length.
+/// Parses lowercase or uppercase hex; `None` on any other character (a sign, which
+/// `from_str_radix` would take, included) or an odd length.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -181,6 +182,14 @@ mod tests {
         assert!(wire.contains(t.expose()));
         let back: crate::proto::Request = serde_json::from_str(&wire).unwrap();
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn unhex_takes_hex_digits_only() {
+        assert_eq!(unhex("0aFf"), Some(vec![0x0a, 0xff]));
+        for bad in ["+1", "-1", "0g", "abc", " 1"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -454,14 +454,18 @@ impl Cluster {
     /// Starts a proxy and waits until auth lists it.
     pub fn start_proxy(&self, p: &mut ProxyNode) {
         p.start();
-        let name = p.name.clone();
+        self.wait_proxy_listed(&p.name);
+    }
+
+    /// Waits until auth lists the proxy named `name`.
+    pub fn wait_proxy_listed(&self, name: &str) {
         wait_for(
             Duration::from_secs(20),
             &format!("proxy {name} in tctl proxies ls"),
             || {
                 self.proxies()
                     .iter()
-                    .any(|x| x["name"] == name.as_str())
+                    .any(|x| x["name"] == name)
                     .then_some(())
             },
         );

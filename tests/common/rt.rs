@@ -95,17 +95,7 @@ impl Cluster {
             &[],
             &["start", "-c", &cfg, "--debug"],
         ));
-        let name = p.name.clone();
-        wait_for(
-            Duration::from_secs(20),
-            &format!("proxy {name} in tctl proxies ls"),
-            || {
-                self.proxies()
-                    .iter()
-                    .any(|x| x["name"] == name.as_str())
-                    .then_some(())
-            },
-        );
+        self.wait_proxy_listed(&p.name);
     }
 }
 
