@@ -741,12 +741,7 @@ pub const AUTH_DB_FILE: &str = "auth.db";
 
 /// Names that end up in certificates and tables: hostname characters only.
 pub fn validate_name(name: &str, what: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if ok {
+    if crate::proto::limits::check_name(name, "name").is_ok() {
         Ok(())
     } else {
         Err(Error::Config(format!(

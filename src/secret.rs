@@ -130,15 +130,19 @@ pub fn new_uuid() -> String {
     )
 }
 
-/// Whether `s` has the shape of a UUID as `new_uuid` makes them (lowercase hex, 8-4-4-4-12).
-pub fn is_uuid(s: &str) -> bool {
+/// 8-4-4-4-12 hex digits in either case: how host IDs look.
+pub fn is_uuid_shaped(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| {
-            g.len() == n
-                && g.bytes()
-                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-        })
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Whether `s` is a UUID as `new_uuid` makes them (lowercase hex, 8-4-4-4-12).
+pub fn is_uuid(s: &str) -> bool {
+    is_uuid_shaped(s) && !s.bytes().any(|c| c.is_ascii_uppercase())
 }
 
 /// Lowercase hex.

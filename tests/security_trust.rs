@@ -252,18 +252,7 @@ fn a_node_is_bound_to_the_name_and_id_auth_chose_and_ambiguous_names_are_not_dia
         }
     });
     let target = format!("127.0.0.1:{echo_port}");
-    let dial = |node: &str| {
-        let mut child = Command::new(&c.tctl)
-            .args(["-c", c.config.to_str().unwrap(), "nodes", "dial"])
-            .args([format!("--proxy={proxy}").as_str(), node, &target])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"ping").unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let dial = |node: &str| c.dial(&proxy, node, &target, b"ping");
     let out = dial("alpha");
     assert!(!out.status.success());
     assert!(text(&out).contains("2 nodes are named"), "{}", text(&out));

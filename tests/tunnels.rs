@@ -66,17 +66,8 @@ fn node_keeps_a_tunnel_to_every_proxy_behind_round_robin() {
     // The data plane: a dial through any proxy reaches a service on the node's loopback.
     let (echo_port, _h) = echo_server();
     for _ in 0..2 {
-        let mut child = Command::new(&c.tctl)
-            .args(["-c", c.config.to_str().unwrap(), "nodes", "dial"])
-            .arg(format!("--proxy={}", lb.addr()))
-            .args(["edge-1", &format!("127.0.0.1:{echo_port}")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"ping").unwrap();
-        let out = child.wait_with_output().unwrap();
+        let target = format!("127.0.0.1:{echo_port}");
+        let out = c.dial(&lb.addr(), "edge-1", &target, b"ping");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "echo:ping",

@@ -159,13 +159,14 @@ pub async fn register(state: &Arc<AuthState>, req: RegisterRequest, source: &str
     let csr = req.csr.clone();
     let signed = smol::unblock(move || -> crate::error::Result<_> {
         // The request first, so that its answer never depends on whether the token is valid.
-        if let Err(e) = CertAuthority::check_csr(&csr) {
-            return Ok(Ok(Err(e.to_string())));
-        }
+        let csr = match CertAuthority::parse_csr(&csr) {
+            Ok(c) => c,
+            Err(e) => return Ok(Ok(Err(e.to_string()))),
+        };
         if let Err(refusal) = st.tokens.check(&token, role, now_unix(), false)? {
             return Ok(Err(refusal));
         }
-        let cert = match st.ca.sign_csr(&csr, &subject, &sans) {
+        let cert = match st.ca.sign_parsed(&csr, &subject, &sans) {
             Ok(c) => c,
             Err(e) => return Ok(Ok(Err(e.to_string()))),
         };

@@ -229,14 +229,13 @@ pub fn client_config_lenient(cas: &[CertificateDer<'static>]) -> Result<Arc<Clie
 
 /// Maps handshake failures to a message a person can act on.
 fn tls_error(addr: &str, e: std::io::Error) -> Error {
-    let detail = match e
+    let tls = e
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        Some(e) if crate::pki::verify::wrong_role_of(e).is_some() => {
-            let why = crate::pki::verify::wrong_role_of(e).unwrap_or_default();
-            return Error::Pki(format!("the server at {addr} was refused: {why}"));
-        }
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    if let Some(why) = tls.and_then(crate::pki::verify::wrong_role_of) {
+        return Error::Pki(format!("the server at {addr} was refused: {why}"));
+    }
+    let detail = match tls {
         Some(rustls::Error::InvalidCertificate(cause)) => {
             return Error::Pki(format!(
                 "the server at {addr} presented a certificate not issued by the trusted cluster \

@@ -28,6 +28,9 @@ pub struct CertAuthority {
     pub key_pem: String,
 }
 
+/// A CSR whose signature was checked; only its public key is ever used.
+pub struct Csr(CertificateSigningRequestParams);
+
 /// Names to put into an issued certificate.
 #[derive(Debug, Clone, Default)]
 pub struct Sans {
@@ -107,20 +110,23 @@ impl CertAuthority {
         Ok(params)
     }
 
-    /// Checks that `csr_pem` is a well-formed CSR whose signature proves its key.
-    pub fn check_csr(csr_pem: &str) -> Result<()> {
+    /// Parses a CSR and checks that its signature proves the key.
+    pub fn parse_csr(csr_pem: &str) -> Result<Csr> {
         CertificateSigningRequestParams::from_pem(csr_pem)
-            .map(|_| ())
+            .map(Csr)
             .map_err(|e| Error::Pki(format!("invalid certificate signing request: {e}")))
     }
 
     /// Signs a host's CSR. Only the CSR's public key is used (its signature proves the host
     /// holds the private key); subject and names are decided here, never by the requester.
     pub fn sign_csr(&self, csr_pem: &str, subject: &Subject, sans: &Sans) -> Result<String> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| Error::Pki(format!("invalid certificate signing request: {e}")))?;
+        self.sign_parsed(&Self::parse_csr(csr_pem)?, subject, sans)
+    }
+
+    /// Signs a CSR parsed by `parse_csr`.
+    pub fn sign_parsed(&self, csr: &Csr, subject: &Subject, sans: &Sans) -> Result<String> {
         let params = Self::params_for(subject, sans, HOST_CERT_VALIDITY)?;
-        Ok(params.signed_by(&csr.public_key, &self.issuer()?)?.pem())
+        Ok(params.signed_by(&csr.0.public_key, &self.issuer()?)?.pem())
     }
 
     /// Issues a key pair and certificate for a local identity (auth's own TLS certificate, the

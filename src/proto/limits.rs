@@ -215,15 +215,7 @@ pub fn check_host_name(name: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// 8-4-4-4-12 hex digits in either case: how host IDs look.
-pub fn is_uuid_shaped(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|c| c.is_ascii_hexdigit()))
-}
+pub use crate::secret::is_uuid_shaped;
 
 /// Labels as hosts announce them.
 pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Invalid> {

@@ -56,7 +56,10 @@ pub async fn serve(
             return;
         }
         other => {
-            warn!("rejected a tunnel from {peer}: {}", what_came(&other));
+            warn!(
+                "rejected a tunnel from {peer}: {}",
+                what_came(&other, "tunnel hello")
+            );
             return;
         }
     };
@@ -120,13 +123,14 @@ pub async fn serve(
     drop(m);
 }
 
-/// What arrived instead of a hello, without echoing the peer's bytes into the log.
-fn what_came(got: &Option<crate::error::Result<Option<Request>>>) -> &'static str {
+/// What arrived instead of the `expected` first message, without echoing the peer's bytes into
+/// the log.
+fn what_came(got: &Option<crate::error::Result<Option<Request>>>, expected: &str) -> String {
     match got {
-        None => "no hello within the time allowed",
-        Some(Ok(None)) => "closed before its hello",
-        Some(Ok(Some(_))) => "the first message was not a tunnel hello",
-        Some(Err(_)) => "its hello was not a valid message",
+        None => format!("no {expected} within the time allowed"),
+        Some(Ok(None)) => format!("closed before its {expected}"),
+        Some(Ok(Some(_))) => format!("the first message was not a {expected}"),
+        Some(Err(_)) => format!("its {expected} was not a valid message"),
     }
 }
 
@@ -311,7 +315,7 @@ pub async fn serve_dial(tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<
         other => {
             warn!(
                 "rejected a transport connection from {peer}: {}",
-                what_came(&other).replace("tunnel hello", "dial")
+                what_came(&other, "dial")
             );
             return;
         }

@@ -457,6 +457,20 @@ impl Cluster {
         self.wait_proxy_listed(&p.name);
     }
 
+    /// `tctl nodes dial --proxy=PROXY NODE TARGET` with `input` on its stdin, to the end.
+    pub fn dial(&self, proxy: &str, node: &str, target: &str, input: &[u8]) -> Output {
+        let mut child = Command::new(&self.tctl)
+            .args(["-c", self.config.to_str().unwrap(), "nodes", "dial"])
+            .args([format!("--proxy={proxy}").as_str(), node, target])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Waits until auth lists the proxy named `name`.
     pub fn wait_proxy_listed(&self, name: &str) {
         wait_for(
