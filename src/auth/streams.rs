@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_rustls::server::TlsStream;
-use log::{debug, info};
+use log::{debug, info, warn};
 use smol::net::TcpStream;
 
 use super::inventory::node_info;
@@ -15,6 +15,7 @@ use super::state::AuthState;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
 use crate::proto::limits;
+use crate::proto::pace::{Beat, Pacer};
 use crate::proto::{
     self, ErrorCode, ProxyHello, ProxyRef, RelayedBeat, Request, Response, StreamHello,
     PROTOCOL_VERSION,
@@ -99,10 +100,22 @@ pub async fn heartbeat_stream(
     if conn.send(&ack).await.is_err() {
         return;
     }
+    // A node beating far faster than the interval costs the inventory lock once per half
+    // interval, and its stream is closed if it keeps on.
+    let mut pacer = Pacer::default();
     loop {
         match next(&mut conn, Duration::from_millis(ttl), &shutdown).await {
             Some(Request::Heartbeat { seq }) => {
-                {
+                let beat = pacer.on_beat(std::time::Instant::now(), state.heartbeat_interval);
+                if beat == Beat::Flood {
+                    warn!(
+                        "node {:?} ({}) sends heartbeats far faster than the interval; closing \
+                         its stream",
+                        info.hostname, info.uuid
+                    );
+                    return;
+                }
+                if beat == Beat::Due {
                     let mut inv = lock(&state);
                     if !inv.heartbeat(&subject.host_id, conn_id, state.now_ms(), ttl) {
                         // Expired meanwhile: announce again.

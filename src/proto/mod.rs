@@ -4,6 +4,7 @@
 pub mod frame;
 pub mod limits;
 pub mod msg;
+pub mod pace;
 
 pub use frame::{encode, Decoder, FrameError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
 pub use msg::*;

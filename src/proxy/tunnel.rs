@@ -14,6 +14,7 @@ use super::{ProxyState, TunnelEntry};
 use crate::mux;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
+use crate::proto::pace::{Beat, Pacer};
 use crate::proto::{
     ErrorCode, RelayedBeat, Request, Response, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
     PROTOCOL_VERSION,
@@ -25,9 +26,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tunnels one host may hold on this proxy: one, briefly two while a duplicate landing is
 /// closed; more is a misbehaving host, not a reconnect.
 const MAX_TUNNELS_PER_HOST: usize = 4;
-/// Heartbeats that may arrive early (under half an interval after the last relayed one) before
-/// the tunnel is closed as a flood; early ones are answered but not relayed.
-const MAX_EARLY_BEATS: u32 = 20;
 
 pub async fn serve(
     tls: TlsStream<TcpStream>,
@@ -159,8 +157,7 @@ async fn control_loop(
     let mut last_sent = state.proxy_set();
     // One relayed beat per half interval at most: a node that beats faster cannot fill the
     // relay queue and crowd out every other node's beats.
-    let mut last_relay: Option<std::time::Instant> = None;
-    let mut early = 0u32;
+    let mut pacer = Pacer::default();
     loop {
         let idle = state.interval() * 3;
         let msg = futures_lite::future::or(
@@ -173,15 +170,10 @@ async fn control_loop(
         .await;
         match msg {
             Some(Ok(Some(Request::Heartbeat { seq }))) => {
-                let now = std::time::Instant::now();
-                let due =
-                    last_relay.map_or(true, |t| now.duration_since(t) >= state.interval() / 2);
-                let relayed = if due {
-                    last_relay = Some(now);
-                    state.relay(Request::Relay(beat.clone()))
-                } else {
-                    early += 1;
-                    if early > MAX_EARLY_BEATS {
+                let relayed = match pacer.on_beat(std::time::Instant::now(), state.interval()) {
+                    Beat::Due => state.relay(Request::Relay(beat.clone())),
+                    Beat::Early => state.link_up.load(Ordering::Relaxed),
+                    Beat::Flood => {
                         warn!(
                             "tunnel of {:?} sends heartbeats far faster than the interval; \
                              closing it",
@@ -189,7 +181,6 @@ async fn control_loop(
                         );
                         return;
                     }
-                    state.link_up.load(Ordering::Relaxed)
                 };
                 let set = state.proxy_set();
                 let proxies = if set != last_sent {
