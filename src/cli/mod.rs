@@ -1,5 +1,6 @@
 //! Command lines of `teleport` and `tctl`.
 
+pub mod instructions;
 pub mod loadgen;
 pub mod tctl;
 pub mod teleport;
