@@ -11,15 +11,21 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Parses Go-style durations: "90s", "5m", "1h30m", "250ms"; a bare number means seconds.
+/// Parses Go-style durations: "90s", "5m", "1h30m", "250ms". As Go's `time.ParseDuration`, a
+/// number needs a unit (only "0" may go without): "5" could mean seconds or minutes.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?}: expected a value like 30s, 5m or 1h30m");
     let s = s.trim();
     if s.is_empty() {
         return Err(bad());
     }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "invalid duration {s:?}: missing unit: add a unit, e.g. {s}m (or {s}s, {s}h)"
+        ));
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -121,7 +127,9 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("42").unwrap(), Duration::from_secs(42));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        let err = parse_duration("42").unwrap_err();
+        assert!(err.contains("add a unit, e.g. 42m"), "{err}");
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
