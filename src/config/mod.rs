@@ -4,6 +4,7 @@
 
 mod render;
 mod schema;
+mod unsupported;
 
 pub use render::{parse_output, render_config, ConfigureInput, Output};
 pub use schema::*;
@@ -12,7 +13,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
 
 use crate::clock;
 use crate::error::{Error, Result};
@@ -72,7 +72,10 @@ pub struct StartFlags {
     pub roles: Option<String>,
     pub token: Option<String>,
     pub ca_pins: Vec<String>,
-    pub auth_server: Option<String>,
+    /// `--auth-server`, repeatable: tried in order.
+    pub auth_servers: Vec<String>,
+    /// `--proxy`: join and keep tunnels through this proxy (any port).
+    pub proxy: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub nodename: Option<String>,
     pub labels: Option<String>,
@@ -131,7 +134,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub token: Option<Token>,
+    /// The first of `auth_servers` (what single-server code paths use).
     pub auth_server: Option<String>,
+    /// Every auth server given, in the order they are tried.
+    pub auth_servers: Vec<String>,
     pub proxy_server: Option<String>,
     pub ca_pins: Vec<Pin>,
     pub insecure: bool,
@@ -217,9 +223,8 @@ pub fn parse_static_tokens(entries: &[String]) -> Result<Vec<StaticToken>> {
         if roles.is_empty() {
             return Err(bad("missing"));
         }
-        for r in &roles {
-            crate::auth::tokens::TokenRole::parse(r).map_err(Error::Config)?;
-        }
+        crate::auth::tokens::parse_supported_roles(&roles)
+            .map_err(|e| Error::Config(format!("auth_service.tokens: {e}")))?;
         let values: Vec<String> = if value.starts_with('/') {
             let p = Path::new(value);
             let text = std::fs::read_to_string(p)
@@ -313,6 +318,70 @@ pub fn normalize_addr(addr: &str, default_port: u16, what: &str) -> Result<Strin
     }
 }
 
+/// The services a config file turns on: a block with `enabled: yes` or without `enabled:`;
+/// an absent `auth_service`/`ssh_service` is on and an absent `proxy_service` off (as before).
+fn file_roles(file: &FileConfig, path: Option<&Path>) -> Result<Roles> {
+    let roles = Roles {
+        auth: file.auth_service.enabled_in_file().unwrap_or(true),
+        node: file.ssh_service.enabled_in_file().unwrap_or(true),
+        proxy: file.proxy_service.enabled_in_file().unwrap_or(false),
+    };
+    if roles == Roles::default() {
+        return Err(Error::Config(format!(
+            "{}: no service is enabled, so there would be nothing to run: set enabled: yes \
+             under ssh_service (a node), proxy_service or auth_service, or pass --roles=node",
+            path.map_or("the config".into(), |p| p.display().to_string())
+        )));
+    }
+    Ok(roles)
+}
+
+/// Where a joining host reaches the cluster: the auth servers to try in order, or one proxy.
+/// Flags replace the file's addresses.
+fn cluster_addrs(
+    g: &Global,
+    flags: &StartFlags,
+    roles: Roles,
+) -> Result<(Vec<String>, Option<String>)> {
+    if flags.proxy.is_some() && !flags.auth_servers.is_empty() {
+        return Err(Error::Config(
+            "--proxy and --auth-server cannot both be set: a node joins through a proxy \
+             (--proxy=HOST:PORT) or straight to auth (--auth-server=HOST:3025)"
+                .into(),
+        ));
+    }
+    let from_flags = flags.proxy.is_some() || !flags.auth_servers.is_empty();
+    let raw_auth: Vec<String> = if from_flags {
+        flags.auth_servers.clone()
+    } else {
+        g.auth_server.clone().into_iter().collect()
+    };
+    let mut auth_servers = raw_auth
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| normalize_addr(a, DEFAULT_AUTH_PORT, "auth_server"))
+        .collect::<Result<Vec<_>>>()?;
+    let raw_proxy = if from_flags {
+        flags.proxy.clone()
+    } else {
+        g.proxy_server.clone()
+    };
+    let mut proxy_server = raw_proxy
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| normalize_addr(&a, 443, "proxy_server"))
+        .transpose()?;
+    // As in Teleport: a lone "auth server" on a web port (443, 3080) is a proxy.
+    if let [a] = auth_servers.as_slice() {
+        let web_port = a.ends_with(":443") || a.ends_with(":3080");
+        if web_port && proxy_server.is_none() && !roles.proxy {
+            proxy_server = auth_servers.pop();
+        }
+    }
+    Ok((auth_servers, proxy_server))
+}
+
 impl Settings {
     /// Builds the effective settings from the config file (if any) and the flags.
     pub fn load(flags: &StartFlags) -> Result<Settings> {
@@ -328,12 +397,7 @@ impl Settings {
         let g = &file.teleport;
         let roles = match &flags.roles {
             Some(r) => Roles::parse(r)?,
-            None if path.is_some() => Roles {
-                // In a config file, Teleport enables every service that is not disabled.
-                auth: file.auth_service.enabled.map_or(true, |f| f.0),
-                node: file.ssh_service.enabled.map_or(true, |f| f.0),
-                proxy: file.proxy_service.enabled.is_some_and(|f| f.0),
-            },
+            None if path.is_some() => file_roles(&file, path.as_deref())?,
             None => Roles {
                 auth: true,
                 node: true,
@@ -371,25 +435,8 @@ impl Settings {
             .transpose()?
             .map(Token::new);
 
-        let auth_server = flags.auth_server.clone().or_else(|| g.auth_server.clone());
-        let mut auth_server = auth_server
-            .filter(|a| !a.is_empty())
-            .map(|a| normalize_addr(&a, DEFAULT_AUTH_PORT, "auth_server"))
-            .transpose()?;
-        let mut proxy_server = g
-            .proxy_server
-            .clone()
-            .filter(|a| !a.is_empty() && flags.auth_server.is_none())
-            .map(|a| normalize_addr(&a, 443, "proxy_server"))
-            .transpose()?;
-        // As in Teleport: an "auth server" on a web port (443, 3080) is a proxy.
-        if let Some(a) = auth_server.clone() {
-            let web_port = a.ends_with(":443") || a.ends_with(":3080");
-            if web_port && proxy_server.is_none() && !roles.proxy {
-                proxy_server = Some(a);
-                auth_server = None;
-            }
-        }
+        let (auth_servers, proxy_server) = cluster_addrs(g, flags, roles)?;
+        let auth_server = auth_servers.first().cloned();
         if auth_server.is_some() && proxy_server.is_some() {
             return Err(Error::Config(
                 "both auth_server and proxy_server are set: keep only one".into(),
@@ -506,6 +553,7 @@ impl Settings {
             pid_file: flags.pid_file.clone().or_else(|| g.pid_file.clone()),
             token,
             auth_server,
+            auth_servers,
             proxy_server,
             ca_pins,
             insecure: flags.insecure,

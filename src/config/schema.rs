@@ -15,13 +15,49 @@ pub struct FileConfig {
     pub version: Option<String>,
     #[serde(default)]
     pub teleport: Global,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "block")]
     pub auth_service: AuthServiceConf,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "block")]
     pub ssh_service: SshServiceConf,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "block")]
     pub proxy_service: ProxyServiceConf,
 }
+
+/// A service block: written in the file (even empty, `proxy_service:`), or absent.
+pub trait Block: Default {
+    fn mark_present(&mut self);
+}
+
+/// Deserializes a service block and records that the file has it: as in Teleport, a block
+/// without `enabled:` turns its service on.
+fn block<'de, D: Deserializer<'de>, T: Deserialize<'de> + Block>(
+    d: D,
+) -> std::result::Result<T, D::Error> {
+    let mut b = Option::<T>::deserialize(d)?.unwrap_or_default();
+    b.mark_present();
+    Ok(b)
+}
+
+macro_rules! impl_block {
+    ($($t:ty),*) => {$(
+        impl Block for $t {
+            fn mark_present(&mut self) {
+                self.present = true;
+            }
+        }
+        impl $t {
+            /// The service runs: `enabled: yes`, or the block is there without `enabled:`.
+            /// `None`: the file has no such block.
+            pub fn enabled_in_file(&self) -> Option<bool> {
+                match self.enabled {
+                    Some(f) => Some(f.0),
+                    None => self.present.then_some(true),
+                }
+            }
+        }
+    )*};
+}
+impl_block!(AuthServiceConf, SshServiceConf, ProxyServiceConf);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +69,8 @@ pub struct Global {
     /// Legacy spelling of `join_params.token_name`.
     pub auth_token: Option<String>,
     pub auth_server: Option<String>,
+    /// The v1/v2 list; read only to say what to write instead (`unsupported`).
+    pub auth_servers: Option<serde_yaml::Value>,
     pub proxy_server: Option<String>,
     pub ca_pin: Option<OneOrMany>,
     pub diag_addr: Option<String>,
@@ -65,6 +103,9 @@ pub struct LogFormatConf {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthServiceConf {
+    /// The file has this block (set by `block`, never read from YAML).
+    #[serde(skip)]
+    pub present: bool,
     pub enabled: Option<Flag>,
     pub listen_addr: Option<String>,
     pub cluster_name: Option<String>,
@@ -78,6 +119,9 @@ pub struct AuthServiceConf {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshServiceConf {
+    /// The file has this block (set by `block`, never read from YAML).
+    #[serde(skip)]
+    pub present: bool,
     pub enabled: Option<Flag>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -88,6 +132,9 @@ pub struct SshServiceConf {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyServiceConf {
+    /// The file has this block (set by `block`, never read from YAML).
+    #[serde(skip)]
+    pub present: bool,
     pub enabled: Option<Flag>,
     pub web_listen_addr: Option<String>,
     pub public_addr: Option<OneOrMany>,
@@ -165,7 +212,7 @@ pub fn parse_file_config(text: &str, origin: &Path) -> Result<FileConfig> {
         ))
     })?;
     match cfg.version.as_deref() {
-        Some("v3") => Ok(cfg),
+        Some("v3") => super::unsupported::check(&cfg, origin).map(|()| cfg),
         Some(other) => Err(Error::Config(format!(
             "{}: config version {other:?} is not supported: teleport-lite reads version: v3 \
              (generate one with \"teleport configure\")",
