@@ -49,12 +49,26 @@ pub async fn run(
     identity: Identity,
     shutdown: Shutdown,
 ) -> Result<()> {
+    run_any(settings, &[addr.to_string()], 0, identity, shutdown).await
+}
+
+/// Like `run`, over several auth servers: starts with `addrs[first]` and, when a stream is
+/// lost, reconnects to the next one that can be reached (`--auth-server` repeated).
+pub async fn run_any(
+    settings: &Settings,
+    addrs: &[String],
+    first: usize,
+    identity: Identity,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let mut current = first;
     let subject = identity.subject()?;
     let config = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Auth)?;
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut ever_connected = false;
     let mut first_ack_logged = false;
     loop {
+        let addr = addrs[current % addrs.len()].as_str();
         let started = Instant::now();
         let result = session(
             settings,
@@ -85,6 +99,13 @@ pub async fn run(
                 );
                 if !shutdown.sleep(delay).await {
                     return Ok(());
+                }
+                if addrs.len() > 1 {
+                    let next = (current + 1) % addrs.len();
+                    match super::servers::first_reachable(addrs, next, &shutdown).await {
+                        Some(i) => current = i,
+                        None => return Ok(()),
+                    }
                 }
             }
         }

@@ -5,6 +5,7 @@ pub mod dataplane;
 pub mod heartbeat;
 pub mod join;
 pub mod pool;
+pub mod servers;
 
 use std::sync::Arc;
 
@@ -99,6 +100,16 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
             heartbeat::run(settings, &addr, identity, shutdown).await
         }
         NodeTarget::Auth(addr) => {
+            // Several auth servers: join through the first that answers, in order.
+            let addrs = if settings.auth_servers.len() > 1 {
+                settings.auth_servers.clone()
+            } else {
+                vec![addr]
+            };
+            let Some(first) = servers::first_reachable(&addrs, 0, &shutdown).await else {
+                return Ok(());
+            };
+            let addr = addrs[first].clone();
             let identity = match stored {
                 Some(id) => id,
                 None => {
@@ -110,7 +121,7 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
                     }
                 }
             };
-            heartbeat::run(settings, &addr, identity, shutdown).await
+            heartbeat::run_any(settings, &addrs, first, identity, shutdown).await
         }
         NodeTarget::Proxy(addr) => {
             let identity = match stored {

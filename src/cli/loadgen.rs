@@ -58,7 +58,7 @@ pub fn run(c: LoadgenCmd) -> Result<()> {
             roles: Some("node".into()),
             token: Some(c.token.clone()),
             ca_pins: vec![c.ca_pin.clone()],
-            auth_server: Some(target.clone()),
+            auth_servers: vec![target.clone()],
             data_dir: Some(c.data_dir.join(format!("{}-{i}", c.prefix))),
             nodename: Some(format!("{}-{i}", c.prefix)),
             ..StartFlags::default()
@@ -67,6 +67,7 @@ pub fn run(c: LoadgenCmd) -> Result<()> {
         if c.proxy.is_some() {
             s.proxy_server = Some(target.clone());
             s.auth_server = None;
+            s.auth_servers.clear();
         }
         all.push(s);
     }

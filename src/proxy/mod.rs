@@ -146,10 +146,17 @@ impl ProxyServer {
                 (id, dial_addr(a.local_addr))
             }
             None => {
-                let auth_addr = settings
+                let mut auth_addr = settings
                     .auth_server
                     .clone()
                     .ok_or_else(|| Error::Config("the proxy needs auth_server".into()))?;
+                // --auth-server repeated: the first that can be reached, in order.
+                let all = &settings.auth_servers;
+                match crate::agent::servers::first_reachable(all, 0, &shutdown).await {
+                    Some(i) if i < all.len() => auth_addr = all[i].clone(),
+                    Some(_) => {}
+                    None => return Ok(None),
+                }
                 let id = match Identity::load_optional(&path)? {
                     Some(id) => id,
                     None => {
