@@ -1,10 +1,14 @@
 //! Durable, private file writes: temp file in the same directory, fsync, rename, fsync the
-//! directory. A crash leaves either the old file or the new one, never half of one.
+//! directory. A crash leaves either the old file or the new one, never half of one. And the
+//! lock that keeps a second process off a `data_dir`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
 
@@ -65,6 +69,82 @@ pub fn ensure_private_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The lock file in `data_dir`: it holds the PID of the process that has the directory.
+pub const LOCK_FILE: &str = "teleport.lock";
+
+/// An exclusive `flock` on `data_dir/teleport.lock`, held while the process runs. The kernel
+/// drops it when the process ends however it ends (SIGKILL too), and on exec (the descriptor
+/// is close-on-exec), so a restart in place takes it again.
+#[derive(Debug)]
+pub struct DataDirLock {
+    lock: Option<Flock<File>>,
+    path: PathBuf,
+    /// The directory was made for this lock: removed again at exit if nothing else went in.
+    made_dir: Option<PathBuf>,
+}
+
+/// Takes the lock on `dir` (created 0700 if missing), or says which process holds it.
+pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock> {
+    let made_dir = (!dir.exists()).then(|| dir.to_path_buf());
+    ensure_private_dir(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let err = |e: std::io::Error| Error::io("lock the data directory with", &path, e);
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err)?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((mut file, Errno::EWOULDBLOCK)) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                let pid = if pid.is_empty() { "unknown" } else { pid };
+                return Err(Error::Config(format!(
+                    "data_dir {} is in use by another teleport process (PID {pid}); two \
+                     processes on one data_dir would run with one identity. Stop the other one \
+                     (systemctl stop teleport, or kill {pid}), or give this one its own \
+                     --data-dir",
+                    dir.display()
+                )));
+            }
+            Err((_, e)) => return Err(err(e.into())),
+        };
+        // The previous holder removes the file as it exits: if that happened between our open
+        // and our lock, we hold an unlinked file that nobody else can see. Start again.
+        let ours = lock.metadata().map_err(err)?;
+        let named = fs::metadata(&path).ok();
+        if !named.is_some_and(|m| (m.dev(), m.ino()) == (ours.dev(), ours.ino())) {
+            continue;
+        }
+        lock.set_len(0)
+            .and_then(|()| lock.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .map_err(err)?;
+        return Ok(DataDirLock {
+            lock: Some(lock),
+            path,
+            made_dir,
+        });
+    }
+}
+
+impl Drop for DataDirLock {
+    fn drop(&mut self) {
+        // Remove while still holding the lock, so nobody locks a file that is about to vanish
+        // (and a failed first start leaves no trace in a directory it made).
+        let _ = fs::remove_file(&self.path);
+        drop(self.lock.take());
+        if let Some(dir) = &self.made_dir {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Reads a file to a string, mapping the error to one that names the path.
 pub fn read_to_string(path: &Path) -> Result<String> {
     fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
@@ -83,5 +163,23 @@ mod tests {
         ensure_private_dir(&dir).unwrap();
         let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn a_held_data_dir_names_its_holder_and_a_made_dir_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let lock = lock_data_dir(&dir).unwrap();
+        let pid = std::process::id().to_string();
+        assert_eq!(fs::read_to_string(dir.join(LOCK_FILE)).unwrap().trim(), pid);
+        // flock locks belong to the open file: a second open in this process conflicts too.
+        let err = lock_data_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains(&format!("(PID {pid})")), "{err}");
+        drop(lock);
+        assert!(!dir.exists());
+        let again = lock_data_dir(&dir).unwrap();
+        fs::write(dir.join("kept"), "x").unwrap();
+        drop(again);
+        assert!(dir.join("kept").exists() && !dir.join(LOCK_FILE).exists());
     }
 }
