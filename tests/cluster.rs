@@ -56,7 +56,7 @@ fn token_never_appears_in_auth_storage_or_logs() {
     n.start(&c, &token, &c.pin());
     c.wait_node("secretive", T);
     // A failed join with a wrong-type token must not log it either.
-    let bad = c.token("db", "10m");
+    let bad = c.token("proxy", "10m");
     let mut m = Node::new("wrongtype");
     let args = m.start_args(&c, &bad, &c.pin());
     let (st, _) = m.run_expect_exit(&args);

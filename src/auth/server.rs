@@ -20,7 +20,7 @@ use super::join;
 use super::limiter::Limiter;
 pub use super::state::AuthState;
 use super::streams;
-use super::tokens::{parse_roles, TokenStore};
+use super::tokens::{parse_supported_roles, TokenStore};
 use crate::clock::{self, now_unix};
 use crate::config::{self, Settings};
 use crate::error::{Error, Result};
@@ -352,8 +352,8 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             ttl_secs,
             labels,
         } => {
-            let roles =
-                parse_roles(&roles).map_err(|e| Error::remote(ErrorCode::BadParameter, e))?;
+            let roles = parse_supported_roles(&roles)
+                .map_err(|e| Error::remote(ErrorCode::BadParameter, e))?;
             let (token, expires) = state.tokens.add(&roles, ttl_secs, labels, now)?;
             info!(
                 "token id {} created for {}",

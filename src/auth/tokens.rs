@@ -89,6 +89,34 @@ impl TokenRole {
     }
 }
 
+impl TokenRole {
+    /// Whether this binary can use a token of this type: nodes and proxies join with it, and
+    /// `bot` (as in Teleport) makes a token single-use (`bot,node`).
+    pub fn supported(self) -> bool {
+        matches!(self, TokenRole::Node | TokenRole::Proxy | TokenRole::Bot)
+    }
+}
+
+/// `parse_roles`, refusing types nothing in teleport-lite can join with (app, db, kube ...):
+/// such a token would print a `teleport start` line that then fails.
+pub fn parse_supported_roles(list: &[String]) -> std::result::Result<Vec<TokenRole>, String> {
+    let roles = parse_roles(list)?;
+    let unsupported: Vec<&str> = roles
+        .iter()
+        .filter(|r| !r.supported())
+        .map(|r| r.flag())
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(format!(
+            "token type {} is not supported by teleport-lite, which runs nodes and proxies only: \
+             use --type=node or --type=proxy (add bot, as in --type=bot,node, for a single-use \
+             token)",
+            unsupported.join(", ")
+        ));
+    }
+    Ok(roles)
+}
+
 pub fn parse_roles(list: &[String]) -> std::result::Result<Vec<TokenRole>, String> {
     let mut roles = list
         .iter()

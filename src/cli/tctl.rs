@@ -64,11 +64,10 @@ enum TokensSub {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "add")]
 struct TokensAdd {
-    /// token type(s), comma-separated: app, auth, bot, db, discovery, kube, node, proxy,
-    /// windowsdesktop
+    /// token type(s), comma-separated: node, proxy; bot makes it single-use (bot,node)
     #[argh(option, long = "type")]
     kind: String,
-    /// time to live, e.g. 5m or 1h (default 30m)
+    /// time to live with a unit, e.g. 5m or 1h (default 30m)
     #[argh(option, default = "String::from(\"30m\")")]
     ttl: String,
     /// labels of the token, k=v,k2=v2
@@ -159,7 +158,7 @@ struct NodesAdd {
     /// roles of the new service, comma-separated (default node)
     #[argh(option, default = "String::from(\"node\")")]
     roles: String,
-    /// time to live, e.g. 5m or 1h (default 30m)
+    /// time to live with a unit, e.g. 5m or 1h (default 30m)
     #[argh(option, default = "String::from(\"30m\")")]
     ttl: String,
     /// output format: text or json; default prints join instructions
@@ -391,9 +390,7 @@ fn add_token(
         return Err(Error::Config("--ttl must be at least 1s".into()));
     }
     let roles: Vec<String> = kinds.split(',').map(|s| s.trim().to_string()).collect();
-    for r in &roles {
-        crate::auth::tokens::TokenRole::parse(r).map_err(Error::Config)?;
-    }
+    crate::auth::tokens::parse_supported_roles(&roles).map_err(Error::Config)?;
     let labels = labels
         .map(config::parse_labels)
         .transpose()?
