@@ -24,9 +24,17 @@ pub fn split_equals(args: &[String]) -> Vec<String> {
     out
 }
 
-/// Parses a command line; on `--help` or a usage error prints and returns the exit code.
+/// Parses a command line; on `--help`, `--version` or a usage error prints and returns the
+/// exit code. `-h` is `--help`, as in most tools (and Teleport's).
 pub fn parse<T: FromArgs>(prog: &str, args: &[String]) -> Result<T, i32> {
-    let args = split_equals(args);
+    if args.first().map(String::as_str) == Some("--version") {
+        println!("{}", teleport::version_line());
+        return Err(0);
+    }
+    let args: Vec<String> = split_equals(args)
+        .into_iter()
+        .map(|a| if a == "-h" { "--help".into() } else { a })
+        .collect();
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     T::from_args(&[prog], &refs).map_err(|EarlyExit { output, status }| match status {
         Ok(()) => {

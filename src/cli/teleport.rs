@@ -1,6 +1,7 @@
 //! `teleport start | configure | node configure | version`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use argh::FromArgs;
@@ -49,9 +50,14 @@ struct StartCmd {
     /// CA pin (sha256:<hex>) of the cluster; repeat or separate with commas
     #[argh(option)]
     ca_pin: Vec<String>,
-    /// address of the auth server, HOST:PORT (port 3025 by default)
+    /// address of an auth server, HOST:PORT (port 3025 by default); repeat to try several in
+    /// order
     #[argh(option)]
-    auth_server: Option<String>,
+    auth_server: Vec<String>,
+    /// join and keep tunnels through this proxy or load balancer, HOST:PORT (any port; 443
+    /// by default)
+    #[argh(option)]
+    proxy: Option<String>,
     /// data directory (default /var/lib/teleport)
     #[argh(option)]
     data_dir: Option<PathBuf>,
@@ -119,6 +125,15 @@ struct ConfigureCmd {
     /// cluster name, when the auth role is enabled (default: the node name)
     #[argh(option)]
     cluster_name: Option<String>,
+    /// the proxy's public address, HOST:PORT (443 by default); it listens on the same port
+    #[argh(option)]
+    public_addr: Option<String>,
+    /// certificate (PEM chain) the proxy shows browsers, e.g. from Let's Encrypt
+    #[argh(option)]
+    cert_file: Option<PathBuf>,
+    /// private key (PEM) of --cert-file
+    #[argh(option)]
+    key_file: Option<PathBuf>,
     /// where to write: stdout (default), file (= /etc/teleport.yaml), file:///path or /path
     #[argh(option, short = 'o', default = "String::from(\"stdout\")")]
     output: String,
@@ -207,7 +222,9 @@ pub fn main(args: &[String]) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            if log::log_enabled!(log::Level::Error) {
+            // stderr gets the error once, from `fail`; a log file gets it too, so the file
+            // alone tells why the process stopped.
+            if LOGS_TO_FILE.load(Relaxed) {
                 error!("{e}");
             }
             crate::cli::fail(&e)
@@ -215,13 +232,17 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
+/// The logger writes to a file (`teleport.log.output: /path`), not to stderr.
+static LOGS_TO_FILE: AtomicBool = AtomicBool::new(false);
+
 fn start(c: StartCmd) -> Result<()> {
     let flags = StartFlags {
         config: c.config,
         roles: c.roles,
         token: c.token,
         ca_pins: c.ca_pin,
-        auth_server: c.auth_server,
+        auth_servers: c.auth_server,
+        proxy: c.proxy,
         data_dir: c.data_dir,
         nodename: c.nodename,
         labels: c.labels,
@@ -231,6 +252,12 @@ fn start(c: StartCmd) -> Result<()> {
     };
     let settings = Settings::load(&flags)?;
     logging::init(&settings.log, c.debug)?;
+    LOGS_TO_FILE.store(
+        matches!(settings.log.output, config::LogOutput::File(_)),
+        Relaxed,
+    );
+    // Held until this function returns (or exec replaces the process on SIGHUP).
+    let _data_dir_lock = fsutil::lock_data_dir(&settings.data_dir)?;
     if let Some(p) = &settings.pid_file {
         fsutil::write_atomic(p, format!("{}\n", std::process::id()).as_bytes(), 0o644)?;
     }
@@ -363,6 +390,9 @@ fn configure(c: ConfigureCmd) -> Result<()> {
             .transpose()?
             .unwrap_or_default(),
         cluster_name: c.cluster_name,
+        public_addr: c.public_addr,
+        cert_file: c.cert_file,
+        key_file: c.key_file,
     };
     write_config(&input, &c.output, c.silent)
 }
@@ -391,7 +421,7 @@ fn node_configure(c: NodeConfigureCmd) -> Result<()> {
             .map(config::parse_labels)
             .transpose()?
             .unwrap_or_default(),
-        cluster_name: None,
+        ..ConfigureInput::default()
     };
     write_config(&input, &c.output, c.silent)
 }

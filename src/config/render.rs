@@ -23,6 +23,12 @@ pub struct ConfigureInput {
     pub node_name: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub cluster_name: Option<String>,
+    /// The proxy's public address (`--public-addr`, HOST:PORT, 443 by default); its port is
+    /// also the port the proxy listens on.
+    pub public_addr: Option<String>,
+    /// A certificate and key for the proxy's web port (`--cert-file`, `--key-file`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// A double-quoted YAML scalar (JSON string syntax is valid YAML).
@@ -136,9 +142,69 @@ pub fn render_config(input: &ConfigureInput) -> Result<String> {
         "proxy_service:\n  enabled: {}",
         yes_no(input.roles.proxy)
     );
+    render_proxy(input, &mut y)?;
     // What we write must be what we read.
     parse_file_config(&y, Path::new("<generated>"))?;
     Ok(y)
+}
+
+/// The settings of a proxy: where browsers and agents reach it and the certificate it shows.
+fn render_proxy(input: &ConfigureInput, y: &mut String) -> Result<()> {
+    let proxy_only = [
+        ("--public-addr", input.public_addr.is_some()),
+        ("--cert-file", input.cert_file.is_some()),
+        ("--key-file", input.key_file.is_some()),
+    ];
+    if !input.roles.proxy {
+        if let Some((flag, _)) = proxy_only.iter().find(|(_, set)| *set) {
+            return Err(Error::Config(format!(
+                "{flag} sets up the proxy service: add proxy to --roles (e.g. --roles=proxy)"
+            )));
+        }
+        return Ok(());
+    }
+    if input.proxy.is_some() && !input.roles.auth {
+        return Err(Error::Config(
+            "a proxy joins the auth server directly, not through another proxy: use \
+             --auth-server=HOST:3025 (with a proxy token from \"tctl tokens add --type=proxy\" \
+             and --ca-pin)"
+                .into(),
+        ));
+    }
+    if let Some(public) = &input.public_addr {
+        let public = normalize_addr(public, 443, "--public-addr")?;
+        let port = public.rsplit_once(':').map_or("443", |(_, p)| p);
+        let _ = writeln!(y, "  web_listen_addr: {}", q(&format!("0.0.0.0:{port}")));
+        let _ = writeln!(y, "  public_addr: {}", q(&public));
+    }
+    match (&input.cert_file, &input.key_file) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            for (flag, p) in [("--cert-file", cert), ("--key-file", key)] {
+                if !p.is_absolute() {
+                    return Err(Error::Config(format!(
+                        "{flag} {}: give an absolute path (the service does not start in this \
+                         directory)",
+                        p.display()
+                    )));
+                }
+            }
+            let _ = writeln!(
+                y,
+                "  https_keypairs:\n  - cert_file: {}\n    key_file: {}",
+                q(&cert.to_string_lossy()),
+                q(&key.to_string_lossy())
+            );
+        }
+        _ => {
+            return Err(Error::Config(
+                "--cert-file and --key-file go together: give both (the certificate chain and \
+                 its private key, PEM)"
+                    .into(),
+            ))
+        }
+    }
+    Ok(())
 }
 
 /// Where `-o/--output` sends the file.
