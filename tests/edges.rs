@@ -5,7 +5,7 @@ mod common;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -14,6 +14,15 @@ const T: Duration = Duration::from_secs(30);
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Runs `teleport ARGS` that must exit within `T` (a start that keeps running fails the test
+/// rather than hanging it, and is killed); returns its status and output. Every start here
+/// names a data dir under `dir`.
+fn must_exit(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
+    let mut p = Proc::spawn("cmd", dir, args);
+    let st = p.wait_exit(T);
+    (st, p.log_text())
 }
 
 fn tctl_link(dir: &Path) -> std::path::PathBuf {
@@ -28,13 +37,15 @@ fn a_config_that_enables_no_service_is_refused() {
     let cfg = dir.path().join("t.yaml");
     fs::write(
         &cfg,
-        "version: v3\nteleport:\n  data_dir: /nonexistent/x\nauth_service:\n  enabled: no\n\
-         ssh_service:\n  enabled: no\nproxy_service:\n  enabled: no\n",
+        format!(
+            "version: v3\nteleport:\n  data_dir: {}\nauth_service:\n  enabled: no\n\
+             ssh_service:\n  enabled: no\nproxy_service:\n  enabled: no\n",
+            dir.path().join("data").display(),
+        ),
     )
     .unwrap();
-    let o = run(&["start", "-c", cfg.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let e = stderr(&o);
+    let (st, e) = must_exit(dir.path(), &["start", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1), "{e}");
     assert!(e.contains("no service is enabled"), "{e}");
     assert!(e.contains("enabled: yes"), "{e}");
     assert!(e.contains("--roles"), "{e}");
@@ -109,12 +120,12 @@ fn keys_we_do_not_implement_are_refused_by_name() {
             "remove the key",
         ),
     ];
+    let data = format!("--data-dir={}", dir.path().join("data").display());
     for (i, (body, key, fix)) in cases.iter().enumerate() {
         let cfg = dir.path().join(format!("{i}.yaml"));
         fs::write(&cfg, format!("version: v3\n{body}")).unwrap();
-        let o = run(&["start", "-c", cfg.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(1), "{key}: {}", text(&o));
-        let e = stderr(&o);
+        let (st, e) = must_exit(dir.path(), &["start", "-c", cfg.to_str().unwrap(), &data]);
+        assert_eq!(st.code(), Some(1), "{key}: {e}");
         assert!(
             e.contains(key) && e.contains("is not implemented") && e.contains(fix),
             "{key}: {e}"
@@ -123,7 +134,7 @@ fn keys_we_do_not_implement_are_refused_by_name() {
     // A key nobody knows is still named.
     let cfg = dir.path().join("typo.yaml");
     fs::write(&cfg, "version: v3\nproxy_service:\n  web_listen_adr: x\n").unwrap();
-    let e = stderr(&run(&["start", "-c", cfg.to_str().unwrap()]));
+    let (_, e) = must_exit(dir.path(), &["start", "-c", cfg.to_str().unwrap(), &data]);
     assert!(e.contains("unknown field `web_listen_adr`"), "{e}");
 }
 
@@ -133,17 +144,24 @@ fn a_data_dir_is_held_by_one_process_and_the_lock_follows_it() {
     c.wait_node("authhost", T);
     let data = c.path().join("auth");
     let pid = c.auth().child.id();
+    let other = tempfile::tempdir().unwrap();
     let second = |c: &Cluster| {
-        Command::new(bin())
-            .args(["start", "--roles=node", "--token=x", "--insecure"])
-            .arg(format!("--auth-server={}", c.addr()))
-            .arg(format!("--data-dir={}", data.display()))
-            .output()
-            .unwrap()
+        let (auth, data) = (
+            format!("--auth-server={}", c.addr()),
+            format!("--data-dir={}", data.display()),
+        );
+        let args = [
+            "start",
+            "--roles=node",
+            "--token=x",
+            "--insecure",
+            &auth,
+            &data,
+        ];
+        must_exit(other.path(), &args)
     };
-    let o = second(&c);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let e = stderr(&o);
+    let (st, e) = second(&c);
+    assert_eq!(st.code(), Some(1), "{e}");
     let want = format!("in use by another teleport process (PID {pid})");
     assert!(e.contains(&want), "{e}");
     assert!(e.contains("--data-dir"), "{e}");
@@ -160,13 +178,13 @@ fn a_data_dir_is_held_by_one_process_and_the_lock_follows_it() {
     wait_for(T, "auth to answer after the reload", || {
         c.tctl(&["status"]).status.success().then_some(())
     });
-    let e = stderr(&second(&c));
+    let (_, e) = second(&c);
     assert!(e.contains(&want), "after reload: {e}");
 
     // SIGKILL: the kernel drops the lock; the next start needs no cleanup.
     c.auth().kill9();
     c.start_auth();
-    let e = stderr(&second(&c));
+    let (_, e) = second(&c);
     let new_pid = c.auth().child.id();
     assert!(
         e.contains(&format!("(PID {new_pid})")),
@@ -193,13 +211,16 @@ fn start_joins_through_a_proxy_on_any_port_from_flags_alone() {
     c.wait_node("via-flag", T);
     c.wait_tunnels("via-flag", 1, T);
     // Both at once is ambiguous.
-    let o = run(&[
+    let data = format!("--data-dir={}", n.dir.path().join("other").display());
+    let args = [
         "start",
         "--roles=node",
         "--proxy=a:3080",
         "--auth-server=b:3025",
-    ]);
-    assert!(stderr(&o).contains("cannot both be set"), "{}", text(&o));
+        &data,
+    ];
+    let (_, e) = must_exit(n.dir.path(), &args);
+    assert!(e.contains("cannot both be set"), "{e}");
 }
 
 #[test]
@@ -240,10 +261,15 @@ fn durations_need_a_unit() {
     let cfg = dir.path().join("hb.yaml");
     fs::write(
         &cfg,
-        "version: v3\nauth_service:\n  enabled: yes\n  heartbeat_interval: 5\n",
+        format!(
+            "version: v3\nteleport:\n  data_dir: {}\nauth_service:\n  enabled: yes\n  \
+             listen_addr: 127.0.0.1:{}\n  heartbeat_interval: 5\nssh_service:\n  enabled: no\n",
+            dir.path().join("data").display(),
+            free_port()
+        ),
     )
     .unwrap();
-    let e = stderr(&run(&["start", "-c", cfg.to_str().unwrap()]));
+    let (_, e) = must_exit(dir.path(), &["start", "-c", cfg.to_str().unwrap()]);
     assert!(
         e.contains("auth_service.heartbeat_interval") && e.contains("add a unit, e.g. 5m"),
         "{e}"
@@ -353,14 +379,9 @@ fn a_fatal_error_is_printed_once() {
         ),
     )
     .unwrap();
-    let o = run(&["start", "-c", cfg.to_str().unwrap()]);
-    assert!(!o.status.success());
-    assert_eq!(
-        stderr(&o).matches("the token is not valid").count(),
-        1,
-        "{}",
-        text(&o)
-    );
+    let (st, e) = must_exit(dir.path(), &["start", "-c", cfg.to_str().unwrap()]);
+    assert!(!st.success());
+    assert_eq!(e.matches("the token is not valid").count(), 1, "{e}");
     let file = fs::read_to_string(&logfile).unwrap();
     assert!(file.contains("the token is not valid"), "{file}");
 }

@@ -700,11 +700,41 @@ mod tests {
     }
 
     #[test]
+    fn examples_parse_and_blocks_without_enabled_run() {
+        for (name, text) in [
+            ("all-in-one", include_str!("../../examples/all-in-one.yaml")),
+            ("node", include_str!("../../examples/node.yaml")),
+        ] {
+            let cfg = parse_file_config(text, Path::new(name)).unwrap();
+            // The node example names a token file that exists only on a real host.
+            let flags = StartFlags {
+                token: Some("t".into()),
+                ..StartFlags::default()
+            };
+            Settings::merge(cfg, Some(name.into()), &flags).unwrap();
+        }
+        let roles = |y: &str| {
+            let cfg = parse_file_config(&format!("version: v3\n{y}"), Path::new("x"))?;
+            file_roles(&cfg, Some(Path::new("x")))
+        };
+        let r = roles("auth_service:\n  enabled: no\nproxy_service:\n").unwrap();
+        assert!(r.proxy && r.node && !r.auth);
+        assert!(!roles("ssh_service: {}\n").unwrap().proxy);
+        let off = "auth_service: {enabled: no}\nssh_service: {enabled: no}\n";
+        let err = roles(off).unwrap_err().to_string();
+        assert!(err.contains("no service is enabled"), "{err}");
+    }
+
+    #[test]
     fn static_tokens_parse_roles_and_values() {
         let t = parse_static_tokens(&["proxy,node:secret-token-value".into()]).unwrap();
         assert_eq!(t[0].roles, vec!["proxy", "node"]);
         assert_eq!(t[0].token.expose(), "secret-token-value");
         assert!(parse_static_tokens(&["nope:x".into()]).is_err());
+        let err = parse_static_tokens(&["db:x".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported by teleport-lite"), "{err}");
         assert!(parse_static_tokens(&["node:".into()]).is_err());
     }
 
