@@ -351,12 +351,14 @@ impl Node {
         self.proc.as_mut().unwrap()
     }
 
-    /// Files in the data dir (empty if it does not exist).
+    /// Files in the data dir (empty if it does not exist), but for the lock of the running
+    /// process (`teleport.lock`, which holds only its PID).
     pub fn data_files(&self) -> Vec<String> {
         fs::read_dir(self.data_dir())
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n != "teleport.lock")
                     .collect()
             })
             .unwrap_or_default()

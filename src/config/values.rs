@@ -1,0 +1,188 @@
+//! Parsers of single values of the file and the flags: names, addresses, labels, tokens, the
+//! log settings. Each error names the key and the fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{LogConf, LogOutput, LogSettings, StaticToken};
+use crate::error::{Error, Result};
+use crate::secret::Token;
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Reads a value that may be a path to a file holding it (as Teleport's `--token`).
+pub fn value_or_file(v: &str) -> Result<String> {
+    let p = Path::new(v);
+    if v.starts_with('/') || v.starts_with("./") {
+        let text = std::fs::read_to_string(p).map_err(|e| Error::io("read token file", p, e))?;
+        let first = text.lines().map(str::trim).find(|l| !l.is_empty());
+        return first
+            .map(str::to_string)
+            .ok_or_else(|| Error::Config(format!("token file {} is empty", p.display())));
+    }
+    Ok(v.to_string())
+}
+
+/// Parses "k=v,k2=v2".
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("invalid label {pair:?}: expected key=value")))?;
+        if k.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "invalid label {pair:?}: the key is empty"
+            )));
+        }
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// `proxy_service.proxy_protocol`: Teleport's values `on` and `off`; absent means off.
+pub(super) fn parse_proxy_protocol(v: Option<&serde_yaml::Value>) -> Result<bool> {
+    match v.map(|v| (v, v.as_str().map(str::to_ascii_lowercase))) {
+        None => Ok(false),
+        Some((_, Some(s))) if s == "on" => Ok(true),
+        Some((_, Some(s))) if s == "off" => Ok(false),
+        Some((v, _)) => Err(Error::Config(format!(
+            "proxy_service.proxy_protocol must be \"on\" (a load balancer in front sends a \
+             PROXY protocol v2 header) or \"off\", not {}",
+            serde_yaml::to_string(v).unwrap_or_default().trim()
+        ))),
+    }
+}
+
+/// Parses static tokens: `'proxy,node:secret'` or `'auth:/path/to/file'` (one token a line).
+pub fn parse_static_tokens(entries: &[String]) -> Result<Vec<StaticToken>> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let bad = |why: &str| {
+            Error::Config(format!(
+                "auth_service.tokens: invalid entry (roles {why}); write it as \
+                 'node,proxy:secret-value' or 'node:/path/to/tokenfile'"
+            ))
+        };
+        let (roles, value) = entry
+            .split_once(':')
+            .ok_or_else(|| bad("and value missing"))?;
+        let roles: Vec<String> = roles
+            .split(',')
+            .map(|r| r.trim().to_ascii_lowercase())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if roles.is_empty() {
+            return Err(bad("missing"));
+        }
+        crate::auth::tokens::parse_supported_roles(&roles)
+            .map_err(|e| Error::Config(format!("auth_service.tokens: {e}")))?;
+        let values: Vec<String> = if value.starts_with('/') {
+            let p = Path::new(value);
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::io("read static token file", p, e))?;
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        } else {
+            vec![value.trim().to_string()]
+        };
+        if values.iter().any(String::is_empty) || values.is_empty() {
+            return Err(bad("given but the token value is empty"));
+        }
+        for v in values {
+            out.push(StaticToken {
+                roles: roles.clone(),
+                token: Token::new(v),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn parse_log(conf: Option<&LogConf>) -> Result<LogSettings> {
+    let output = match conf.and_then(|l| l.output.as_deref()) {
+        None | Some("stderr") | Some("") => LogOutput::Stderr,
+        Some("stdout") => LogOutput::Stdout,
+        Some(p) if p.starts_with('/') => LogOutput::File(PathBuf::from(p)),
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "teleport.log.output {other:?} is not supported: use stderr, stdout or an \
+                 absolute file path"
+            )))
+        }
+    };
+    let level = match conf
+        .and_then(|l| l.severity.as_deref())
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("INFO") => log::LevelFilter::Info,
+        Some("DEBUG") => log::LevelFilter::Debug,
+        Some("TRACE") => log::LevelFilter::Trace,
+        Some("WARN") | Some("WARNING") => log::LevelFilter::Warn,
+        Some("ERROR") | Some("ERR") => log::LevelFilter::Error,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "teleport.log.severity {other:?} is not one of DEBUG, INFO, WARN, ERROR"
+            )))
+        }
+    };
+    let json = match conf
+        .and_then(|l| l.format.as_ref())
+        .and_then(|f| f.output.as_deref())
+    {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "teleport.log.format.output {other:?} is not one of text, json"
+            )))
+        }
+    };
+    Ok(LogSettings {
+        output,
+        level,
+        json,
+    })
+}
+
+/// Checks "host:port" and returns it; a bare host gets `default_port`.
+pub fn normalize_addr(addr: &str, default_port: u16, what: &str) -> Result<String> {
+    let addr = addr.trim();
+    let bad = || {
+        Error::Config(format!(
+            "invalid {what} {addr:?}: expected HOST:PORT, for example auth.example.com:3025"
+        ))
+    };
+    if addr.is_empty() || addr.contains("://") || addr.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
+            port.parse::<u16>().map_err(|_| bad())?;
+            Ok(addr.to_string())
+        }
+        Some(_) => Err(bad()),
+        None => Ok(format!("{addr}:{default_port}")),
+    }
+}
+
+/// Names that end up in certificates and tables: hostname characters only.
+pub fn validate_name(name: &str, what: &str) -> Result<()> {
+    if crate::proto::limits::check_name(name, "name").is_ok() {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid {what} {name:?}: use letters, digits, '-', '.' and '_' (at most 253)"
+        )))
+    }
+}
