@@ -1,5 +1,6 @@
 //! Command lines of `teleport` and `tctl`.
 
+pub mod configure;
 pub mod instructions;
 pub mod loadgen;
 pub mod tctl;
