@@ -100,11 +100,15 @@ pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock> {
             .map_err(err)?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
-            Err((mut file, Errno::EWOULDBLOCK)) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = pid.trim();
-                let pid = if pid.is_empty() { "unknown" } else { pid };
+            Err((file, Errno::EWOULDBLOCK)) => {
+                // A PID is a few digits; anything else (a holder that has not written yet)
+                // is shown as unknown.
+                let mut text = String::new();
+                let _ = file.take(32).read_to_string(&mut text);
+                let pid = match text.trim().parse::<u32>() {
+                    Ok(n) => n.to_string(),
+                    Err(_) => "unknown".into(),
+                };
                 return Err(Error::Config(format!(
                     "data_dir {} is in use by another teleport process (PID {pid}); two \
                      processes on one data_dir would run with one identity. Stop the other one \
