@@ -322,7 +322,8 @@ fn a_node_waiting_for_an_unreachable_proxy_says_why() {
     let proxy = format!("127.0.0.1:{}", free_port());
     let mut n = Node::new("waiting");
     let pin = format!("sha256:{}", "ab".repeat(32));
-    start_node_via_proxy(&mut n, &proxy, &"0f".repeat(16), &pin, &diag);
+    let token = "0f".repeat(16);
+    start_node_via_proxy(&mut n, &proxy, &token, &pin, &diag);
     let unreachable = "teleport_join_failures_total{reason=\"unreachable\"}";
     wait_value(&diag, unreachable, |v| v >= 2.0);
     let (code, body) = http_get(&diag, "/readyz");
@@ -335,6 +336,7 @@ fn a_node_waiting_for_an_unreachable_proxy_says_why() {
     );
     assert!(why.contains("refused"), "{why}");
     let m = scrape(&diag);
+    assert!(!body.contains(&token) && !m.contains(&token));
     assert_eq!(value(&m, "teleport_ready"), Some(0.0));
     assert_eq!(value(&m, "teleport_tunnels_held"), Some(0.0));
 
