@@ -97,13 +97,11 @@ impl Drop for Sshd {
 }
 
 fn is_root() -> bool {
-    run_ok(&mut Command::new("id").arg("-u")).trim() == "0"
+    run_ok(Command::new("id").arg("-u")).trim() == "0"
 }
 
 fn whoami() -> String {
-    run_ok(&mut Command::new("id").arg("-un"))
-        .trim()
-        .to_string()
+    run_ok(Command::new("id").arg("-un")).trim().to_string()
 }
 
 /// Runs `cmd` to its end within `limit` (ssh and scp have no overall timeout of their own).

@@ -28,7 +28,8 @@ struct Cli {
     /// auth server address, HOST:PORT (default: the config's listen_addr)
     #[argh(option)]
     auth_server: Option<String>,
-    /// admin identity file (default: DATA_DIR/admin-identity.pem)
+    /// identity file: the admin's (default DATA_DIR/admin-identity.pem), or a user's from
+    /// "tctl auth sign" for nodes dial and ssh-config
     #[argh(option, short = 'i')]
     identity: Option<PathBuf>,
     #[argh(subcommand)]
