@@ -299,8 +299,14 @@ pub async fn dial_node(
     }
 }
 
-/// An admin's `teleport-transport` connection: one dial, then raw bytes both ways.
-pub async fn serve_dial(tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<ProxyState>) {
+/// An admin's or user's `teleport-transport` connection: one dial, then raw bytes both ways.
+/// `who` names the verified identity for the log.
+pub async fn serve_dial(
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    state: Arc<ProxyState>,
+    who: &str,
+) {
     let mut f = Framed::new(tls, MAX_REQUEST_FRAME);
     let (node, addr) = match net::with_timeout(HELLO_TIMEOUT, f.recv::<Request>()).await {
         Some(Ok(Some(Request::Dial { node, addr, .. }))) => (node, addr),
@@ -319,8 +325,7 @@ pub async fn serve_dial(tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<
             if f.send(&Response::DialOk).await.is_err() {
                 return;
             }
-            info!("admin at {peer} dialed {addr} on node {node:?}");
-
+            info!("{who} at {peer} dialed {addr} on node {node:?}");
             let (tls, client_rest) = f.into_parts();
             let b = &m.proxy_bytes;
             b.to_service
