@@ -3,7 +3,9 @@
 pub mod configure;
 pub mod instructions;
 pub mod loadgen;
+pub mod stdio;
 pub mod tctl;
+pub mod tctl_access;
 pub mod teleport;
 
 use argh::{EarlyExit, FromArgs};
