@@ -260,9 +260,12 @@ fn garbage_on_the_tunnel_port_is_rejected_and_service_continues() {
         .output()
         .unwrap();
     let _ = other_cert;
-    let log = proxies[0].proc().log_text();
-    assert!(log.matches("TLS handshake failed").count() >= 2, "{log}");
-    assert!(log.contains("rejected a tunnel"), "{log}");
+    // The proxy logs through a writer thread: wait for the lines rather than read at once.
+    wait_for(T, "both refusals in the proxy's log", || {
+        let log = proxies[0].proc().log_text();
+        (log.matches("TLS handshake failed").count() >= 2 && log.contains("rejected a tunnel"))
+            .then_some(())
+    });
     // Everyone else is still served.
     let mut n = Node::new("after-garbage");
     n.start_via_proxy(&lb.addr(), &c.token("node", "30m"), Some(&c.pin()));
