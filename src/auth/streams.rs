@@ -159,7 +159,8 @@ pub async fn proxy_link(
     let checked = limits::check_name(&hello.name, "proxy name")
         .and_then(|()| limits::check_version(&hello.server_version))
         .and_then(|()| limits::check_addr(&hello.public_addr))
-        .map_err(|e| e.to_string());
+        .map_err(|e| e.to_string())
+        .and_then(|()| crate::pki::webpin::check_list(&hello.web.pins));
     if !hello_ok(&mut conn, hello.version, checked).await {
         return;
     }
@@ -179,9 +180,10 @@ pub async fn proxy_link(
             state.now_ms(),
             ttl,
         );
-        inv.proxy_set(state.now_ms())
+        inv.set_proxy_web(&me.id, hello.web.clone());
+        (inv.proxy_set(state.now_ms()), inv.web_trust(state.now_ms()))
     };
-    let proxies = refresh(&state);
+    let (proxies, mut web) = refresh(&state);
     info!("proxy {:?} ({}) is online from {peer}", me.name, me.id);
     let ack = Response::HelloAck {
         cluster_name: state.cluster_name.clone(),
@@ -189,13 +191,14 @@ pub async fn proxy_link(
         heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
         proxies,
     };
-    if conn.send(&ack).await.is_err() {
+    if conn.send(&ack).await.is_err() || conn.send(&Response::ProxyWeb(web.clone())).await.is_err()
+    {
         return;
     }
     loop {
         match next(&mut conn, Duration::from_millis(ttl), &shutdown).await {
             Some(Request::Heartbeat { seq }) => {
-                let proxies = refresh(&state);
+                let (proxies, now_web) = refresh(&state);
                 let ack = Response::HeartbeatAck {
                     seq,
                     proxies,
@@ -203,6 +206,13 @@ pub async fn proxy_link(
                 };
                 if conn.send(&ack).await.is_err() {
                     return;
+                }
+                // The install scripts this proxy serves pin every live proxy's web keys.
+                if now_web != web {
+                    web = now_web;
+                    if conn.send(&Response::ProxyWeb(web.clone())).await.is_err() {
+                        return;
+                    }
                 }
             }
             Some(Request::Relay(RelayedBeat {
