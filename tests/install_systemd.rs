@@ -184,3 +184,60 @@ fn installed_unit_runs_as_teleport_and_restarts_reloads_and_stops_under_systemd(
     assert!(!journal.contains("PID file"), "{journal}");
     assert!(journal.contains("joined the cluster"), "{journal}");
 }
+
+/// A port below 1024 that nobody on this machine listens on now.
+fn free_low_port() -> u16 {
+    (900..1000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below 1024")
+}
+
+#[test]
+fn auth_and_proxy_run_under_the_unit_and_bind_a_low_port_with_the_documented_drop_in() {
+    let sys = Booted::start();
+    let (low, web) = (free_low_port(), free_port());
+    docker_ok(&[
+        "cp",
+        bin().to_str().unwrap(),
+        &format!("{}:/usr/local/bin/teleport", sys.name),
+    ]);
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/teleport.service");
+    docker_ok(&[
+        "cp",
+        unit.to_str().unwrap(),
+        &format!("{}:/etc/systemd/system/teleport.service", sys.name),
+    ]);
+    sys.sh_ok(&format!(
+        "useradd --system --user-group --no-create-home teleport && ln -s teleport \
+         /usr/local/bin/tctl && printf 'version: v3\\nteleport:\\n  nodename: sysauth\\n\
+         auth_service:\\n  enabled: yes\\n  listen_addr: 127.0.0.1:{low}\\n  cluster_name: \
+         systemd.test\\nssh_service:\\n  enabled: no\\nproxy_service:\\n  enabled: yes\\n  \
+         web_listen_addr: 127.0.0.1:{web}\\n  public_addr: 127.0.0.1:{web}\\n' > \
+         /etc/teleport.yaml && chgrp teleport /etc/teleport.yaml && chmod 0640 \
+         /etc/teleport.yaml && systemctl daemon-reload"
+    ));
+    // As shipped: no capability, so auth cannot listen on a port below 1024.
+    assert!(!sys.sh("systemctl start teleport").status.success());
+    let journal = sys.sh_ok("journalctl -u teleport --no-pager -o cat");
+    assert!(journal.contains(&format!("127.0.0.1:{low}")), "{journal}");
+    assert!(journal.contains("Permission denied"), "{journal}");
+
+    // The drop-in of docs/operations.md.
+    sys.sh_ok(
+        "mkdir -p /etc/systemd/system/teleport.service.d && printf '[Service]\\n\
+         AmbientCapabilities=CAP_NET_BIND_SERVICE\\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\\n' \
+         > /etc/systemd/system/teleport.service.d/low-port.conf && systemctl daemon-reload && \
+         systemctl reset-failed teleport && systemctl start teleport",
+    );
+    assert_eq!(sys.prop("ActiveState"), "active");
+    // Auth works in the sandbox (SQLite, signing), root's tctl reads its identity, and the
+    // proxy reads and serves its own executable.
+    let status = sys.sh_ok("tctl status");
+    assert!(status.contains("systemd.test"), "{status}");
+    let code = sys.sh_ok(&format!(
+        "curl -sk -o /dev/null -w '%{{http_code}}' https://127.0.0.1:{web}/scripts/install.sh"
+    ));
+    assert_eq!(code, "200");
+    sys.sh_ok("systemctl stop teleport");
+    assert_eq!(sys.prop("Result"), "success");
+}
