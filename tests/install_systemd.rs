@@ -46,8 +46,10 @@ struct Booted {
 impl Booted {
     fn start() -> Booted {
         let image = rootfs_image();
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let b = Booted {
-            name: format!("tl-systemd-{}", std::process::id()),
+            name: format!("tl-systemd-{}-{n}", std::process::id()),
         };
         // systemd sets up each unit's sandbox (namespaces, mounts): it needs CAP_SYS_ADMIN.
         docker_ok(&[
