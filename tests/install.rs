@@ -371,3 +371,57 @@ fn a_man_in_the_middle_makes_the_printed_line_fail_before_anything_is_installed(
     );
     assert_nothing_installed(&chroot);
 }
+
+/// The `web_pins` the install script carries (the same in scripts with a token, which are
+/// rate-limited: not polled here).
+fn script_pins(proxy: &str) -> Vec<String> {
+    let url = format!("https://{proxy}/scripts/install.sh");
+    let out = Command::new("curl").args(["-fsSk", &url]).output().unwrap();
+    let script = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = script
+        .lines()
+        .find(|l| l.contains("web_pins=\""))
+        .unwrap_or_else(|| panic!("no web_pins in:\n{script}"));
+    let pins = line
+        .split("web_pins=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    pins.split(';')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_line_and_every_proxys_script_pin_all_live_proxies() {
+    let web_port = free_port();
+    let c = cluster(web_port, web_port, "");
+    let mut second = c.proxy_config("second", "127.0.0.1:1", "");
+    c.start_proxy(&mut second);
+    let (_, line, _) = add_token(&c);
+    let pins: Vec<&str> = line
+        .split("--pinnedpubkey '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .split(';')
+        .collect();
+    assert_eq!(pins.len(), 2, "{line}");
+    // Each proxy's script pins both, whichever one the load balancer sends a download to.
+    for proxy in [format!("127.0.0.1:{web_port}"), second.addr()] {
+        let both =
+            |got: &[String]| got.len() == 2 && pins.iter().all(|p| got.iter().any(|g| g == p));
+        let t = std::time::Instant::now();
+        let mut got = script_pins(&proxy);
+        while !both(&got) && t.elapsed() < T {
+            std::thread::sleep(Duration::from_millis(100));
+            got = script_pins(&proxy);
+        }
+        assert!(both(&got), "{proxy} pins {got:?}, not {pins:?}");
+    }
+}

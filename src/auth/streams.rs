@@ -183,7 +183,10 @@ pub async fn proxy_link(
         inv.set_proxy_web(&me.id, hello.web.clone());
         (inv.proxy_set(state.now_ms()), inv.web_trust(state.now_ms()))
     };
-    let (proxies, mut web) = refresh(&state);
+    let (proxies, _) = refresh(&state);
+    // The proxy reads its hello answer alone (and drops what it read past it), so the web
+    // pins follow a heartbeat answer: the first one, then whenever they change.
+    let mut sent_web = None;
     info!("proxy {:?} ({}) is online from {peer}", me.name, me.id);
     let ack = Response::HelloAck {
         cluster_name: state.cluster_name.clone(),
@@ -191,8 +194,7 @@ pub async fn proxy_link(
         heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
         proxies,
     };
-    if conn.send(&ack).await.is_err() || conn.send(&Response::ProxyWeb(web.clone())).await.is_err()
-    {
+    if conn.send(&ack).await.is_err() {
         return;
     }
     loop {
@@ -208,11 +210,15 @@ pub async fn proxy_link(
                     return;
                 }
                 // The install scripts this proxy serves pin every live proxy's web keys.
-                if now_web != web {
-                    web = now_web;
-                    if conn.send(&Response::ProxyWeb(web.clone())).await.is_err() {
+                if sent_web.as_ref() != Some(&now_web) {
+                    if conn
+                        .send(&Response::ProxyWeb(now_web.clone()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
+                    sent_web = Some(now_web);
                 }
             }
             Some(Request::Relay(RelayedBeat {

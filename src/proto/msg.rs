@@ -224,8 +224,8 @@ pub enum Response {
     TokenOk,
     GoodbyeAck,
     TokenCreated(TokenCreated),
-    /// On a proxy link, after the hello and whenever it changes: the web pins of every live
-    /// proxy (`public` if all of them serve publicly trusted certificates).
+    /// On a proxy link, after the first heartbeat answer and whenever it changes: the web pins
+    /// of every live proxy (`public` if all of them serve publicly trusted certificates).
     ProxyWeb(WebTrust),
     Tokens {
         tokens: Vec<TokenInfo>,
