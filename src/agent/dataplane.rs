@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use log::{debug, info};
 use smol::net::TcpStream;
 
-use crate::mux::{self, Stream};
+use crate::mux::Stream;
 use crate::net::{self, Framed};
 use crate::proto::{ErrorCode, Request, Response, MAX_REQUEST_FRAME};
 
@@ -57,8 +57,12 @@ pub async fn serve(stream: Stream) {
         return;
     }
     info!("proxy opened a stream to {addr}");
+    let m = &crate::diag::METRICS;
+    m.node_streams_opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (stream, rest) = f.into_parts();
     let mut tcp = tcp;
+    (m.node_bytes.to_service).fetch_add(rest.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if !rest.is_empty()
         && futures_lite::AsyncWriteExt::write_all(&mut tcp, &rest)
             .await
@@ -66,5 +70,5 @@ pub async fn serve(stream: Stream) {
     {
         return;
     }
-    mux::splice(stream, tcp).await;
+    crate::diag::splice(stream, tcp, &m.node_bytes, &m.node_streams_active).await;
 }

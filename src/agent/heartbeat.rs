@@ -74,7 +74,8 @@ pub async fn run(
                 return Err(stale(settings, detail));
             }
             Err(e) => {
-                METRICS.reconnects.fetch_add(1, Relaxed);
+                METRICS.failures_auth_stream.fetch_add(1, Relaxed);
+                diag::not_ready_because(format!("heartbeat stream to auth at {addr}: {e}"));
                 if started.elapsed() >= HEALTHY_AFTER {
                     backoff.reset();
                 }
@@ -137,20 +138,23 @@ async fn session(
         );
     } else {
         info!("heartbeat stream to {addr} re-established");
+        METRICS.reconnects_auth_stream.fetch_add(1, Relaxed);
     }
     *ever_connected = true;
     let _live = StreamGauge::new();
     let mut seq = 0u64;
     loop {
         seq += 1;
+        let sent = Instant::now();
         conn.send(&Request::Heartbeat { seq })
             .await
             .map_err(|e| Error::net(addr, e))?;
-        let sent = Instant::now();
         METRICS.heartbeats_sent.fetch_add(1, Relaxed);
         match net::with_timeout(interval * 2, conn.recv::<Response>()).await {
             Some(Ok(Some(Response::HeartbeatAck { seq: acked, .. }))) if acked == seq => {
-                debug!("heartbeat {seq} acknowledged in {:?}", sent.elapsed());
+                let rtt = sent.elapsed();
+                METRICS.rtt_auth_stream.observe(rtt);
+                debug!("heartbeat {seq} acknowledged in {rtt:?}");
                 METRICS.heartbeats_acked.fetch_add(1, Relaxed);
                 if !*first_ack_logged {
                     *first_ack_logged = true;

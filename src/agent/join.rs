@@ -112,11 +112,13 @@ pub async fn join(
         match result {
             Ok(x) => break x,
             Err(e) if e.is_transient() => {
+                crate::diag::METRICS.join_failed(&e);
                 let delay = backoff.next_delay();
                 let what = match via {
                     Via::Auth(_) => "auth server",
                     Via::Proxy(_) => "proxy",
                 };
+                crate::diag::not_ready_because(format!("joining through {what} {addr}: {e}"));
                 warn!(
                     "waiting for the {what} at {addr} to join the cluster: {e}; retrying in \
                      {:.1}s",
@@ -126,7 +128,10 @@ pub async fn join(
                     return Ok(None);
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                crate::diag::METRICS.join_failed(&e);
+                return Err(e);
+            }
         }
     };
     let identity = Identity {

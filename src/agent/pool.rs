@@ -67,6 +67,8 @@ pub async fn run(
     let mut next_dial = Instant::now();
     let mut ever_connected = false;
     let mut first_ack = false;
+    // Proxies held at some point: a new tunnel to one of them is a reconnect.
+    let mut ever_held: std::collections::HashSet<String> = Default::default();
 
     let mut handle = |ev: Event,
                       held: &mut HashMap<String, (String, smol::Task<()>)>,
@@ -90,6 +92,8 @@ pub async fn run(
                 if shutdown.is_fired() {
                     log::debug!("tunnel to proxy {name:?} closed");
                 } else {
+                    METRICS.failures_tunnel.fetch_add(1, Relaxed);
+                    diag::not_ready_because(format!("the tunnel to proxy {name:?} closed"));
                     warn!("tunnel to proxy {name:?} closed ({} left)", held.len());
                 }
             }
@@ -139,6 +143,12 @@ pub async fn run(
                         dups.reset();
                         let id = t.proxy.id.clone();
                         let name = t.proxy.name.clone();
+                        // Capped: proxy IDs come from verified proxies, but bound it anyway.
+                        if ever_held.contains(&id) {
+                            METRICS.reconnects_tunnel.fetch_add(1, Relaxed);
+                        } else if ever_held.len() < 1024 {
+                            ever_held.insert(id.clone());
+                        }
                         let task = crate::rt::spawn(tunnel(
                             t,
                             settings.nodename.clone(),
@@ -155,7 +165,8 @@ pub async fn run(
                     }
                 }
                 Err(e) => {
-                    METRICS.reconnects.fetch_add(1, Relaxed);
+                    METRICS.failures_tunnel.fetch_add(1, Relaxed);
+                    diag::not_ready_because(format!("opening a tunnel through {addr}: {e}"));
                     if let (false, Error::Pki(detail)) = (ever_connected, &e) {
                         return Err(stale(settings, detail.clone()));
                     }
@@ -262,6 +273,7 @@ async fn tunnel(t: Dialed, node_name: String, events: Sender<Event>, shutdown: S
     let mut seq = 0u64;
     loop {
         seq += 1;
+        let sent = Instant::now();
         if ctl.send(&Request::Heartbeat { seq }).await.is_err() {
             break;
         }
@@ -272,6 +284,7 @@ async fn tunnel(t: Dialed, node_name: String, events: Sender<Event>, shutdown: S
                 proxies,
                 relayed,
             }))) if acked == seq => {
+                METRICS.rtt_tunnel.observe(sent.elapsed());
                 METRICS.heartbeats_acked.fetch_add(1, Relaxed);
                 let _ = events.try_send(Event::Set(proxies));
                 if relayed {

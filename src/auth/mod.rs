@@ -8,5 +8,6 @@ pub mod server;
 pub mod state;
 pub mod streams;
 pub mod tokens;
+pub mod users;
 
 pub use server::AuthServer;

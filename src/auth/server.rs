@@ -278,6 +278,15 @@ async fn handle_conn(
         }
         Request::Admin { cmd, .. } => match &subject {
             Some(s) if s.role == pki::ROLE_ADMIN => admin(&state, cmd).await,
+            Some(s) if s.role == pki::ROLE_USER => Response::error(
+                ErrorCode::AccessDenied,
+                format!(
+                    "{:?} holds a user identity, which may only dial nodes through a proxy \
+                     (tctl nodes dial, ssh): admin commands need the admin identity of the \
+                     auth host",
+                    s.host_id
+                ),
+            ),
             _ => Response::error(
                 ErrorCode::AccessDenied,
                 "admin commands need the admin identity: run tctl on the auth host or pass \
@@ -412,6 +421,11 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
                 .unwrap_or_else(|p| p.into_inner())
                 .count(state.now_ms()),
         }),
+        AdminCmd::UserSign {
+            user,
+            ttl_secs,
+            csr,
+        } => super::users::sign(state, &user, ttl_secs, &csr)?,
     })
 }
 

@@ -2,7 +2,9 @@
 
 pub mod instructions;
 pub mod loadgen;
+pub mod stdio;
 pub mod tctl;
+pub mod tctl_access;
 pub mod teleport;
 
 use argh::{EarlyExit, FromArgs};

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use super::tctl_access as access;
 use crate::auth::server::{admin_identity_path, dial_addr};
 use crate::clock;
 use crate::config::{self, FileConfig};
@@ -27,7 +28,8 @@ struct Cli {
     /// auth server address, HOST:PORT (default: the config's listen_addr)
     #[argh(option)]
     auth_server: Option<String>,
-    /// admin identity file (default: DATA_DIR/admin-identity.pem)
+    /// identity file: the admin's (default DATA_DIR/admin-identity.pem), or a user's from
+    /// "tctl auth sign" for nodes dial and ssh-config
     #[argh(option, short = 'i')]
     identity: Option<PathBuf>,
     #[argh(subcommand)]
@@ -42,6 +44,8 @@ enum Sub {
     Proxies(ProxiesCmd),
     Status(StatusCmd),
     Version(VersionCmd),
+    Auth(access::AuthCmd),
+    SshConfig(access::SshConfigCmd),
 }
 
 /// Manage join tokens.
@@ -127,6 +131,10 @@ struct NodesDial {
     /// address on the node (default 127.0.0.1:22)
     #[argh(positional, default = "String::from(\"127.0.0.1:22\")")]
     addr: String,
+    /// the node is given as NODE.CLUSTER (ssh's %h under "Host *.CLUSTER"): remove the
+    /// cluster name of the identity, once
+    #[argh(switch)]
+    strip_cluster: bool,
 }
 
 /// Manage proxies.
@@ -236,6 +244,7 @@ pub fn main(args: &[String]) -> i32 {
 struct Target {
     addr: String,
     identity: Identity,
+    id_path: PathBuf,
 }
 
 fn target(cli: &Cli) -> Result<Target> {
@@ -279,6 +288,7 @@ fn target(cli: &Cli) -> Result<Target> {
     Ok(Target {
         addr,
         identity: Identity::load(&id_path)?,
+        id_path,
     })
 }
 
@@ -306,7 +316,7 @@ fn call(t: &Target, cmd: AdminCmd) -> Result<Response> {
             Some(Ok(Some(Response::Error { code, message }))) => Err(Error::remote(code, message)),
             Some(Ok(Some(r))) => Ok(r),
             Some(Ok(None)) => Err(Error::net(&t.addr, "auth closed the connection")),
-            Some(Err(e)) => Err(e),
+            Some(Err(e)) => Err(access::explain_refusal(e, &t.id_path)),
             None => Err(Error::net(&t.addr, "timed out waiting for auth")),
         }
     })
@@ -339,6 +349,28 @@ fn run(cli: Cli) -> Result<()> {
         Sub::Proxies(ProxiesCmd {
             cmd: ProxiesSub::Ls(l),
         }) => check_format(&l.format, &["text", "json"])?,
+        Sub::Auth(access::AuthCmd {
+            cmd: access::AuthSub::Sign(a),
+        }) => access::check_sign(a)?,
+        _ => {}
+    }
+    // Access needs only an identity (a user's file on a workstation), never auth's config.
+    match &cli.cmd {
+        Sub::Nodes(NodesCmd {
+            cmd: NodesSub::Dial(d),
+        }) => {
+            let (id, path) = access_identity(&cli)?;
+            let node = if d.strip_cluster {
+                access::strip_cluster(&d.node, &id.subject()?.cluster)?
+            } else {
+                d.node.as_str()
+            };
+            return access::dial(&id, &path, &d.proxy, node, &d.addr);
+        }
+        Sub::SshConfig(s) => {
+            let (id, path) = access_identity(&cli)?;
+            return access::ssh_config(&id, &path, &s.proxy);
+        }
         _ => {}
     }
     let t = target(&cli)?;
@@ -362,13 +394,28 @@ fn run(cli: Cli) -> Result<()> {
         Sub::Nodes(NodesCmd { cmd }) => match cmd {
             NodesSub::Add(a) => add_token(&t, &a.roles, &a.ttl, None, a.format),
             NodesSub::Ls(l) => list_nodes(&t, &l.format),
-            NodesSub::Dial(d) => dial(&t, &d.proxy, &d.node, &d.addr),
+            NodesSub::Dial(_) => Ok(()),
         },
         Sub::Proxies(ProxiesCmd {
             cmd: ProxiesSub::Ls(l),
         }) => list_proxies(&t, &l.format),
         Sub::Status(_) => status(&t),
-        Sub::Version(_) => Ok(()),
+        Sub::Auth(access::AuthCmd {
+            cmd: access::AuthSub::Sign(a),
+        }) => access::sign(|cmd| call(&t, cmd), &a),
+        Sub::Version(_) | Sub::SshConfig(_) => Ok(()),
+    }
+}
+
+/// The identity for access commands: `-i FILE` as given, else the admin identity of the
+/// config's data_dir.
+fn access_identity(cli: &Cli) -> Result<(Identity, PathBuf)> {
+    match &cli.identity {
+        Some(p) => Ok((Identity::load(p)?, p.clone())),
+        None => {
+            let t = target(cli)?;
+            Ok((t.identity, t.id_path))
+        }
     }
 }
 
@@ -540,57 +587,6 @@ fn list_proxies(t: &Target, format: &str) -> Result<()> {
         )
     );
     Ok(())
-}
-
-/// Pipes stdin/stdout through a proxy to `addr` on `node`.
-fn dial(t: &Target, proxy: &str, node: &str, addr: &str) -> Result<()> {
-    let proxy = config::normalize_addr(proxy, 3080, "--proxy")?;
-    smol::block_on(async {
-        let base =
-            verify::client_config(&t.identity.ca_ders()?, Some(&t.identity), ServerRole::Proxy)?;
-        let config = net::with_alpn(&base, &[crate::proxy::ALPN_TRANSPORT]);
-        let tls = net::connect_tls_as(&proxy, config, crate::pki::PROXY_SERVER_NAME).await?;
-        let mut f = Framed::new(tls, MAX_RESPONSE_FRAME);
-        f.send(&Request::Dial {
-            version: PROTOCOL_VERSION,
-            node: node.to_string(),
-            addr: addr.to_string(),
-        })
-        .await
-        .map_err(|e| Error::net(&proxy, e))?;
-        match net::with_timeout(Duration::from_secs(20), f.recv::<Response>()).await {
-            Some(Ok(Some(Response::DialOk))) => {}
-            Some(Ok(Some(Response::Error { code, message }))) => {
-                return Err(Error::remote(code, message))
-            }
-            other => return Err(Error::Protocol(format!("unexpected answer: {other:?}"))),
-        }
-        let (tls, rest) = f.into_parts();
-        let mut stdout = smol::Unblock::new(std::io::stdout());
-        if !rest.is_empty() {
-            futures_lite::AsyncWriteExt::write_all(&mut stdout, &rest)
-                .await
-                .map_err(|e| Error::io("write", "stdout", e))?;
-        }
-        let stdio = futures_lite::io::split(tls);
-        let (mut rd, mut wr) = stdio;
-        let stdin = smol::Unblock::new(std::io::stdin());
-        let up = async {
-            let _ = futures_lite::io::copy(stdin, &mut wr).await;
-            let _ = futures_lite::AsyncWriteExt::close(&mut wr).await;
-        };
-        let down = async {
-            let _ = futures_lite::io::copy(&mut rd, &mut stdout).await;
-            let _ = futures_lite::AsyncWriteExt::flush(&mut stdout).await;
-        };
-        // Stdin reaching its end only half-closes; the session ends when the node side closes.
-        let up_then_wait = async {
-            up.await;
-            std::future::pending::<()>().await
-        };
-        futures_lite::future::or(up_then_wait, down).await;
-        Ok(())
-    })
 }
 
 fn status(t: &Target) -> Result<()> {

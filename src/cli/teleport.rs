@@ -198,7 +198,7 @@ pub fn main(args: &[String]) -> i32 {
             cmd: NodeSub::Configure(c),
         }) => node_configure(c),
         Sub::Loadgen(c) => super::loadgen::run(c),
-        Sub::Health(c) => crate::diag::probe(&c.diag_addr).map(|_| println!("ready")),
+        Sub::Health(c) => return crate::diag::health_main(&c.diag_addr),
         Sub::Version(_) => {
             println!("{}", version_line());
             Ok(())
@@ -292,7 +292,11 @@ fn roles_text(r: Roles) -> String {
 const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 async fn run_services(settings: &Settings, shutdown: Shutdown) -> Result<()> {
-    crate::diag::set_node_role(settings.roles.node);
+    crate::diag::set_roles(crate::diag::Roles {
+        auth: settings.roles.auth,
+        proxy: settings.roles.proxy,
+        node: settings.roles.node,
+    });
     if let Some(addr) = settings.diag_addr {
         crate::diag::serve(addr, shutdown.clone()).await?;
     }

@@ -129,6 +129,17 @@ impl CertAuthority {
         Ok(params.signed_by(&csr.0.public_key, &self.issuer()?)?.pem())
     }
 
+    /// Signs a CSR parsed by `parse_csr` with a validity other than a host's (user identities).
+    pub fn sign_parsed_for(
+        &self,
+        csr: &Csr,
+        subject: &Subject,
+        validity: Duration,
+    ) -> Result<String> {
+        let params = Self::params_for(subject, &Sans::default(), validity)?;
+        Ok(params.signed_by(&csr.0.public_key, &self.issuer()?)?.pem())
+    }
+
     /// Issues a key pair and certificate for a local identity (auth's own TLS certificate, the
     /// admin identity, the node of an all-in-one process). Returns (key PEM, cert PEM).
     pub fn issue_local(

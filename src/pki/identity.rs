@@ -23,6 +23,14 @@ impl Identity {
         subject_of(&self.cert_der()?)
     }
 
+    /// When our certificate stops being valid (Unix seconds).
+    pub fn not_after(&self) -> Result<i64> {
+        let der = self.cert_der()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
+        Ok(cert.validity().not_after.timestamp())
+    }
+
     pub fn cert_der(&self) -> Result<CertificateDer<'static>> {
         Ok(certs_from_pem(&self.cert_pem)?.remove(0))
     }

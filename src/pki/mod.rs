@@ -22,6 +22,9 @@ pub const ROLE_NODE: &str = "Node";
 pub const ROLE_ADMIN: &str = "Admin";
 pub const ROLE_AUTH: &str = "Auth";
 pub const ROLE_PROXY: &str = "Proxy";
+/// A person's short-lived identity from `tctl auth sign`: it may dial nodes through a proxy
+/// and nothing else.
+pub const ROLE_USER: &str = "User";
 
 /// Parses every certificate in a PEM bundle.
 pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {

@@ -178,6 +178,12 @@ pub enum AdminCmd {
     NodesList,
     ProxiesList,
     Status,
+    /// `tctl auth sign --user`: sign a user's CSR (only its key is used) for `ttl_secs`.
+    UserSign {
+        user: String,
+        ttl_secs: u64,
+        csr: String,
+    },
 }
 
 /// Server to client.
@@ -240,6 +246,12 @@ pub enum Response {
         proxies: Vec<ProxyInfo>,
     },
     Status(ClusterStatus),
+    /// Answer to `UserSign`: the user's certificate, the CA certificates, expiry (Unix seconds).
+    UserCert {
+        cert: String,
+        ca_certs: Vec<String>,
+        expires: i64,
+    },
     Error {
         code: ErrorCode,
         message: String,

@@ -1,13 +1,14 @@
 //! The proxy's link to auth: hello, own heartbeats (answered with the proxy set), and relayed
 //! node beats, batched into as few TLS records as possible. Reconnects with jittered backoff.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
 use super::{ProxyState, RelayRx};
+use crate::diag::METRICS;
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
 use crate::pki::verify::{self, ServerRole};
@@ -25,9 +26,11 @@ pub async fn run(state: Arc<ProxyState>, relay_rx: RelayRx, shutdown: Shutdown) 
         let started = Instant::now();
         let result = session(&state, &relay_rx, &shutdown, &mut ever_up).await;
         state.link_up.store(false, Ordering::Relaxed);
+        METRICS.proxy_link_up.store(0, Ordering::Relaxed);
         match result {
             Ok(()) => return,
             Err(e) => {
+                METRICS.failures_auth_link.fetch_add(1, Ordering::Relaxed);
                 if started.elapsed() > Duration::from_secs(30) {
                     backoff.reset();
                 }
@@ -84,8 +87,10 @@ async fn session(
     // Drop beats queued while the link was down: they are stale.
     while relay_rx.try_recv().is_ok() {}
     state.link_up.store(true, Ordering::Relaxed);
+    METRICS.proxy_link_up.store(1, Ordering::Relaxed);
     if *ever_up {
         info!("link to auth at {addr} re-established");
+        METRICS.reconnects_auth_link.fetch_add(1, Ordering::Relaxed);
     } else {
         info!("link to auth at {addr} is up");
         *ever_up = true;
@@ -96,12 +101,22 @@ async fn session(
     let mut writer = Framed::new(wr, MAX_RESPONSE_FRAME);
     let interval = state.interval();
     let ttl = interval * 3;
+    // The last beat's number and when it left (µs since `base`), for the round-trip histogram.
+    let base = Instant::now();
+    let last_beat = (AtomicU64::new(0), AtomicU64::new(0));
+    let last_beat = &last_beat;
 
     let st = state.clone();
     let read_side = async move {
         loop {
             match net::with_timeout(ttl, reader.recv::<Response>()).await {
-                Some(Ok(Some(Response::HeartbeatAck { proxies, .. }))) => {
+                Some(Ok(Some(Response::HeartbeatAck { seq, proxies, .. }))) => {
+                    if seq == last_beat.0.load(Ordering::Relaxed) {
+                        let sent = Duration::from_micros(last_beat.1.load(Ordering::Relaxed));
+                        METRICS
+                            .rtt_auth_link
+                            .observe(base.elapsed().saturating_sub(sent));
+                    }
                     *st.proxies.lock().unwrap_or_else(|p| p.into_inner()) = proxies;
                 }
                 Some(Ok(Some(Response::ProxyWeb(web)))) => {
@@ -120,6 +135,9 @@ async fn session(
         loop {
             if Instant::now() >= next_beat {
                 seq += 1;
+                let at = base.elapsed().as_micros() as u64;
+                last_beat.1.store(at, Ordering::Relaxed);
+                last_beat.0.store(seq, Ordering::Relaxed);
                 writer
                     .send(&Request::Heartbeat { seq })
                     .await

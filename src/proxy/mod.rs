@@ -378,9 +378,16 @@ async fn dispatch(
                 state.cluster_name
             ),
         },
+        // Dials are what a user identity (tctl auth sign) is for; admins may dial too.
         Some(ALPN_TRANSPORT) => match subject {
-            Some(s) if s.role == pki::ROLE_ADMIN => tunnel::serve_dial(tls, peer, state).await,
-            _ => warn!("rejected a transport connection from {peer}: admin identity required"),
+            Some(s) if s.role == pki::ROLE_ADMIN || s.role == pki::ROLE_USER => {
+                let who = format!("{} {:?}", s.role.to_lowercase(), s.host_id);
+                tunnel::serve_dial(tls, peer, state, &who).await
+            }
+            _ => warn!(
+                "rejected a transport connection from {peer}: an admin or user identity is \
+                 required"
+            ),
         },
         _ => web::serve(tls, peer, state).await,
     }

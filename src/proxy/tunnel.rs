@@ -95,6 +95,7 @@ pub async fn serve(
         refuse(&mut ctl, Response::error(ErrorCode::BadParameter, why)).await;
         return;
     }
+    let _held = crate::diag::Live::new(&crate::diag::METRICS.proxy_tunnels);
     info!(
         "tunnel from node {:?} ({}) at {peer} established",
         hello.node_name, subject.host_id
@@ -298,8 +299,14 @@ pub async fn dial_node(
     }
 }
 
-/// An admin's `teleport-transport` connection: one dial, then raw bytes both ways.
-pub async fn serve_dial(tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<ProxyState>) {
+/// An admin's or user's `teleport-transport` connection: one dial, then raw bytes both ways.
+/// `who` names the verified identity for the log.
+pub async fn serve_dial(
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    state: Arc<ProxyState>,
+    who: &str,
+) {
     let mut f = Framed::new(tls, MAX_REQUEST_FRAME);
     let (node, addr) = match net::with_timeout(HELLO_TIMEOUT, f.recv::<Request>()).await {
         Some(Ok(Some(Request::Dial { node, addr, .. }))) => (node, addr),
@@ -311,13 +318,20 @@ pub async fn serve_dial(tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<
             return;
         }
     };
+    let m = &crate::diag::METRICS;
     match dial_node(&state, &node, &addr).await {
         Ok((stream, node_rest)) => {
+            m.proxy_dials_ok.fetch_add(1, Ordering::Relaxed);
             if f.send(&Response::DialOk).await.is_err() {
                 return;
             }
-            info!("admin at {peer} dialed {addr} on node {node:?}");
+            info!("{who} at {peer} dialed {addr} on node {node:?}");
             let (tls, client_rest) = f.into_parts();
+            let b = &m.proxy_bytes;
+            b.to_service
+                .fetch_add(client_rest.len() as u64, Ordering::Relaxed);
+            b.from_service
+                .fetch_add(node_rest.len() as u64, Ordering::Relaxed);
             let mut stream = stream;
             if !client_rest.is_empty()
                 && futures_lite::AsyncWriteExt::write_all(&mut stream, &client_rest)
@@ -334,9 +348,10 @@ pub async fn serve_dial(tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<
             {
                 return;
             }
-            mux::splice(tls, stream).await;
+            crate::diag::splice(tls, stream, &m.proxy_bytes, &m.proxy_streams_active).await;
         }
         Err(resp) => {
+            m.proxy_dials_failed.fetch_add(1, Ordering::Relaxed);
             let _ = f.send(&resp).await;
         }
     }

@@ -187,6 +187,11 @@ pub fn admin_cmds() -> Vec<AdminCmd> {
         AdminCmd::NodesList,
         AdminCmd::ProxiesList,
         AdminCmd::Status,
+        AdminCmd::UserSign {
+            user: "alice".into(),
+            ttl_secs: 8 * 3600,
+            csr: TEST_CSR.into(),
+        },
     ]
 }
 
@@ -249,6 +254,11 @@ pub fn responses(cert_pem: &str) -> Vec<Response> {
             proxies: vec![proxy_info()],
         },
         Response::Status(cluster_status()),
+        Response::UserCert {
+            cert: cert_pem.into(),
+            ca_certs: vec![cert_pem.into()],
+            expires: 1_900_000_000,
+        },
         Response::error(ErrorCode::AccessDenied, "the token is not valid"),
         Response::error(ErrorCode::RateLimited, "too many"),
         teleport_lite::proto::version_mismatch(PROTOCOL_VERSION + 1),
