@@ -33,11 +33,10 @@ if [ "$SIZE" -gt "$BUDGET_BYTES" ]; then
   echo "FAIL: the executable exceeds the size budget of $BUDGET_BYTES bytes" >&2; exit 1
 fi
 
-# What the Docker image needs besides the executable: a tctl link and the CA roots.
-ROOTFS=target/$TARGET/release/rootfs
-rm -rf "$ROOTFS"
-mkdir -p "$ROOTFS/usr/local/bin" "$ROOTFS/etc/ssl/certs" "$ROOTFS/var/lib/teleport" "$ROOTFS/tmp"
-ln -s teleport "$ROOTFS/usr/local/bin/tctl"
+# The Docker image takes the executable and, when the host has one, its CA bundle (for joins
+# without a pin through a publicly trusted proxy); the rest is committed under docker/.
+rm -rf "target/$TARGET/release/rootfs"
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-  cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/"
+  cp /etc/ssl/certs/ca-certificates.crt "target/$TARGET/release/ca-certificates.crt"
 fi
+echo "next: docker build -f docker/Dockerfile -t teleport-lite ."

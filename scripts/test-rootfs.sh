@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Makes (once) a minimal Debian root file system for the install-script test, with debootstrap
-# from Debian's packages. The mirror is read from this machine's own apt sources; nothing names
-# a registry host here. Prints the path of the tarball.
+# Makes (once) a minimal Debian root file system for the install-script tests, with debootstrap
+# from Debian's packages: curl and sudo (the printed install line runs verbatim), and systemd
+# (the same tree boots as a container with systemd as PID 1 for the unit's tests). The mirror is
+# read from this machine's own apt sources; nothing names a registry host here. Prints the path
+# of the tarball; its name carries the package list, so a new list makes a new tarball.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${ROOTFS_TAR:-$PWD/target/test-rootfs.tar}
+PACKAGES=curl,ca-certificates,sudo,systemd,systemd-sysv,dbus
+OUT=${ROOTFS_TAR:-$PWD/target/test-rootfs-$(echo "$PACKAGES" | cksum | cut -d' ' -f1).tar}
 [ -s "$OUT" ] && { echo "$OUT"; exit 0; }
 if ! command -v debootstrap >/dev/null; then
   [ "$(id -u)" -eq 0 ] || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 1; }
@@ -18,7 +21,7 @@ suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 [ -n "$mirror" ] || { echo "no apt mirror found in /etc/apt" >&2; exit 1; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-debootstrap --variant=minbase --include=curl,ca-certificates "$suite" "$dir/root" "$mirror" >&2
+debootstrap --variant=minbase --include="$PACKAGES" "$suite" "$dir/root" "$mirror" >&2
 mkdir -p "$(dirname "$OUT")"
 tar -C "$dir/root" -cf "$OUT.tmp" . && mv "$OUT.tmp" "$OUT"
 echo "$OUT"

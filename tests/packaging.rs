@@ -21,18 +21,22 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     let unit = std::fs::read_to_string(repo().join("systemd/teleport.service")).unwrap();
     for want in [
         "Type=notify",
-        "ExecStart=/usr/local/bin/teleport start --config /etc/teleport.yaml --pid-file=/run/teleport.pid",
+        "ExecStart=/usr/local/bin/teleport start --config /etc/teleport.yaml\n",
         "ExecReload=",
         "Restart=on-failure",
+        "TimeoutStartSec=infinity",
         "LimitNOFILE=524288",
+        "User=teleport",
+        "StateDirectory=teleport",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
-        "ReadWritePaths=/var/lib/teleport",
         "ProtectHome=yes",
         "PrivateTmp=yes",
     ] {
         assert!(unit.contains(want), "the unit lacks {want:?}");
     }
+    // systemd tracks the main PID itself (Type=notify); a PID file only warned on reload.
+    assert!(!unit.contains("PIDFile="), "the unit has a PIDFile=");
     // Verify against a root that holds the unit's executables and systemd's own units, so the
     // check runs on the unit as shipped without installing anything on this machine.
     let root = tempfile::tempdir().unwrap();
@@ -46,7 +50,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         std::fs::create_dir_all(r.join(d)).unwrap();
     }
     std::fs::copy(bin(), r.join("usr/local/bin/teleport")).unwrap();
-    std::fs::copy("/bin/kill", r.join("bin/kill")).unwrap();
+    std::fs::copy("/bin/sh", r.join("bin/sh")).unwrap();
     std::fs::copy(
         repo().join("systemd/teleport.service"),
         r.join("etc/systemd/system/teleport.service"),
@@ -70,6 +74,70 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         "verify complained:\n{}",
         text(&out)
     );
+}
+
+#[test]
+fn systemd_unit_exposure_is_at_most_2() {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(repo().join("systemd/teleport.service"))
+        .output()
+        .unwrap();
+    let report = text(&out);
+    let score: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for teleport.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(score <= 2.0, "exposure {score} > 2.0:\n{report}");
+}
+
+/// Runs the binary as `nobody` (a data dir it cannot write), as an image or unit would with
+/// a root-owned data dir.
+fn as_nobody(args: &[String]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_unwritable_data_dir_is_refused_before_the_join_and_the_token_stays_usable() {
+    let mut c = Cluster::start();
+    let token = c.token("node", "10m");
+    let node = Node::new("unwritable");
+    // The data dir's parent is root's 0700 temp dir: nobody can create it.
+    let out = as_nobody(&node.start_args(&c, &token, &c.pin()));
+    assert!(!out.status.success());
+    let err = text(&out);
+    let dir = node.data_dir().display().to_string();
+    assert!(
+        err.contains(&format!("the data directory {dir} is not writable")),
+        "{err}"
+    );
+    assert!(
+        err.contains("the token is unused") && err.contains("chown"),
+        "{err}"
+    );
+    assert!(!err.contains("missing sudo"), "{err}");
+    // Auth never saw a join from it.
+    assert!(
+        !c.auth().log_text().contains("unwritable"),
+        "{}",
+        c.auth().log_text()
+    );
+    assert!(!c.has_node("unwritable"));
+
+    // The same token still joins a host that can store its identity.
+    let mut ok = Node::new("writable");
+    ok.start(&c, &token, &c.pin());
+    c.wait_node("writable", T);
 }
 
 fn recv_state(sock: &UnixDatagram, want: &str) {
@@ -228,6 +296,7 @@ fn image() -> String {
 struct Docker {
     names: Vec<String>,
     network: String,
+    volumes: Vec<String>,
 }
 
 impl Docker {
@@ -248,6 +317,9 @@ impl Drop for Docker {
             let _ = Docker::docker(&["rm", "-f", n]);
         }
         let _ = Docker::docker(&["network", "rm", &self.network]);
+        for v in &self.volumes {
+            let _ = Docker::docker(&["volume", "rm", "-f", v]);
+        }
     }
 }
 
@@ -258,6 +330,7 @@ fn docker_image_runs_auth_proxy_and_a_node_in_the_foreground() {
     let d = Docker {
         names: vec![format!("tl-cluster-{id}"), format!("tl-node-{id}")],
         network: format!("tl-net-{id}"),
+        volumes: vec![format!("tl-data-{id}")],
     };
     Docker::ok(&["network", "create", &d.network]);
     let dir = tempfile::tempdir().unwrap();
@@ -303,25 +376,50 @@ fn docker_image_runs_auth_proxy_and_a_node_in_the_foreground() {
         .unwrap()
         .trim()
         .to_string();
-    Docker::ok(&[
-        "run",
-        "-d",
-        "--name",
-        &d.names[1],
-        "--network",
-        &d.network,
-        &tag,
-        "--roles=node",
-        &format!("--token={token}"),
-        &format!("--ca-pin={pin}"),
-        "--auth-server=cluster:3080",
-        "--nodename=container-node",
-    ]);
+    // As the README says: the identity lives in a named volume.
+    let volume = format!("{}:/var/lib/teleport", d.volumes[0]);
+    let run_node = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            &d.names[1],
+            "--network",
+            &d.network,
+            "-v",
+            &volume,
+            &tag,
+            "--roles=node",
+            "--auth-server=cluster:3080",
+            "--nodename=container-node",
+        ];
+        args.extend_from_slice(extra);
+        Docker::ok(&args);
+    };
+    run_node(&[&format!("--token={token}"), &format!("--ca-pin={pin}")]);
     let listed =
         || String::from_utf8_lossy(&tctl(&["nodes", "ls", "--format=json"]).stdout).to_string();
-    wait_for(T, "the container node in tctl nodes ls", || {
-        listed().contains("container-node").then_some(())
-    });
+    let uuid_of_node = || {
+        let nodes: serde_json::Value = serde_json::from_str(&listed()).ok()?;
+        nodes
+            .as_array()?
+            .iter()
+            .find(|n| n["hostname"] == "container-node")
+            .map(|n| n["uuid"].as_str().unwrap().to_string())
+    };
+    let uuid = wait_for(T, "the container node in tctl nodes ls", uuid_of_node);
+    // Not root, by default: the image's user owns the data dir.
+    assert_eq!(
+        Docker::ok(&["image", "inspect", &tag, "--format", "{{.Config.User}}"]),
+        "65532:65532"
+    );
+    let pid = Docker::ok(&["inspect", &d.names[1], "--format", "{{.State.Pid}}"]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uids.split_whitespace().skip(1).all(|u| u == "65532"),
+        "{uids}"
+    );
     assert!(
         listed().contains("\"cluster\""),
         "tunnelled through the proxy: {}",
@@ -346,5 +444,14 @@ fn docker_image_runs_auth_proxy_and_a_node_in_the_foreground() {
     assert!(
         !listed().contains("container-node"),
         "node still listed after docker stop"
+    );
+
+    // A new container on the same volume, without a token: the same node comes back.
+    Docker::ok(&["rm", &d.names[1]]);
+    run_node(&[]);
+    let again = wait_for(T, "the recreated node in tctl nodes ls", uuid_of_node);
+    assert_eq!(
+        again, uuid,
+        "recreating the container changed the node's identity"
     );
 }

@@ -100,6 +100,7 @@ fn a_user_identity_dials_nodes_and_nothing_else() {
         name: "alice".into(),
         public_addr: "127.0.0.1:1".into(),
         server_version: "1".into(),
+        web: Default::default(),
     });
     denied(
         &wire::ask_auth(&a.c.addr(), &link, Some(&id)),

@@ -86,6 +86,9 @@ pub async fn join(
             _ => {}
         }
     }
+    // Before the token leaves this host: the identity must be storable.
+    let data_dir = settings.data_dir.clone();
+    smol::unblock(move || super::datadir::check_writable(&data_dir)).await?;
     // Auth assigns the host ID; the CSR only carries the public key.
     let (key_pem, csr) = new_key_and_csr("joining-host")?;
     let request = RegisterRequest {

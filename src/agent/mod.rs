@@ -1,6 +1,7 @@
 //! The node agent: join once with a token, then either keep a heartbeat stream straight to auth
 //! or keep a reverse tunnel to every proxy (heartbeats travel over the tunnels).
 
+pub mod datadir;
 pub mod dataplane;
 pub mod heartbeat;
 pub mod join;

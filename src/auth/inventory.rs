@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::proto::{NodeInfo, ProxyInfo, ProxyRef};
+use crate::proto::{NodeInfo, ProxyInfo, ProxyRef, WebTrust};
 
 /// What `tctl nodes ls` shows as the address of a node reached through tunnels (as Teleport).
 pub const TUNNEL_ADDR: &str = "⟵ Tunnel";
@@ -33,6 +33,8 @@ struct ProxyEntry {
     version: String,
     expires_ms: u64,
     conn: u64,
+    /// What its web listener serves (reported in its hello).
+    web: WebTrust,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +158,11 @@ impl Inventory {
         now_ms: u64,
         ttl_ms: u64,
     ) {
+        let web = self
+            .proxies
+            .get(&proxy.id)
+            .map(|p| p.web.clone())
+            .unwrap_or_default();
         self.proxies.insert(
             proxy.id.clone(),
             ProxyEntry {
@@ -164,8 +171,33 @@ impl Inventory {
                 version: version.to_string(),
                 expires_ms: now_ms + ttl_ms,
                 conn,
+                web,
             },
         );
+    }
+
+    /// Records what proxy `id`'s web listener serves (after `upsert_proxy`).
+    pub fn set_proxy_web(&mut self, id: &str, web: WebTrust) {
+        if let Some(p) = self.proxies.get_mut(id) {
+            p.web = web;
+        }
+    }
+
+    /// The web pins of every live proxy; `public` only if each serves a publicly trusted
+    /// certificate (then a plain `curl` works against any of them).
+    pub fn web_trust(&self, now_ms: u64) -> WebTrust {
+        let live: Vec<&ProxyEntry> = self
+            .proxies
+            .values()
+            .filter(|p| p.expires_ms > now_ms)
+            .collect();
+        let mut pins: Vec<String> = live.iter().flat_map(|p| p.web.pins.clone()).collect();
+        pins.sort();
+        pins.dedup();
+        WebTrust {
+            pins,
+            public: !live.is_empty() && live.iter().all(|p| p.web.public),
+        }
     }
 
     /// Removes a proxy if link `conn` still owns it.
@@ -296,6 +328,31 @@ mod tests {
         assert_eq!(inv.list_proxies(1200)[1].tunnels, 1);
         inv.remove_via("a", "2");
         assert_eq!(inv.count(1200), 0);
+    }
+
+    #[test]
+    fn web_trust_is_public_only_when_every_live_proxy_is() {
+        let mut inv = Inventory::default();
+        assert!(!inv.web_trust(0).public);
+        inv.upsert_proxy(p("1"), "", "1", 1, 0, 1000);
+        inv.upsert_proxy(p("2"), "", "1", 2, 0, 2000);
+        let web = |pin: &str, public| WebTrust {
+            pins: vec![pin.to_string()],
+            public,
+        };
+        inv.set_proxy_web("1", web("b", false));
+        inv.set_proxy_web("2", web("a", true));
+        // A heartbeat keeps what the hello reported.
+        inv.upsert_proxy(p("2"), "", "1", 2, 0, 2000);
+        assert_eq!(
+            inv.web_trust(0),
+            WebTrust {
+                pins: vec!["a".into(), "b".into()],
+                public: false
+            }
+        );
+        // Proxy 1 expires: only public proxies are left.
+        assert_eq!(inv.web_trust(1500), web("a", true));
     }
 
     #[test]

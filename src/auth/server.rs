@@ -369,6 +369,14 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
                 crate::secret::public_id(&token.hash_hex()),
                 roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
             );
+            let inv = state.inventory.lock().unwrap_or_else(|p| p.into_inner());
+            let proxy_web = inv.web_trust(state.now_ms());
+            let proxy_addr = inv
+                .list_proxies(state.now_ms())
+                .first()
+                .map(|p| p.addr.clone())
+                .unwrap_or_default();
+            drop(inv);
             Response::TokenCreated(TokenCreated {
                 token,
                 roles: roles.iter().map(|r| r.name().to_string()).collect(),
@@ -376,14 +384,8 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
                 ttl_secs,
                 ca_pins: state.ca_pins.clone(),
                 auth_addr: state.advertise_addr.clone(),
-                proxy_addr: state
-                    .inventory
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .list_proxies(state.now_ms())
-                    .first()
-                    .map(|p| p.addr.clone())
-                    .unwrap_or_default(),
+                proxy_addr,
+                proxy_web,
             })
         }
         AdminCmd::TokensList => Response::Tokens {

@@ -159,7 +159,8 @@ pub async fn proxy_link(
     let checked = limits::check_name(&hello.name, "proxy name")
         .and_then(|()| limits::check_version(&hello.server_version))
         .and_then(|()| limits::check_addr(&hello.public_addr))
-        .map_err(|e| e.to_string());
+        .map_err(|e| e.to_string())
+        .and_then(|()| crate::pki::webpin::check_list(&hello.web.pins));
     if !hello_ok(&mut conn, hello.version, checked).await {
         return;
     }
@@ -179,9 +180,13 @@ pub async fn proxy_link(
             state.now_ms(),
             ttl,
         );
-        inv.proxy_set(state.now_ms())
+        inv.set_proxy_web(&me.id, hello.web.clone());
+        (inv.proxy_set(state.now_ms()), inv.web_trust(state.now_ms()))
     };
-    let proxies = refresh(&state);
+    let (proxies, _) = refresh(&state);
+    // The proxy reads its hello answer alone (and drops what it read past it), so the web
+    // pins follow a heartbeat answer: the first one, then whenever they change.
+    let mut sent_web = None;
     info!("proxy {:?} ({}) is online from {peer}", me.name, me.id);
     let ack = Response::HelloAck {
         cluster_name: state.cluster_name.clone(),
@@ -195,7 +200,7 @@ pub async fn proxy_link(
     loop {
         match next(&mut conn, Duration::from_millis(ttl), &shutdown).await {
             Some(Request::Heartbeat { seq }) => {
-                let proxies = refresh(&state);
+                let (proxies, now_web) = refresh(&state);
                 let ack = Response::HeartbeatAck {
                     seq,
                     proxies,
@@ -203,6 +208,17 @@ pub async fn proxy_link(
                 };
                 if conn.send(&ack).await.is_err() {
                     return;
+                }
+                // The install scripts this proxy serves pin every live proxy's web keys.
+                if sent_web.as_ref() != Some(&now_web) {
+                    if conn
+                        .send(&Response::ProxyWeb(now_web.clone()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    sent_web = Some(now_web);
                 }
             }
             Some(Request::Relay(RelayedBeat {

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::clock;
-use crate::proto::TokenCreated;
+use crate::pki::webpin;
+use crate::proto::{TokenCreated, WebTrust};
 
 /// The text `tctl tokens add` prints, as in the seed document.
 pub fn join_instructions(c: &TokenCreated) -> String {
@@ -27,11 +28,52 @@ pub fn join_instructions(c: &TokenCreated) -> String {
         c.auth_addr, c.auth_addr
     ));
     if !c.proxy_addr.is_empty() && roles.iter().any(|r| r == "node") {
-        s.push_str(&format!(
-            "\nOr install the agent and join with one line on the new host:\n\n> curl -fsSL \
-             https://{}/scripts/{}/install-node.sh | sudo bash\n",
-            c.proxy_addr, token
-        ));
+        s.push_str("\nOr install the agent and join with one line on the new host:\n\n");
+        s.push_str(&install_line(&c.proxy_addr, token, &c.proxy_web));
     }
     s
+}
+
+/// The one-line install. `bash -c "$(curl ... || echo exit 1)"` rather than `curl | bash`: a
+/// failed download (untrusted certificate, unknown host) makes the whole line exit non-zero
+/// (a pipe exits with bash's 0), in any POSIX shell. Unless every live proxy serves a publicly
+/// trusted certificate, curl pins their web keys; `-k` only lifts the CA check that the pin
+/// replaces (curl still refuses any other key).
+pub fn install_line(proxy_addr: &str, token: &str, web: &WebTrust) -> String {
+    let url = format!("https://{proxy_addr}/scripts/{token}/install-node.sh");
+    if web.public || web.pins.is_empty() {
+        return format!("> sudo bash -c \"$(curl -fsSL {url} || echo exit 1)\"\n");
+    }
+    format!(
+        "# -k: the proxies serve cluster-issued certificates; --pinnedpubkey accepts only their \
+         keys\n> sudo bash -c \"$(curl -fsSL -k --pinnedpubkey '{}' {url} || echo exit 1)\"\n",
+        webpin::curl_arg(&web.pins)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIN: &str = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    #[test]
+    fn the_line_pins_unless_every_proxy_is_publicly_trusted() {
+        let web = |public| WebTrust {
+            pins: vec![PIN.into()],
+            public,
+        };
+        let pinned = install_line("p:3080", "tok", &web(false));
+        assert!(
+            pinned.contains(&format!("-k --pinnedpubkey '{PIN}' https://p:3080/")),
+            "{pinned}"
+        );
+        assert!(pinned.starts_with("# -k"), "{pinned}");
+        let plain = install_line("p:443", "tok", &web(true));
+        assert_eq!(
+            plain,
+            "> sudo bash -c \"$(curl -fsSL https://p:443/scripts/tok/install-node.sh || echo \
+             exit 1)\"\n"
+        );
+    }
 }

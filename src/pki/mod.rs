@@ -4,6 +4,7 @@ pub mod ca;
 pub mod identity;
 pub mod pin;
 pub mod verify;
+pub mod webpin;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;

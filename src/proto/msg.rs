@@ -67,6 +67,21 @@ pub struct ProxyHello {
     pub name: String,
     pub public_addr: String,
     pub server_version: String,
+    /// What this proxy's web listener serves browsers and curl.
+    #[serde(default)]
+    pub web: WebTrust,
+}
+
+/// The certificates a proxy's web listener may serve: curl pins of each (`sha256//BASE64` of
+/// the SubjectPublicKeyInfo) and whether they are publicly trusted (`https_keypairs`). For the
+/// install line `tctl tokens add` prints and for the install script's own downloads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebTrust {
+    #[serde(default)]
+    pub pins: Vec<String>,
+    /// True when every certificate served to web clients comes from `https_keypairs`.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// A node heartbeat relayed by a proxy. It carries the node's description so that auth needs
@@ -215,6 +230,9 @@ pub enum Response {
     TokenOk,
     GoodbyeAck,
     TokenCreated(TokenCreated),
+    /// On a proxy link, after the first heartbeat answer and whenever it changes: the web pins
+    /// of every live proxy (`public` if all of them serve publicly trusted certificates).
+    ProxyWeb(WebTrust),
     Tokens {
         tokens: Vec<TokenInfo>,
     },
@@ -252,6 +270,9 @@ pub struct TokenCreated {
     /// Public address of a live proxy, for the one-line install; empty without proxies.
     #[serde(default)]
     pub proxy_addr: String,
+    /// The web pins of every live proxy, for the one-line install.
+    #[serde(default)]
+    pub proxy_web: WebTrust,
 }
 
 /// A token as listed: never the secret.

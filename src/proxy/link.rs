@@ -67,6 +67,7 @@ async fn session(
         name: state.me.name.clone(),
         public_addr: state.public_addr.clone(),
         server_version: VERSION.to_string(),
+        web: state.own_web.clone(),
     }))
     .await
     .map_err(|e| Error::net(&addr, e))?;
@@ -117,6 +118,9 @@ async fn session(
                             .observe(base.elapsed().saturating_sub(sent));
                     }
                     *st.proxies.lock().unwrap_or_else(|p| p.into_inner()) = proxies;
+                }
+                Some(Ok(Some(Response::ProxyWeb(web)))) => {
+                    *st.cluster_web.lock().unwrap_or_else(|p| p.into_inner()) = web;
                 }
                 Some(Ok(Some(_))) => {}
                 Some(Ok(None)) => return Err(Error::net(&st.auth_addr, "auth closed the link")),

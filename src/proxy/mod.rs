@@ -31,7 +31,7 @@ use crate::mux::Opener;
 use crate::net;
 use crate::pki::identity::Identity;
 use crate::pki::{self, ROLE_PROXY};
-use crate::proto::{ProxyRef, Request};
+use crate::proto::{ProxyRef, Request, WebTrust};
 use crate::rt::Shutdown;
 
 pub const ALPN_TUNNEL: &[u8] = b"teleport-reversetunnel";
@@ -67,6 +67,10 @@ pub struct ProxyState {
     pub limiter: Mutex<Limiter>,
     pub started: Instant,
     pub next_conn: AtomicU64,
+    /// What this proxy's web listener serves (reported to auth in the hello).
+    pub own_web: WebTrust,
+    /// The web pins of every live proxy, as last told by auth.
+    pub cluster_web: Mutex<WebTrust>,
 }
 
 impl ProxyState {
@@ -196,6 +200,7 @@ impl ProxyServer {
             .local_addr()
             .map_err(|e| Error::net(settings.proxy.web_listen_addr.to_string(), e))?;
         let acceptor = net::acceptor(server_config(&identity, settings)?);
+        let own_web = web_trust(&identity, settings)?;
         let (relay_tx, relay_rx) = smol::channel::bounded(RELAY_QUEUE);
         let state = Arc::new(ProxyState {
             me: ProxyRef {
@@ -215,6 +220,8 @@ impl ProxyServer {
             limiter: Mutex::new(Limiter::default()),
             started: Instant::now(),
             next_conn: AtomicU64::new(1),
+            own_web,
+            cluster_web: Mutex::new(WebTrust::default()),
         });
         info!(
             "proxy service {:?} listening on {local_addr} (public address {}{})",
@@ -259,6 +266,41 @@ impl ResolvesServerCert for CertBySni {
             (Some(pki::PROXY_SERVER_NAME), _) | (_, None) => Some(self.cluster.clone()),
             (_, Some(public)) => Some(public.clone()),
         }
+    }
+}
+
+/// The curl pins of every certificate the web listener may serve: the cluster-issued one and,
+/// with `https_keypairs`, the operator's (then served to every web client).
+fn web_trust(identity: &Identity, settings: &Settings) -> Result<WebTrust> {
+    let mut pins = vec![pki::webpin::of_cert(&identity.cert_der()?)?];
+    if let Some((cert, _)) = &settings.proxy.https_keypair {
+        let leaf = pki::certs_from_pem(&crate::fsutil::read_to_string(cert)?)
+            .map_err(|e| Error::Config(format!("{}: {e}", cert.display())))?
+            .remove(0);
+        pins.push(pki::webpin::of_cert(&leaf)?);
+    }
+    Ok(WebTrust {
+        pins,
+        public: settings.proxy.https_keypair.is_some(),
+    })
+}
+
+impl ProxyState {
+    /// The `--pinnedpubkey` argument for curl in install scripts: this proxy's web pins and
+    /// every other live proxy's (a load balancer may send each download elsewhere). Empty when
+    /// every proxy serves a publicly trusted certificate: then plain curl verifies them.
+    pub fn curl_pins(&self) -> String {
+        let cluster = self
+            .cluster_web
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if self.own_web.public && (cluster.public || cluster.pins.is_empty()) {
+            return String::new();
+        }
+        let mut all = cluster.pins;
+        all.extend(self.own_web.pins.iter().cloned());
+        pki::webpin::curl_arg(&all)
     }
 }
 

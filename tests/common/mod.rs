@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod access;
+pub mod certs;
 pub mod rt;
 pub mod web;
 pub mod wire;

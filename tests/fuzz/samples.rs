@@ -15,7 +15,8 @@ use teleport_lite::agent::join::{CREDENTIALS_PATH, EXPORT_PATH};
 use teleport_lite::http;
 use teleport_lite::proto::{
     AdminCmd, ClusterStatus, ErrorCode, NodeInfo, ProxyHello, ProxyInfo, ProxyRef, RegisterRequest,
-    RelayedBeat, Request, Response, StreamHello, TokenCreated, TokenInfo, PROTOCOL_VERSION,
+    RelayedBeat, Request, Response, StreamHello, TokenCreated, TokenInfo, WebTrust,
+    PROTOCOL_VERSION,
 };
 
 /// An in-memory connection: reads return `reply` in chunks of at most `chunk` bytes, writes
@@ -142,6 +143,7 @@ pub fn requests(csr: &str) -> Vec<Request> {
             name: "proxy-1".into(),
             public_addr: "proxy.example.com:443".into(),
             server_version: teleport_lite::VERSION.into(),
+            web: web_trust(),
         }),
         Request::Relay(RelayedBeat {
             host_id: HOST_ID.into(),
@@ -238,6 +240,7 @@ pub fn responses(cert_pem: &str) -> Vec<Response> {
         Response::TokenOk,
         Response::GoodbyeAck,
         Response::TokenCreated(token_created()),
+        Response::ProxyWeb(web_trust()),
         Response::Tokens {
             tokens: vec![token_info()],
         },
@@ -271,6 +274,14 @@ pub fn token_created() -> TokenCreated {
         ca_pins: vec![PIN.into()],
         auth_addr: "10.0.0.1:3025".into(),
         proxy_addr: "proxy.example.com:443".into(),
+        proxy_web: web_trust(),
+    }
+}
+
+pub fn web_trust() -> WebTrust {
+    WebTrust {
+        pins: vec!["sha256//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into()],
+        public: false,
     }
 }
 

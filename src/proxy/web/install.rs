@@ -108,7 +108,8 @@ pub async fn script(state: &Arc<ProxyState>, token: Option<&str>, peer: SocketAd
         .replace("{{SHA256}}", &exe.sha256)
         .replace("{{ARCH}}", super::route::arch())
         .replace("{{TOKEN}}", token.unwrap_or_default())
-        .replace("{{CA_PINS}}", &pins);
+        .replace("{{CA_PINS}}", &pins)
+        .replace("{{WEB_PINS}}", &state.curl_pins());
     Reply::new(200, SH, script.into_bytes())
 }
 
