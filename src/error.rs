@@ -83,7 +83,12 @@ impl fmt::Display for Error {
             } => {
                 write!(f, "cannot {action} {}: {source}", path.display())?;
                 if source.kind() == io::ErrorKind::PermissionDenied {
-                    f.write_str(" (missing sudo?)")?;
+                    let uid = nix::unistd::geteuid();
+                    write!(
+                        f,
+                        " (this process runs as uid {uid}: run it as a user that may do this, \
+                         or change the owner or mode of that path)"
+                    )?;
                 }
                 Ok(())
             }

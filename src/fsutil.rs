@@ -69,6 +69,19 @@ pub fn ensure_private_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The error for a data directory this process cannot write: it names the directory, the
+/// user and the fix, and says that nothing was sent (a join token is still unused).
+pub fn not_writable(dir: &Path, e: std::io::Error) -> Error {
+    let uid = nix::unistd::geteuid();
+    Error::Config(format!(
+        "the data directory {dir} is not writable by this process (uid {uid}): {e}. The join \
+         was not sent and the token is unused. Make the directory writable by uid {uid} \
+         (chown -R {uid} {dir}), run as the user that owns it, or set teleport.data_dir \
+         (--data-dir) to a writable directory",
+        dir = dir.display()
+    ))
+}
+
 /// The lock file in `data_dir`: it holds the PID of the process that has the directory.
 pub const LOCK_FILE: &str = "teleport.lock";
 
@@ -86,9 +99,17 @@ pub struct DataDirLock {
 /// Takes the lock on `dir` (created 0700 if missing), or says which process holds it.
 pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock> {
     let made_dir = (!dir.exists()).then(|| dir.to_path_buf());
-    ensure_private_dir(dir)?;
+    ensure_private_dir(dir).map_err(|e| match e {
+        Error::Io { source, .. } => not_writable(dir, source),
+        other => other,
+    })?;
     let path = dir.join(LOCK_FILE);
-    let err = |e: std::io::Error| Error::io("lock the data directory with", &path, e);
+    let err = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            not_writable(dir, e)
+        }
+        _ => Error::io("lock the data directory with", &path, e),
+    };
     loop {
         let file = OpenOptions::new()
             .read(true)

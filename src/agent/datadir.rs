@@ -28,16 +28,7 @@ pub fn check_writable(dir: &Path) -> Result<()> {
         f.sync_all()
     });
     let _ = std::fs::remove_file(&probe);
-    result.map_err(|e| {
-        let uid = nix::unistd::geteuid();
-        Error::Config(format!(
-            "the data directory {dir} is not writable by this process (uid {uid}): {e}. The join \
-             was not sent and the token is unused. Make the directory writable by uid {uid} \
-             (chown -R {uid} {dir}), run as the user that owns it, or set teleport.data_dir \
-             (--data-dir) to a writable directory",
-            dir = dir.display()
-        ))
-    })
+    result.map_err(|e| fsutil::not_writable(dir, e))
 }
 
 #[cfg(test)]
