@@ -3,7 +3,7 @@
 # and /scripts/TOKEN/install-node.sh (install, configure with the token, start). Run the line
 # "tctl tokens add --type=node" prints; on a cluster whose proxies serve publicly trusted
 # certificates it is simply:
-#   sudo bash -c "$(curl -fsSL https://PROXY/scripts/TOKEN/install-node.sh || echo exit 1)"
+#   { curl -fsSL 'https://PROXY/scripts/TOKEN/install-node.sh' || echo 'exit 1'; } | sudo bash
 # and otherwise the same with curl's --pinnedpubkey (the proxies' web keys) and -k.
 # The agent binary comes from the proxy itself, pinned the same way, and is checked against its
 # SHA-256, so hosts without internet access can be installed. Everything runs inside main(),
@@ -38,11 +38,16 @@ main() {
   if [ -n "$token" ] && [ -e "$data/auth.db" ]; then
     fail "$data holds an auth server's data (auth.db: the cluster CA and tokens); this installer never replaces it, even with --force. Install the node on another host."
   fi
+  # Without systemd the node is started with setpriv as the service user, never as root.
+  if [ -n "$token" ] && ! { [ -d /run/systemd/system ] && command -v systemctl >/dev/null; } &&
+    ! command -v setpriv >/dev/null; then
+    fail "setpriv (util-linux) is needed to start teleport as the user $user without systemd; install util-linux and run the same line again; nothing was installed"
+  fi
   if [ -n "$token" ] && [ "$force" -eq 0 ]; then
     [ ! -e "$config" ] ||
-      fail "$config exists: this host is configured already. To replace it, add \" install --force\" at the end of the same command"
+      fail "$config exists: this host is configured already. To replace it, run the same line with \"sudo bash -s -- --force\" in place of \"sudo bash\""
     if [ -d "$data" ] && [ -n "$(ls -A "$data" 2>/dev/null)" ]; then
-      fail "$data holds the state of a joined host. To join again, add \" install --force\" at the end of the same command"
+      fail "$data holds the state of a joined host. To join again, run the same line with \"sudo bash -s -- --force\" in place of \"sudo bash\""
     fi
   fi
 
@@ -101,7 +106,8 @@ main() {
   install -d -m 0700 -o "$user" -g "$user" "$data"
   local pin_args=()
   [ -z "$ca_pins" ] || pin_args=(--ca-pin="$ca_pins")
-  "$prefix/teleport" node configure --silent --token="$token" --proxy="$proxy" "${pin_args[@]}" -o file
+  # The token goes on stdin, not in an argument: every local user can read arguments in ps.
+  "$prefix/teleport" node configure --silent --token=- --proxy="$proxy" "${pin_args[@]}" -o file <<<"$token"
   # Diagnostics (/healthz, /readyz, /metrics) on loopback, as in the Docker image.
   if grep -q '^  diag_addr:' "$config"; then
     sed -i 's|^  diag_addr:.*$|  diag_addr: "127.0.0.1:3000"|' "$config"
@@ -119,11 +125,8 @@ main() {
     echo "Started teleport.service: systemctl status teleport, journalctl -fu teleport"
   else
     install -d -m 0755 -o "$user" -g "$user" /run/teleport
-    local as_user=()
-    if command -v setpriv >/dev/null; then
-      as_user=(setpriv --reuid="$user" --regid="$user" --init-groups)
-    fi
-    nohup "${as_user[@]}" "$prefix/teleport" start --config "$config" \
+    # Never as root: the data dir belongs to the service user (setpriv was checked above).
+    nohup setpriv --reuid="$user" --regid="$user" --init-groups "$prefix/teleport" start --config "$config" \
       --pid-file=/run/teleport/teleport.pid >>/var/log/teleport.log 2>&1 </dev/null &
     echo "systemd is not running here: started teleport in the background (PID $!, logs in /var/log/teleport.log)"
   fi

@@ -152,8 +152,8 @@ fn add_token(c: &Cluster) -> (String, String, String) {
         .to_string();
     let line = added
         .lines()
-        .find_map(|l| l.strip_prefix("> sudo bash"))
-        .map(|l| format!("sudo bash{l}"))
+        .find_map(|l| l.strip_prefix("> { curl "))
+        .map(|l| format!("{{ curl {l}"))
         .unwrap_or_else(|| panic!("no install line in:\n{added}"));
     (token, line, added)
 }
@@ -174,7 +174,7 @@ fn printed_line_installs_and_joins_on_a_default_cluster() {
     // A default proxy serves a cluster-issued certificate: the line pins its web key.
     assert!(added.contains("# -k: "), "{added}");
     assert!(line.contains("-k --pinnedpubkey 'sha256//"), "{line}");
-    assert!(line.ends_with("|| echo exit 1)\""), "{line}");
+    assert!(line.ends_with("|| echo 'exit 1'; } | sudo bash"), "{line}");
 
     // An unknown token fails before anything is installed, with a non-zero exit.
     let bad = line.replace(&token, "0123456789abcdef0123456789abcdef");
@@ -250,11 +250,15 @@ fn printed_line_installs_and_joins_on_a_default_cluster() {
         "{}",
         text(&out)
     );
-    assert!(text(&out).contains("install --force"), "{}", text(&out));
+    assert!(
+        text(&out).contains("sudo bash -s -- --force"),
+        "{}",
+        text(&out)
+    );
 
     // On a host holding auth's data, even --force refuses and keeps it.
     std::fs::write(chroot.path("/var/lib/teleport/auth.db"), "the cluster CA").unwrap();
-    let out = chroot.sh(&format!("{line2} install --force"));
+    let out = chroot.sh(&format!("{line2} -s -- --force"));
     assert!(!out.status.success());
     assert!(text(&out).contains("auth server's data"), "{}", text(&out));
     assert!(chroot.path("/var/lib/teleport/auth.db").exists());
@@ -282,8 +286,8 @@ fn printed_line_is_plain_and_joins_with_a_publicly_trusted_certificate() {
     assert_eq!(
         line,
         format!(
-            "sudo bash -c \"$(curl -fsSL https://127.0.0.1:{web_port}/scripts/{}/install-node.sh \
-             || echo exit 1)\"",
+            "{{ curl -fsSL 'https://127.0.0.1:{web_port}/scripts/{}/install-node.sh' || echo \
+             'exit 1'; }} | sudo bash",
             added
                 .lines()
                 .next()

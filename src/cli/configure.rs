@@ -1,5 +1,6 @@
 //! `teleport configure` and `teleport node configure`: write a v3 file for this host.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
@@ -16,7 +17,7 @@ pub(super) struct ConfigureCmd {
     #[argh(option)]
     roles: Option<String>,
     #[argh(option)]
-    /// join token (or path of a file holding it)
+    /// join token (or path of a file holding it; - reads it from stdin)
     token: Option<String>,
     /// auth server address, HOST:3025
     #[argh(option)]
@@ -77,7 +78,7 @@ pub(super) enum NodeSub {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "configure")]
 pub(super) struct NodeConfigureCmd {
-    /// join token (or path of a file holding it)
+    /// join token (or path of a file holding it; - reads it from stdin)
     #[argh(option)]
     token: Option<String>,
     /// auth server address, HOST:3025
@@ -109,6 +110,26 @@ pub(super) struct NodeConfigureCmd {
     silent: bool,
 }
 
+/// `--token=-` reads the token from the first line of stdin, so a script can pass it without
+/// putting it in an argument (which every local user can read in `ps`).
+fn token_arg(token: Option<String>) -> Result<Option<String>> {
+    if token.as_deref() != Some("-") {
+        return Ok(token);
+    }
+    let mut line = String::new();
+    std::io::Read::take(std::io::stdin(), 4096)
+        .read_to_string(&mut line)
+        .map_err(|e| Error::io("read the token from", std::path::Path::new("stdin"), e))?;
+    match line.lines().map(str::trim).find(|l| !l.is_empty()) {
+        Some(t) => Ok(Some(t.to_string())),
+        None => Err(Error::Config(
+            "--token=- reads the token from stdin, but stdin was empty: pipe the token in, or \
+             give it as --token=VALUE"
+                .into(),
+        )),
+    }
+}
+
 pub(super) fn configure(c: ConfigureCmd) -> Result<()> {
     let roles = match &c.roles {
         Some(r) => Roles::parse(r)?,
@@ -121,7 +142,7 @@ pub(super) fn configure(c: ConfigureCmd) -> Result<()> {
     let labels = c.labels.or(c.node_labels);
     let input = ConfigureInput {
         roles,
-        token: c.token,
+        token: token_arg(c.token)?,
         auth_server: c.auth_server,
         proxy: c.proxy,
         ca_pins: c.ca_pin,
@@ -152,7 +173,7 @@ pub(super) fn node_configure(c: NodeConfigureCmd) -> Result<()> {
             node: true,
             ..Roles::default()
         },
-        token: c.token,
+        token: token_arg(c.token)?,
         auth_server: c.auth_server,
         proxy: c.proxy,
         ca_pins: c.ca_pin,

@@ -34,19 +34,21 @@ pub fn join_instructions(c: &TokenCreated) -> String {
     s
 }
 
-/// The one-line install. `bash -c "$(curl ... || echo exit 1)"` rather than `curl | bash`: a
-/// failed download (untrusted certificate, unknown host) makes the whole line exit non-zero
-/// (a pipe exits with bash's 0), in any POSIX shell. Unless every live proxy serves a publicly
-/// trusted certificate, curl pins their web keys; `-k` only lifts the CA check that the pin
-/// replaces (curl still refuses any other key).
+/// The one-line install: `{ curl ... || echo 'exit 1'; } | sudo bash`. The script goes to
+/// bash on stdin, never in an argument (sudo logs its arguments and `ps` shows them to every
+/// user, and the script holds the token). A failed download still makes the whole line exit
+/// non-zero, in any POSIX shell: bash then reads `exit 1` (after a partial script, a syntax
+/// error; everything runs inside `main`, so nothing of it ran). Unless every live proxy serves a
+/// publicly trusted certificate, curl pins their web keys; `-k` only lifts the CA check that
+/// the pin replaces (curl still refuses any other key).
 pub fn install_line(proxy_addr: &str, token: &str, web: &WebTrust) -> String {
-    let url = format!("https://{proxy_addr}/scripts/{token}/install-node.sh");
+    let url = format!("'https://{proxy_addr}/scripts/{token}/install-node.sh'");
     if web.public || web.pins.is_empty() {
-        return format!("> sudo bash -c \"$(curl -fsSL {url} || echo exit 1)\"\n");
+        return format!("> {{ curl -fsSL {url} || echo 'exit 1'; }} | sudo bash\n");
     }
     format!(
         "# -k: the proxies serve cluster-issued certificates; --pinnedpubkey accepts only their \
-         keys\n> sudo bash -c \"$(curl -fsSL -k --pinnedpubkey '{}' {url} || echo exit 1)\"\n",
+         keys\n> {{ curl -fsSL -k --pinnedpubkey '{}' {url} || echo 'exit 1'; }} | sudo bash\n",
         webpin::curl_arg(&web.pins)
     )
 }
@@ -65,15 +67,15 @@ mod tests {
         };
         let pinned = install_line("p:3080", "tok", &web(false));
         assert!(
-            pinned.contains(&format!("-k --pinnedpubkey '{PIN}' https://p:3080/")),
+            pinned.contains(&format!("-k --pinnedpubkey '{PIN}' 'https://p:3080/")),
             "{pinned}"
         );
         assert!(pinned.starts_with("# -k"), "{pinned}");
         let plain = install_line("p:443", "tok", &web(true));
         assert_eq!(
             plain,
-            "> sudo bash -c \"$(curl -fsSL https://p:443/scripts/tok/install-node.sh || echo \
-             exit 1)\"\n"
+            "> { curl -fsSL 'https://p:443/scripts/tok/install-node.sh' || echo 'exit 1'; } | \
+             sudo bash\n"
         );
     }
 }
