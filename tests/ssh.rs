@@ -162,8 +162,8 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn ssh_and_scp_reach_a_node_through_the_tunnel_with_a_user_identity() {
-    let a = Access::start("web-1");
     let sshd = Sshd::start();
+    let a = Access::start("web-1", &[sshd.port]);
     let id = a.sign("alice", "8h");
 
     // The printed block, then the test's own keys and known_hosts (never ~/.ssh).
@@ -274,9 +274,9 @@ fn chatty_server() -> u16 {
 
 #[test]
 fn dial_passes_every_chunk_at_once_and_half_closes() {
-    let a = Access::start("echo-1");
-    let id = a.sign("bob", "1h");
     let port = chatty_server();
+    let a = Access::start("echo-1", &[port]);
+    let id = a.sign("bob", "1h");
     let target = format!("127.0.0.1:{port}");
 
     // "hello" arrives while our stdin is still open.

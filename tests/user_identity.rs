@@ -51,7 +51,9 @@ fn ask_proxy(
 
 #[test]
 fn a_user_identity_dials_nodes_and_nothing_else() {
-    let mut a = Access::start("web-1");
+    let (port, _h) = echo_once();
+    let (other, _h2) = echo_once();
+    let mut a = Access::start("web-1", &[port]);
     let path = a.sign("alice", "8h");
 
     // What auth wrote: 0600, role User, the name the admin chose, client usage only, no names.
@@ -67,11 +69,25 @@ fn a_user_identity_dials_nodes_and_nothing_else() {
     assert!((8 * 3600 - 60..=8 * 3600).contains(&life), "{life}");
 
     // It dials (from a directory with no config at all).
-    let (port, _h) = echo_once();
     let out = a.dial_as(&path, "web-1", &format!("127.0.0.1:{port}"), b"ping");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(out.stdout, b"ping");
     a.c.auth().wait_log("user \"alice\" at 127.0.0.1", T);
+
+    // But only the ports of proxy_service.user_dial_ports: not every service on the node's
+    // loopback. An admin may dial that port; a malformed address is refused for everyone.
+    let out = a.dial_as(&path, "web-1", &format!("127.0.0.1:{other}"), b"ping");
+    fails_with(
+        &out,
+        &format!("may dial only port(s) [{port}] on a node, not {other}"),
+    );
+    fails_with(&out, "user_dial_ports");
+    let out =
+        a.c.dial(&a.proxy, "web-1", &format!("127.0.0.1:{other}"), b"pong");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.stdout, b"pong");
+    let out = a.dial_as(&path, "web-1", "127.0.0.1:22\nFAKE", b"");
+    fails_with(&out, "HOST:PORT");
 
     // Admin commands, through tctl on the auth host: refused by auth, with the reason.
     let user = path.to_str().unwrap();
@@ -170,7 +186,7 @@ fn echo_once() -> (u16, std::thread::JoinHandle<()>) {
 
 #[test]
 fn an_expired_user_identity_is_refused_at_the_handshake() {
-    let a = Access::start("web-2");
+    let a = Access::start("web-2", &[22]);
     let path = a.sign("carol", "2s");
     let id = Identity::load(&path).unwrap();
     let not_after = id.not_after().unwrap();

@@ -129,6 +129,8 @@ pub struct ProxySettings {
     /// `proxy_service.proxy_protocol: on`: a load balancer sends a PROXY v2 header first, and
     /// its source address is the client's.
     pub proxy_protocol: bool,
+    /// Ports on a node a user identity may dial (`proxy_service.user_dial_ports`).
+    pub user_dial_ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -365,6 +367,7 @@ impl Settings {
             public_addr,
             https_keypair,
             proxy_protocol: parse_proxy_protocol(p.proxy_protocol.as_ref())?,
+            user_dial_ports: values::parse_dial_ports(p.user_dial_ports.as_deref())?,
         };
 
         // Flag, then file, then $TELEPORT_DIAG_ADDR (the Docker image's default).

@@ -145,6 +145,8 @@ pub struct ProxyServiceConf {
     /// `on`: every connection must start with a PROXY protocol v2 header; `off` (default):
     /// such a header is refused.
     pub proxy_protocol: Option<serde_yaml::Value>,
+    /// Ports on a node that a user identity (`tctl auth sign`) may dial; default `[22]`.
+    pub user_dial_ports: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

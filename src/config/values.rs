@@ -186,3 +186,20 @@ pub fn validate_name(name: &str, what: &str) -> Result<()> {
         )))
     }
 }
+
+/// `proxy_service.user_dial_ports`: 1 to 64 ports, none of them 0; `[22]` when absent.
+pub fn parse_dial_ports(ports: Option<&[u16]>) -> Result<Vec<u16>> {
+    let Some(ports) = ports else {
+        return Ok(vec![22]);
+    };
+    if ports.is_empty() || ports.len() > 64 || ports.contains(&0) {
+        return Err(Error::Config(format!(
+            "proxy_service.user_dial_ports: {ports:?} must list 1 to 64 ports from 1 to 65535 \
+             (the ports on a node a user identity may dial, e.g. [22])"
+        )));
+    }
+    let mut ports = ports.to_vec();
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
+}

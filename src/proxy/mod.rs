@@ -2,6 +2,7 @@
 //! for agent tunnels, `teleport-transport` for admin dials through tunnels), a link to auth that
 //! carries its heartbeats and relays those of tunnelled nodes, and the tunnel registry.
 
+pub mod dials;
 pub mod link;
 pub mod tunnel;
 pub mod web;
@@ -71,6 +72,10 @@ pub struct ProxyState {
     pub own_web: WebTrust,
     /// The web pins of every live proxy, as last told by auth.
     pub cluster_web: Mutex<WebTrust>,
+    /// Ports a user identity may dial on a node (`proxy_service.user_dial_ports`).
+    pub user_dial_ports: Vec<u16>,
+    /// Dials each user identity holds open here.
+    pub user_dials: dials::UserDials,
 }
 
 impl ProxyState {
@@ -222,6 +227,8 @@ impl ProxyServer {
             next_conn: AtomicU64::new(1),
             own_web,
             cluster_web: Mutex::new(WebTrust::default()),
+            user_dial_ports: settings.proxy.user_dial_ports.clone(),
+            user_dials: dials::UserDials::default(),
         });
         info!(
             "proxy service {:?} listening on {local_addr} (public address {}{})",
@@ -388,8 +395,7 @@ async fn dispatch(
         // Dials are what a user identity (tctl auth sign) is for; admins may dial too.
         Some(ALPN_TRANSPORT) => match subject {
             Some(s) if s.role == pki::ROLE_ADMIN || s.role == pki::ROLE_USER => {
-                let who = format!("{} {:?}", s.role.to_lowercase(), s.host_id);
-                tunnel::serve_dial(tls, peer, state, &who).await
+                tunnel::serve_dial(tls, peer, state, &s).await
             }
             _ => warn!(
                 "rejected a transport connection from {peer}: an admin or user identity is \

@@ -10,7 +10,7 @@ use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 use smol::net::TcpStream;
 
-use super::{ProxyState, TunnelEntry};
+use super::{dials, ProxyState, TunnelEntry};
 use crate::mux;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
@@ -305,8 +305,9 @@ pub async fn serve_dial(
     tls: TlsStream<TcpStream>,
     peer: SocketAddr,
     state: Arc<ProxyState>,
-    who: &str,
+    subject: &Subject,
 ) {
+    let who = format!("{} {:?}", subject.role.to_lowercase(), subject.host_id);
     let mut f = Framed::new(tls, MAX_REQUEST_FRAME);
     let (node, addr) = match net::with_timeout(HELLO_TIMEOUT, f.recv::<Request>()).await {
         Some(Ok(Some(Request::Dial { node, addr, .. }))) => (node, addr),
@@ -319,13 +320,29 @@ pub async fn serve_dial(
         }
     };
     let m = &crate::diag::METRICS;
+    let policy = dials::check(subject, &addr, &state.user_dial_ports)
+        .and_then(|()| state.user_dials.take(subject));
+    let _slot = match policy {
+        Ok(slot) => slot,
+        Err(why) => {
+            warn!("refused a dial by {who} at {peer} to {addr:?} on node {node:?}: {why}");
+            m.proxy_dials_failed.fetch_add(1, Ordering::Relaxed);
+            let code = match why {
+                dials::Refusal::BadAddr => ErrorCode::BadParameter,
+                dials::Refusal::PortNotAllowed { .. } => ErrorCode::AccessDenied,
+                dials::Refusal::TooMany => ErrorCode::RateLimited,
+            };
+            let _ = f.send(&Response::error(code, why.to_string())).await;
+            return;
+        }
+    };
     match dial_node(&state, &node, &addr).await {
         Ok((stream, node_rest)) => {
             m.proxy_dials_ok.fetch_add(1, Ordering::Relaxed);
             if f.send(&Response::DialOk).await.is_err() {
                 return;
             }
-            info!("{who} at {peer} dialed {addr} on node {node:?}");
+            info!("{who} at {peer} dialed {addr:?} on node {node:?}");
             let (tls, client_rest) = f.into_parts();
             let b = &m.proxy_bytes;
             b.to_service

@@ -16,9 +16,12 @@ pub struct Access {
 }
 
 impl Access {
-    pub fn start(node_name: &str) -> Access {
+    /// A cluster whose proxy lets user identities dial `user_ports` on nodes.
+    pub fn start(node_name: &str, user_ports: &[u16]) -> Access {
         let web = free_port();
-        let c = Cluster::start_with_proxy(false, web);
+        let ports: Vec<String> = user_ports.iter().map(u16::to_string).collect();
+        let extra = format!("  user_dial_ports: [{}]\n", ports.join(", "));
+        let c = Cluster::start_with_proxy_config(false, web, &extra);
         let proxy = format!("127.0.0.1:{web}");
         let mut node = Node::new(node_name);
         node.start_via_proxy(&proxy, &c.token("node", "30m"), Some(&c.pin()));

@@ -138,12 +138,18 @@ impl Cluster {
     /// Starts auth with a 500 ms heartbeat interval; `extra_auth` lines go under
     /// `auth_service:` (indented by the caller).
     pub fn start_with(extra_auth: &str, own_node: bool) -> Cluster {
-        Cluster::start_full(extra_auth, own_node, None)
+        Cluster::start_full(extra_auth, own_node, None, "")
     }
 
     /// Auth and a proxy in one process; the proxy's web port is `web_port`.
     pub fn start_with_proxy(own_node: bool, web_port: u16) -> Cluster {
-        let c = Cluster::start_full("", own_node, Some(web_port));
+        Cluster::start_with_proxy_config(own_node, web_port, "")
+    }
+
+    /// As `start_with_proxy`, with `extra_proxy` lines under `proxy_service:` (indented by the
+    /// caller).
+    pub fn start_with_proxy_config(own_node: bool, web_port: u16, extra_proxy: &str) -> Cluster {
+        let c = Cluster::start_full("", own_node, Some(web_port), extra_proxy);
         wait_for(
             Duration::from_secs(20),
             "the in-process proxy to be listed",
@@ -152,13 +158,18 @@ impl Cluster {
         c
     }
 
-    fn start_full(extra_auth: &str, own_node: bool, web_port: Option<u16>) -> Cluster {
+    fn start_full(
+        extra_auth: &str,
+        own_node: bool,
+        web_port: Option<u16>,
+        extra_proxy: &str,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let proxy = match web_port {
             Some(w) => format!(
                 "proxy_service:\n  enabled: yes\n  web_listen_addr: 127.0.0.1:{w}\n  \
-                 public_addr: 127.0.0.1:{w}\n"
+                 public_addr: 127.0.0.1:{w}\n{extra_proxy}"
             ),
             None => String::new(),
         };
