@@ -16,12 +16,17 @@ use crate::error::{Error, Result};
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    // A fresh name, created exclusively and never through a symlink: in a directory another
+    // user can write (`tctl auth sign --out=/tmp/...`), nothing planted there receives a key.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.tmp{}.{nanos}", std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
@@ -116,6 +121,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock> {
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&path)
             .map_err(err)?;

@@ -13,6 +13,9 @@ use crate::fsutil;
 /// Creates `dir` (0700) if needed and writes, syncs and removes a probe file in it.
 pub fn check_writable(dir: &Path) -> Result<()> {
     let probe = dir.join(format!(".write-check.{}", std::process::id()));
+    // A stale probe of an earlier process with our PID (never a symlink someone planted:
+    // the probe is opened with O_NOFOLLOW and create_new below).
+    let _ = std::fs::remove_file(&probe);
     let result = fsutil::ensure_private_dir(dir).map_err(|e| match e {
         Error::Io { source, .. } => source,
         other => std::io::Error::other(other.to_string()),
@@ -20,8 +23,8 @@ pub fn check_writable(dir: &Path) -> Result<()> {
     let result = result.and_then(|()| {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&probe)?;
         f.write_all(b"ok")?;

@@ -36,7 +36,7 @@ pub async fn serve(stream: Stream) {
         let _ = f
             .send(&Response::error(
                 ErrorCode::AccessDenied,
-                format!("{addr} is not a loopback address; nodes only expose local services"),
+                format!("{addr:?} is not a loopback address; nodes only expose local services"),
             ))
             .await;
         return;
@@ -47,7 +47,7 @@ pub async fn serve(stream: Stream) {
             let _ = f
                 .send(&Response::error(
                     ErrorCode::Unavailable,
-                    format!("cannot connect to {addr} on the node: {e}"),
+                    format!("cannot connect to {addr:?} on the node: {e}"),
                 ))
                 .await;
             return;
@@ -56,7 +56,7 @@ pub async fn serve(stream: Stream) {
     if f.send(&Response::DialOk).await.is_err() {
         return;
     }
-    info!("proxy opened a stream to {addr}");
+    info!("proxy opened a stream to {addr:?}");
     let m = &crate::diag::METRICS;
     m.node_streams_opened
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
