@@ -15,23 +15,7 @@ const T: Duration = Duration::from_secs(30);
 
 /// `teleport node configure --proxy=...` then `teleport start`, with `SSL_CERT_FILE` set.
 fn start_trusting(node: &mut Node, proxy: &str, token: &str, pin: Option<&str>, roots: &Path) {
-    let cfg = node.dir.path().join("teleport.yaml");
-    let mut args = vec![
-        "node".to_string(),
-        "configure".into(),
-        format!("--token={token}"),
-        format!("--proxy={proxy}"),
-        format!("--node-name={}", node.name),
-        format!("--data-dir={}", node.data_dir().display()),
-        "-o".into(),
-        format!("file://{}", cfg.display()),
-    ];
-    if let Some(p) = pin {
-        args.push(format!("--ca-pin={p}"));
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&refs);
-    assert!(out.status.success(), "{}", text(&out));
+    let cfg = node.configure_via_proxy(proxy, token, pin);
     let log = node.dir.path().join(format!("{}.log", node.name));
     let file = std::fs::File::create(&log).unwrap();
     let child = Command::new(bin())

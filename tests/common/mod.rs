@@ -615,6 +615,12 @@ impl Node {
         token: &str,
         pin: Option<&str>,
     ) -> &mut Proc {
+        let cfg = self.configure_via_proxy(proxy_addr, token, pin);
+        self.spawn(&["start".into(), "-c".into(), cfg.display().to_string()])
+    }
+
+    /// `teleport node configure --proxy=...` into the node's own `teleport.yaml`; its path.
+    pub fn configure_via_proxy(&self, proxy_addr: &str, token: &str, pin: Option<&str>) -> PathBuf {
         let cfg = self.dir.path().join("teleport.yaml");
         let _ = fs::remove_file(&cfg);
         let mut args = vec![
@@ -633,6 +639,6 @@ impl Node {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = run(&refs);
         assert!(out.status.success(), "{}", text(&out));
-        self.spawn(&["start".into(), "-c".into(), cfg.display().to_string()])
+        cfg
     }
 }
