@@ -150,11 +150,7 @@ fn add_token(c: &Cluster) -> (String, String, String) {
         .unwrap()
         .trim_start_matches("The invite token: ")
         .to_string();
-    let line = added
-        .lines()
-        .find_map(|l| l.strip_prefix("> { curl "))
-        .map(|l| format!("{{ curl {l}"))
-        .unwrap_or_else(|| panic!("no install line in:\n{added}"));
+    let line = install_line(&added);
     (token, line, added)
 }
 

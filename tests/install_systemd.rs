@@ -114,11 +114,7 @@ fn installed_unit_runs_as_teleport_and_restarts_reloads_and_stops_under_systemd(
         .next()
         .unwrap()
         .trim_start_matches("The invite token: ");
-    let line = added
-        .lines()
-        .find_map(|l| l.strip_prefix("> ").filter(|l| l.starts_with("sudo bash")))
-        .unwrap_or_else(|| panic!("no install line in:\n{added}"))
-        .to_string();
+    let line = install_line(&added);
 
     // Install only: the unit is installed, but not enabled while there is no config.
     let only = line.replace(

@@ -642,3 +642,12 @@ impl Node {
         cfg
     }
 }
+
+/// The one-line install in what `tctl tokens add` printed, without its "> " prompt.
+pub fn install_line(added: &str) -> String {
+    added
+        .lines()
+        .find_map(|l| l.strip_prefix("> ").filter(|l| l.starts_with("{ curl ")))
+        .unwrap_or_else(|| panic!("no install line in:\n{added}"))
+        .to_string()
+}
