@@ -26,8 +26,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use teleport_lite::net::{self, with_alpn};
 use teleport_lite::pki::identity::Identity;
-use teleport_lite::pki::{AUTH_SERVER_NAME, PROXY_SERVER_NAME};
 use teleport_lite::proto::{self, Request, StreamHello, PROTOCOL_VERSION};
+use teleport_lite::proto::{AUTH_SERVER_NAME, PROXY_SERVER_NAME};
 
 const T: Duration = Duration::from_secs(30);
 /// How long the services give a client for a TLS handshake and for a request head (see

@@ -19,7 +19,7 @@ use crate::pki::certs_from_pem;
 use crate::pki::identity::Identity;
 use crate::pki::pin::{self, Pin};
 use crate::pki::verify::{self, ServerRole};
-use crate::pki::PROXY_SERVER_NAME;
+use crate::proto::PROXY_SERVER_NAME;
 use crate::proto::{
     ErrorCode, RegisterRequest, Request, Response, MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };

@@ -16,7 +16,7 @@ use crate::auth::state::AuthState;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::pki::identity::Identity;
-use crate::pki::{self};
+
 use crate::rt::Shutdown;
 
 /// The error for an identity that the cluster at hand does not accept: it names the files to
@@ -74,7 +74,7 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
             .map_err(|e| crate::error::Error::Config(format!("{}: {e}", path.display())))?;
     }
     let spec = join::JoinSpec {
-        role: pki::ROLE_NODE,
+        role: crate::proto::ROLE_NODE,
         identity_path: path.clone(),
         dns_names: Vec::new(),
         labels: settings.labels.clone(),
@@ -90,7 +90,7 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
                 None => {
                     let id = auth.issue_local_identity(
                         &host_id,
-                        pki::ROLE_NODE,
+                        crate::proto::ROLE_NODE,
                         &settings.nodename,
                         &[],
                     )?;

@@ -14,7 +14,7 @@ use super::tokens::{Refusal, TokenRole};
 use crate::clock::now_unix;
 use crate::diag::METRICS;
 use crate::pki::ca::{CertAuthority, Sans};
-use crate::pki::{self, Subject};
+use crate::pki::Subject;
 use crate::proto::limits::{self, check_host_name, check_labels};
 use crate::proto::{self, ErrorCode, RegisterRequest, Response, PROTOCOL_VERSION};
 use crate::secret::{new_uuid, Token};
@@ -93,7 +93,7 @@ fn proxy_sans(names: &[String]) -> Result<Sans, String> {
         return Err(format!("at most {MAX_DNS_NAMES} dns_names are allowed"));
     }
     let mut sans = Sans {
-        dns: vec![pki::PROXY_SERVER_NAME.to_string()],
+        dns: vec![crate::proto::PROXY_SERVER_NAME.to_string()],
         ips: Vec::new(),
     };
     for name in names {
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(
             s.dns,
             vec![
-                pki::PROXY_SERVER_NAME.to_string(),
+                crate::proto::PROXY_SERVER_NAME.to_string(),
                 "proxy.example.com".into()
             ]
         );

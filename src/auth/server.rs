@@ -29,7 +29,8 @@ use crate::net::{self, Framed};
 use crate::pki::ca::{CertAuthority, Sans};
 use crate::pki::identity::Identity;
 use crate::pki::pin::Pin;
-use crate::pki::{self, Subject, AUTH_SERVER_NAME};
+use crate::pki::{self, Subject};
+use crate::proto::AUTH_SERVER_NAME;
 use crate::proto::{
     self, AdminCmd, ClusterStatus, ErrorCode, Request, Response, TokenCreated, MAX_REQUEST_FRAME,
     PROTOCOL_VERSION,
@@ -188,7 +189,7 @@ fn ensure_admin_identity(state: &AuthState, path: &Path) -> Result<()> {
             return Ok(());
         }
     }
-    let id = state.issue_local_identity("admin", pki::ROLE_ADMIN, "", &[])?;
+    let id = state.issue_local_identity("admin", crate::proto::ROLE_ADMIN, "", &[])?;
     id.save(path)
 }
 
@@ -196,7 +197,7 @@ fn ensure_admin_identity(state: &AuthState, path: &Path) -> Result<()> {
 fn server_identity(state: &AuthState, host_id: &str, s: &Settings) -> Result<Identity> {
     let subject = Subject {
         host_id: host_id.to_string(),
-        role: pki::ROLE_AUTH.to_string(),
+        role: crate::proto::ROLE_AUTH.to_string(),
         cluster: state.cluster_name.clone(),
         node_name: String::new(),
     };
@@ -264,7 +265,9 @@ async fn handle_conn(
         // Joins relayed by a proxy are limited by the address the proxy saw, so neither the
         // number of proxies nor the load balancer in front of them changes the budget.
         Request::Register(req) => {
-            let by_proxy = subject.as_ref().is_some_and(|s| s.role == pki::ROLE_PROXY);
+            let by_proxy = subject
+                .as_ref()
+                .is_some_and(|s| s.role == crate::proto::ROLE_PROXY);
             let source = join::real_source(peer.ip(), by_proxy, &req.remote_addr);
             let label = if by_proxy {
                 format!("{source} via proxy {peer}")
@@ -277,8 +280,8 @@ async fn handle_conn(
             }
         }
         Request::Admin { cmd, .. } => match &subject {
-            Some(s) if s.role == pki::ROLE_ADMIN => admin(&state, cmd).await,
-            Some(s) if s.role == pki::ROLE_USER => Response::error(
+            Some(s) if s.role == crate::proto::ROLE_ADMIN => admin(&state, cmd).await,
+            Some(s) if s.role == crate::proto::ROLE_USER => Response::error(
                 ErrorCode::AccessDenied,
                 format!(
                     "{:?} holds a user identity, which may only dial nodes through a proxy \
@@ -299,7 +302,7 @@ async fn handle_conn(
             role,
             remote_addr,
         } => match &subject {
-            Some(s) if s.role == pki::ROLE_PROXY && version == PROTOCOL_VERSION => {
+            Some(s) if s.role == crate::proto::ROLE_PROXY && version == PROTOCOL_VERSION => {
                 let source = join::real_source(peer.ip(), true, &remote_addr);
                 match join::rate_limit(&state, source) {
                     Some(refusal) => refusal,
@@ -313,7 +316,7 @@ async fn handle_conn(
             ),
         },
         Request::ProxyHello(hello) => match subject {
-            Some(s) if s.role == pki::ROLE_PROXY => {
+            Some(s) if s.role == crate::proto::ROLE_PROXY => {
                 return streams::proxy_link(conn, hello, s, peer, state, shutdown).await;
             }
             _ => Response::error(
@@ -322,7 +325,7 @@ async fn handle_conn(
             ),
         },
         Request::Hello(hello) => match subject {
-            Some(s) if s.role == pki::ROLE_NODE => {
+            Some(s) if s.role == crate::proto::ROLE_NODE => {
                 return streams::heartbeat_stream(conn, hello, s, peer, state, shutdown).await;
             }
             _ => Response::error(

@@ -11,7 +11,7 @@ use super::tokens::TokenStore;
 use crate::error::Result;
 use crate::pki::ca::{CertAuthority, Sans, HOST_CERT_VALIDITY};
 use crate::pki::identity::Identity;
-use crate::pki::{self, Subject};
+use crate::pki::Subject;
 
 /// Heartbeats may be missed this many times before a silent node is dropped.
 const MISSED_BEATS: u32 = 3;
@@ -61,14 +61,14 @@ impl AuthState {
             ],
             ips: Vec::new(),
         };
-        if role == pki::ROLE_PROXY {
+        if role == crate::proto::ROLE_PROXY {
             for n in names {
                 match n.parse::<IpAddr>() {
                     Ok(ip) => sans.ips.push(ip),
                     Err(_) => sans.dns.push(n.clone()),
                 }
             }
-            sans.dns.push(pki::PROXY_SERVER_NAME.to_string());
+            sans.dns.push(crate::proto::PROXY_SERVER_NAME.to_string());
         }
         let (key_pem, cert_pem) = self.ca.issue_local(&subject, &sans, HOST_CERT_VALIDITY)?;
         Ok(Identity {

@@ -10,7 +10,7 @@ use super::state::AuthState;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::pki::ca::CertAuthority;
-use crate::pki::{self, Subject};
+use crate::pki::Subject;
 use crate::proto::{ErrorCode, Response};
 
 /// `--ttl` when none is given: Teleport's default for `tctl auth sign` (12h).
@@ -66,7 +66,7 @@ pub fn sign(state: &AuthState, user: &str, ttl_secs: u64, csr: &str) -> Result<R
     let csr = CertAuthority::parse_csr(csr).map_err(|e| bad(e.to_string()))?;
     let subject = Subject {
         host_id: user.to_string(),
-        role: pki::ROLE_USER.to_string(),
+        role: crate::proto::ROLE_USER.to_string(),
         cluster: state.cluster_name.clone(),
         node_name: String::new(),
     };

@@ -61,24 +61,8 @@ pub fn fail(e: &Error) -> i32 {
 /// Longest cell a table prints; longer ones are cut (JSON output has them whole).
 pub const MAX_CELL: usize = 200;
 
-/// A field from the cluster made safe for a terminal: control characters (newlines, escape
-/// sequences) are shown escaped, so no field can forge rows or move the cursor, and the text
-/// is cut at `max` characters.
-pub fn printable(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (n, c) in s.chars().enumerate() {
-        if n == max {
-            out.push_str("...");
-            break;
-        }
-        if crate::proto::limits::is_deceptive(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+// Escaping for terminals lives with the character rules in `proto`; this path stays.
+pub use crate::proto::limits::printable;
 
 /// A left-aligned table with a dashed rule under the header, as tctl prints.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

@@ -81,7 +81,7 @@ pub fn parse_static_tokens(entries: &[String]) -> Result<Vec<StaticToken>> {
         if roles.is_empty() {
             return Err(bad("missing"));
         }
-        crate::auth::tokens::parse_supported_roles(&roles)
+        crate::proto::roles::parse_supported_roles(&roles)
             .map_err(|e| Error::Config(format!("auth_service.tokens: {e}")))?;
         let values: Vec<String> = if value.starts_with('/') {
             let p = Path::new(value);

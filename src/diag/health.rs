@@ -39,7 +39,7 @@ pub fn probe(addr: &str) -> Probe {
             Some(Ok(r)) if r.status == 503 => {
                 let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
                 let why = v["reason"].as_str().unwrap_or("no reason given");
-                Probe::NotReady(crate::cli::printable(why, 400))
+                Probe::NotReady(crate::proto::limits::printable(why, 400))
             }
             Some(Ok(r)) => Probe::Unreachable(format!(
                 "it answered HTTP {} to /readyz: is it a teleport diagnostics endpoint?",

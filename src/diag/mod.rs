@@ -60,7 +60,7 @@ pub fn set_ready(what: &str) {
 /// it while they answer "not ready".
 /// The text may quote a peer's error message: it is cut and escaped like anything we print.
 pub fn not_ready_because(why: impl AsRef<str>) {
-    let why = crate::cli::printable(why.as_ref(), MAX_REASON);
+    let why = crate::proto::limits::printable(why.as_ref(), MAX_REASON);
     *WHY.lock().unwrap_or_else(|p| p.into_inner()) = why;
 }
 

@@ -24,7 +24,7 @@ use smol::net::TcpStream;
 
 use crate::error::{Error, Result};
 use crate::pki::identity::Identity;
-use crate::pki::AUTH_SERVER_NAME;
+use crate::proto::AUTH_SERVER_NAME;
 use crate::proto::{encode, Decoder};
 use rustls::pki_types::pem::PemObject;
 

@@ -11,7 +11,8 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::pki::{certs_from_pem, Subject, NAME_ATTRIBUTE_OID, ROLE_AUTH, ROLE_PROXY};
+use crate::pki::{certs_from_pem, Subject, NAME_ATTRIBUTE_OID};
+use crate::proto::{ROLE_AUTH, ROLE_PROXY};
 
 /// Validity of the CA certificate.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);

@@ -11,20 +11,10 @@ use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, Result};
 
-/// The name every auth server's certificate carries and every client verifies, so that joining
-/// by IP address or by any DNS name works without IP SANs; and the name every proxy's tunnel
-/// certificate carries, whatever address (often a load balancer) agents dialed. Neither is
-/// ever put into a joining host's certificate, and clients check the role besides.
-pub use crate::proto::limits::{AUTH_SERVER_NAME, PROXY_SERVER_NAME};
-
-/// Roles as encoded in a certificate's Organization.
-pub const ROLE_NODE: &str = "Node";
-pub const ROLE_ADMIN: &str = "Admin";
-pub const ROLE_AUTH: &str = "Auth";
-pub const ROLE_PROXY: &str = "Proxy";
-/// A person's short-lived identity from `tctl auth sign`: it may dial nodes through a proxy
-/// and nothing else.
-pub const ROLE_USER: &str = "User";
+// Protocol vocabulary, re-exported for older callers: new code takes it from `proto`.
+pub use crate::proto::names::{
+    AUTH_SERVER_NAME, PROXY_SERVER_NAME, ROLE_ADMIN, ROLE_AUTH, ROLE_NODE, ROLE_PROXY, ROLE_USER,
+};
 
 /// Parses every certificate in a PEM bundle.
 pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {

@@ -15,7 +15,8 @@ use rustls::{
 
 use crate::error::{Error, Result};
 use crate::pki::identity::Identity;
-use crate::pki::{subject_of, ROLE_AUTH, ROLE_PROXY};
+use crate::pki::subject_of;
+use crate::proto::{ROLE_AUTH, ROLE_PROXY};
 
 /// The role a client expects of the server it dials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +173,7 @@ mod tests {
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
-        let mut p = CertificateParams::new(vec![crate::pki::AUTH_SERVER_NAME.into()]).unwrap();
+        let mut p = CertificateParams::new(vec![crate::proto::AUTH_SERVER_NAME.into()]).unwrap();
         p.distinguished_name.push(DnType::CommonName, "h");
         p.distinguished_name.push(DnType::OrganizationName, role);
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -192,7 +193,7 @@ mod tests {
             inner,
             role: expect,
         };
-        let name = ServerName::try_from(crate::pki::AUTH_SERVER_NAME).unwrap();
+        let name = ServerName::try_from(crate::proto::AUTH_SERVER_NAME).unwrap();
         v.verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
             .map(|_| ())
     }

@@ -5,10 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The name every auth server's certificate carries; no joining host may use it.
-pub const AUTH_SERVER_NAME: &str = "teleport.cluster.local";
-/// The name every proxy's certificate carries on tunnels; no joining host may use it.
-pub const PROXY_SERVER_NAME: &str = "proxy.teleport.cluster.local";
+pub use super::names::{AUTH_SERVER_NAME, PROXY_SERVER_NAME};
 
 /// Longest host name (DNS limit).
 pub const MAX_NAME_LEN: usize = 253;
@@ -174,6 +171,25 @@ pub fn is_deceptive(c: char) -> bool {
         || matches!(c,
             '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// A field from the cluster made safe for a terminal: control characters (newlines, escape
+/// sequences) are shown escaped, so no field can forge rows or move the cursor, and the text
+/// is cut at `max` characters.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push_str("...");
+            break;
+        }
+        if is_deceptive(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Names that only the cluster's own servers may carry.

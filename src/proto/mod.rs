@@ -4,11 +4,10 @@
 pub mod frame;
 pub mod limits;
 pub mod msg;
+pub mod names;
 pub mod pace;
+pub mod roles;
 
 pub use frame::{encode, Decoder, FrameError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
 pub use msg::*;
-
-/// ALPN of auth's port. Clients offer it so that dialing a proxy by mistake fails at once with a
-/// clear message instead of a stalled exchange.
-pub const ALPN_AUTH: &[u8] = b"teleport-auth";
+pub use names::*;

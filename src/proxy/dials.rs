@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::pki::{self, Subject};
+use crate::pki::Subject;
 use crate::proto::limits;
 
 /// Dials one user identity may hold open at once on one proxy: enough for many ssh sessions
@@ -58,7 +58,7 @@ pub fn port_of(addr: &str) -> Option<u16> {
 /// Checks a dial by `who` to `addr` against the policy.
 pub fn check(who: &Subject, addr: &str, user_ports: &[u16]) -> Result<(), Refusal> {
     let port = port_of(addr).ok_or(Refusal::BadAddr)?;
-    if who.role == pki::ROLE_USER && !user_ports.contains(&port) {
+    if who.role == crate::proto::ROLE_USER && !user_ports.contains(&port) {
         return Err(Refusal::PortNotAllowed {
             port,
             allowed: user_ports.to_vec(),
@@ -82,7 +82,7 @@ pub struct Slot {
 impl UserDials {
     /// A slot for `who`'s dial: always for admins, and for a user under the cap.
     pub fn take(&self, who: &Subject) -> Result<Option<Slot>, Refusal> {
-        if who.role != pki::ROLE_USER {
+        if who.role != crate::proto::ROLE_USER {
             return Ok(None);
         }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,8 +125,8 @@ mod tests {
 
     #[test]
     fn users_dial_only_their_ports_and_admins_any() {
-        let user = subject(pki::ROLE_USER);
-        let admin = subject(pki::ROLE_ADMIN);
+        let user = subject(crate::proto::ROLE_USER);
+        let admin = subject(crate::proto::ROLE_ADMIN);
         assert_eq!(check(&user, "127.0.0.1:22", &[22]), Ok(()));
         assert_eq!(
             check(&user, "127.0.0.1:2375", &[22]),
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_refused_for_everyone() {
-        let admin = subject(pki::ROLE_ADMIN);
+        let admin = subject(crate::proto::ROLE_ADMIN);
         for bad in [
             "127.0.0.1",
             "127.0.0.1:0",
@@ -159,12 +159,15 @@ mod tests {
     #[test]
     fn a_user_holds_at_most_the_cap_and_slots_come_back() {
         let dials = UserDials::default();
-        let user = subject(pki::ROLE_USER);
+        let user = subject(crate::proto::ROLE_USER);
         let slots: Vec<_> = (0..MAX_DIALS_PER_USER)
             .map(|_| dials.take(&user).unwrap())
             .collect();
         assert!(matches!(dials.take(&user), Err(Refusal::TooMany)));
-        assert!(dials.take(&subject(pki::ROLE_ADMIN)).unwrap().is_none());
+        assert!(dials
+            .take(&subject(crate::proto::ROLE_ADMIN))
+            .unwrap()
+            .is_none());
         drop(slots);
         assert!(dials.take(&user).is_ok());
         assert!(dials.open.lock().unwrap().values().all(|n| *n == 1));

@@ -30,14 +30,14 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::mux::Opener;
 use crate::net;
+use crate::pki;
 use crate::pki::identity::Identity;
-use crate::pki::{self, ROLE_PROXY};
+use crate::proto::ROLE_PROXY;
 use crate::proto::{ProxyRef, Request, WebTrust};
 use crate::rt::Shutdown;
 
-pub const ALPN_TUNNEL: &[u8] = b"teleport-reversetunnel";
-pub const ALPN_TRANSPORT: &[u8] = b"teleport-transport";
-pub const ALPN_HTTP: &[u8] = b"http/1.1";
+// The ALPN names are protocol vocabulary; this path stays for older callers.
+pub use crate::proto::names::{ALPN_HTTP, ALPN_TRANSPORT, ALPN_TUNNEL};
 
 /// Relayed beats waiting for the auth link; beyond this they are dropped (the next ones come
 /// one interval later). The link drains it in batches, so it stays short; a bounded channel
@@ -270,7 +270,7 @@ struct CertBySni {
 impl ResolvesServerCert for CertBySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         match (hello.server_name(), &self.public) {
-            (Some(pki::PROXY_SERVER_NAME), _) | (_, None) => Some(self.cluster.clone()),
+            (Some(crate::proto::PROXY_SERVER_NAME), _) | (_, None) => Some(self.cluster.clone()),
             (_, Some(public)) => Some(public.clone()),
         }
     }
@@ -384,7 +384,7 @@ async fn dispatch(
         .filter(|s| s.cluster == state.cluster_name);
     match alpn.as_deref() {
         Some(ALPN_TUNNEL) => match subject {
-            Some(s) if s.role == pki::ROLE_NODE => {
+            Some(s) if s.role == crate::proto::ROLE_NODE => {
                 tunnel::serve(tls, s, peer, state, shutdown).await
             }
             _ => warn!(
@@ -394,7 +394,7 @@ async fn dispatch(
         },
         // Dials are what a user identity (tctl auth sign) is for; admins may dial too.
         Some(ALPN_TRANSPORT) => match subject {
-            Some(s) if s.role == pki::ROLE_ADMIN || s.role == pki::ROLE_USER => {
+            Some(s) if s.role == crate::proto::ROLE_ADMIN || s.role == crate::proto::ROLE_USER => {
                 tunnel::serve_dial(tls, peer, state, &s).await
             }
             _ => warn!(

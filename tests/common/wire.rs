@@ -30,7 +30,10 @@ pub fn register_request(token: &str, node_name: &str, host_id: &str) -> (String,
         csr,
         labels: BTreeMap::new(),
         remote_addr: String::new(),
-        dns_names: vec![pki::AUTH_SERVER_NAME.into(), "localhost".into()],
+        dns_names: vec![
+            teleport_lite::proto::AUTH_SERVER_NAME.into(),
+            "localhost".into(),
+        ],
     };
     (key, req)
 }

@@ -17,13 +17,13 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateSigningRequestDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use teleport_lite::auth::tokens::{parse_roles, TokenRole};
 use teleport_lite::config::{self, ConfigureInput, FileConfig, Roles, StartFlags};
 use teleport_lite::http::{self, ParseError};
 use teleport_lite::pki::ca::{new_key_and_csr, CertAuthority, Sans};
 use teleport_lite::pki::identity::Identity;
 use teleport_lite::pki::pin::{check_all, Pin};
 use teleport_lite::pki::{certs_from_pem, subject_of, Subject};
+use teleport_lite::proto::roles::{parse_roles, TokenRole};
 use teleport_lite::proto::{
     self, AdminCmd, ClusterStatus, Decoder, NodeInfo, ProxyHello, ProxyInfo, ProxyRef,
     RegisterRequest, RelayedBeat, Request, Response, StreamHello, TokenCreated, TokenInfo,
