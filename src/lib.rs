@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod mux;
 pub mod net;
 pub mod pki;

@@ -154,7 +154,9 @@ impl Log for Logger {
         let mut q = self.shared.lock();
         if q.lines.len() >= self.cap {
             q.dropped += 1;
-            crate::diag::METRICS.log_lines_dropped.fetch_add(1, Relaxed);
+            crate::metrics::METRICS
+                .log_lines_dropped
+                .fetch_add(1, Relaxed);
             return;
         }
         q.lines.push_back(line);

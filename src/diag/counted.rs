@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use super::metrics::{Bytes, Live};
+use crate::metrics::{Bytes, Live};
 
 /// `S`, with every byte read from it added to `counter`.
 pub struct Counted<S> {

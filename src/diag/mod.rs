@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use log::{info, warn};
+use log::info;
 use smol::net::{TcpListener, TcpStream};
 
 use crate::error::{Error, Result};
@@ -17,12 +17,14 @@ use crate::rt::Shutdown;
 
 mod counted;
 mod health;
-mod metrics;
 mod render;
 
 pub use counted::{splice, Counted};
 pub use health::{health_main, probe, Probe, EXIT_NOT_READY, EXIT_UNREACHABLE};
-pub use metrics::{Histogram, JoinFailure, Live, Metrics, METRICS, RTT_BUCKETS_US};
+// The counters and systemd's protocol sit below `net`, which records into them; these paths
+// stay for callers.
+pub use crate::metrics::{Histogram, JoinFailure, Live, Metrics, METRICS, RTT_BUCKETS_US};
+pub use crate::rt::notify;
 pub use render::Roles;
 
 static READY: AtomicBool = AtomicBool::new(false);
@@ -94,27 +96,6 @@ pub fn is_ready() -> bool {
 /// The Prometheus text exposition of this process's roles.
 pub fn render() -> String {
     render::render(&METRICS, roles(), is_ready())
-}
-
-/// Sends a state line to systemd when run under `Type=notify`; a no-op otherwise.
-pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = path.as_encoded_bytes();
-    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = sent {
-        warn!("cannot notify systemd ({state}): {e}");
-    }
 }
 
 /// Serves the diagnostics endpoints until shutdown.

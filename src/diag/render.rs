@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use super::metrics::{Bytes, Histogram, JoinFailure, Metrics, RTT_BUCKETS_US};
+use crate::metrics::{Bytes, Histogram, JoinFailure, Metrics, RTT_BUCKETS_US};
 
 /// The roles this process runs, as far as metrics are concerned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

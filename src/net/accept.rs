@@ -107,7 +107,7 @@ async fn serve_keyed<F, Fut>(
                          (LimitNOFILE=, ulimit -n)",
                         BACKOFF_MAX.as_secs()
                     );
-                    crate::diag::METRICS
+                    crate::metrics::METRICS
                         .accept_errors
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

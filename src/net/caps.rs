@@ -146,7 +146,7 @@ impl Caps {
 }
 
 fn count_refusal(r: Refused) -> Refused {
-    let m = &crate::diag::METRICS;
+    let m = &crate::metrics::METRICS;
     match r {
         Refused::PerSource => m.conns_refused_source.fetch_add(1, Relaxed),
         Refused::Global => m.conns_refused_global.fetch_add(1, Relaxed),

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
-use crate::diag::metrics::METRICS;
+use crate::metrics::METRICS;
 
 fn valid_name(n: &str) -> bool {
     let mut chars = n.chars();

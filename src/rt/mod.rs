@@ -1,5 +1,10 @@
 //! Process runtime: the shutdown signal shared by all tasks, OS signal handling (also as PID 1,
-//! where the kernel drops signals that have no handler), and reconnect backoff.
+//! where the kernel drops signals that have no handler), reconnect backoff, and systemd's
+//! readiness protocol. A leaf: it imports nothing above it.
+
+mod notify;
+
+pub use notify::notify;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,11 +160,11 @@ mod signals {
                     if count == 1 && i32::from(buf[0]) == Signal::SIGHUP as i32 {
                         log::info!("received SIGHUP: reloading (graceful stop, then restart)");
                         RELOAD.store(true, Ordering::Relaxed);
-                        crate::diag::notify("RELOADING=1");
+                        super::notify("RELOADING=1");
                         trigger.fire();
                     } else if count == 1 {
                         log::info!("received signal {}, shutting down", buf[0]);
-                        crate::diag::notify("STOPPING=1");
+                        super::notify("STOPPING=1");
                         trigger.fire();
                     } else {
                         log::warn!("second signal: exiting now");
