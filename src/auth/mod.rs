@@ -3,7 +3,6 @@
 pub mod backend;
 pub mod inventory;
 pub mod join;
-pub mod limiter;
 pub mod server;
 pub mod state;
 pub mod streams;

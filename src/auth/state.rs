@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::inventory::Inventory;
-use super::limiter::Limiter;
 use super::tokens::TokenStore;
+use crate::core::limiter::Limiter;
 use crate::error::Result;
 use crate::pki::ca::{CertAuthority, Sans, HOST_CERT_VALIDITY};
 use crate::pki::identity::Identity;

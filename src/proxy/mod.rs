@@ -24,9 +24,9 @@ use smol::channel::{Receiver, Sender};
 use smol::net::{TcpListener, TcpStream};
 
 use crate::agent::join::{self, JoinSpec, Via};
-use crate::auth::limiter::Limiter;
 use crate::auth::server::{dial_addr, AuthServer};
 use crate::config::Settings;
+use crate::core::limiter::Limiter;
 use crate::error::{Error, Result};
 use crate::mux::Opener;
 use crate::net;

@@ -1,0 +1,3 @@
+//! The pure core: decisions without I/O, clocks passed in.
+
+pub mod limiter;
