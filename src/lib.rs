@@ -11,6 +11,7 @@ pub mod diag;
 pub mod error;
 pub mod fsutil;
 pub mod http;
+pub mod join;
 pub mod logging;
 pub mod metrics;
 pub mod mux;

@@ -1,12 +1,12 @@
 //! The node agent: join once with a token, then either keep a heartbeat stream straight to auth
 //! or keep a reverse tunnel to every proxy (heartbeats travel over the tunnels).
 
-pub mod datadir;
 pub mod dataplane;
 pub mod heartbeat;
-pub mod join;
 pub mod pool;
-pub mod servers;
+
+// The enrolment client is shared with proxies; these paths stay for the agent's modules.
+pub use crate::join::{self, datadir, servers};
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod caps;
 pub mod proxy_protocol;
+pub mod rpc;
 
 pub use accept::{serve, serve_tls};
 pub use caps::{Caps, Limits, Slot};

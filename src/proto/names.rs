@@ -27,3 +27,7 @@ pub const ROLE_PROXY: &str = "Proxy";
 /// A person's short-lived identity from `tctl auth sign`: it may dial nodes through a proxy
 /// and nothing else.
 pub const ROLE_USER: &str = "User";
+
+/// The web API paths a proxy serves for joining.
+pub const CREDENTIALS_PATH: &str = "/v1/webapi/host/credentials";
+pub const EXPORT_PATH: &str = "/v1/webapi/auth/export?type=tls-host";

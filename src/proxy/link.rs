@@ -71,7 +71,7 @@ async fn session(
     }))
     .await
     .map_err(|e| Error::net(&addr, e))?;
-    match crate::agent::join::recv(&mut conn, &addr).await? {
+    match crate::net::rpc::recv(&mut conn, &addr).await? {
         Response::HelloAck {
             heartbeat_interval_ms,
             proxies,
@@ -82,7 +82,7 @@ async fn session(
                 .store(heartbeat_interval_ms.max(100), Ordering::Relaxed);
             *state.proxies.lock().unwrap_or_else(|p| p.into_inner()) = proxies;
         }
-        other => return Err(crate::agent::join::unexpected(other)),
+        other => return Err(crate::net::rpc::unexpected(other)),
     }
     // Drop beats queued while the link was down: they are stale.
     while relay_rx.try_recv().is_ok() {}

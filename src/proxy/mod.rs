@@ -23,11 +23,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use smol::channel::{Receiver, Sender};
 use smol::net::{TcpListener, TcpStream};
 
-use crate::agent::join::{self, JoinSpec, Via};
 use crate::auth::server::{dial_addr, AuthServer};
 use crate::config::Settings;
 use crate::core::limiter::Limiter;
 use crate::error::{Error, Result};
+use crate::join::{self, JoinSpec, Via};
 use crate::mux::Opener;
 use crate::net;
 use crate::pki;
@@ -161,7 +161,7 @@ impl ProxyServer {
                     .ok_or_else(|| Error::Config("the proxy needs auth_server".into()))?;
                 // --auth-server repeated: the first that can be reached, in order.
                 let all = &settings.auth_servers;
-                match crate::agent::servers::first_reachable(all, 0, &shutdown).await {
+                match crate::join::servers::first_reachable(all, 0, &shutdown).await {
                     Some(i) if i < all.len() => auth_addr = all[i].clone(),
                     Some(_) => {}
                     None => return Ok(None),

@@ -169,7 +169,7 @@ fn http_response(data: &[u8]) -> String {
         &mut io,
         "POST",
         "proxy.example.com:3080",
-        teleport_lite::agent::join::CREDENTIALS_PATH,
+        teleport_lite::proto::names::CREDENTIALS_PATH,
         Some(b"{}"),
     ));
     match r {

@@ -11,8 +11,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use teleport_lite::agent::join::{CREDENTIALS_PATH, EXPORT_PATH};
 use teleport_lite::http;
+use teleport_lite::proto::names::{CREDENTIALS_PATH, EXPORT_PATH};
 use teleport_lite::proto::{
     AdminCmd, ClusterStatus, ErrorCode, NodeInfo, ProxyHello, ProxyInfo, ProxyRef, RegisterRequest,
     RelayedBeat, Request, Response, StreamHello, TokenCreated, TokenInfo, WebTrust,

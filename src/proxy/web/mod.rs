@@ -226,5 +226,5 @@ async fn ask_auth(state: &ProxyState, req: Request) -> crate::error::Result<Resp
     conn.send(&req)
         .await
         .map_err(|e| crate::error::Error::net(&state.auth_addr, e))?;
-    crate::agent::join::recv(&mut conn, &state.auth_addr).await
+    crate::net::rpc::recv(&mut conn, &state.auth_addr).await
 }

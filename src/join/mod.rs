@@ -2,6 +2,13 @@
 //! --insecure), send token and CSR, store the returned identity. The private key is generated
 //! here and never leaves the host. Used by nodes and by proxies.
 
+pub mod datadir;
+pub mod servers;
+
+// The framed-exchange helpers and the web paths, re-exported for older callers.
+pub use crate::net::rpc::{recv, unexpected};
+pub use crate::proto::names::{CREDENTIALS_PATH, EXPORT_PATH};
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,7 +95,7 @@ pub async fn join(
     }
     // Before the token leaves this host: the identity must be storable.
     let data_dir = settings.data_dir.clone();
-    smol::unblock(move || super::datadir::check_writable(&data_dir)).await?;
+    smol::unblock(move || datadir::check_writable(&data_dir)).await?;
     // Auth assigns the host ID; the CSR only carries the public key.
     let (key_pem, csr) = new_key_and_csr("joining-host")?;
     let request = RegisterRequest {
@@ -345,28 +352,4 @@ async fn via_proxy(
         check_pins(&settings.ca_pins, &cas)?;
     }
     Ok((tls, cas))
-}
-
-/// The web API paths the proxy serves for joining.
-pub const CREDENTIALS_PATH: &str = "/v1/webapi/host/credentials";
-pub const EXPORT_PATH: &str = "/v1/webapi/auth/export?type=tls-host";
-
-pub(crate) async fn recv<S>(conn: &mut Framed<S>, addr: &str) -> Result<Response>
-where
-    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
-{
-    match net::with_timeout(net::CONNECT_TIMEOUT * 2, conn.recv::<Response>()).await {
-        Some(Ok(Some(r))) => Ok(r),
-        Some(Ok(None)) => Err(Error::net(addr, "the server closed the connection")),
-        Some(Err(Error::Protocol(e))) => Err(Error::net(addr, e)),
-        Some(Err(e)) => Err(e),
-        None => Err(Error::net(addr, "timed out waiting for an answer")),
-    }
-}
-
-pub(crate) fn unexpected(r: Response) -> Error {
-    match r {
-        Response::Error { code, message } => Error::remote(code, message),
-        other => Error::Protocol(format!("unexpected answer {other:?}")),
-    }
 }
