@@ -8,11 +8,8 @@ pub mod pool;
 // The enrolment client is shared with proxies; these paths stay for the agent's modules.
 pub use crate::join::{self, datadir, servers};
 
-use std::sync::Arc;
-
 use log::info;
 
-use crate::auth::state::AuthState;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::pki::identity::Identity;
@@ -50,12 +47,9 @@ pub(crate) fn hello(settings: &Settings) -> crate::proto::StreamHello {
 
 /// Where the node reaches the cluster.
 pub enum NodeTarget {
-    /// An auth server in this same process: identity without a token, then heartbeats.
-    Local {
-        auth: Arc<AuthState>,
-        host_id: String,
-        addr: String,
-    },
+    /// An auth server in this same process: the identity it issued (without a token), then
+    /// heartbeats. Only the composition root builds this.
+    Local { identity: Identity, addr: String },
     /// Straight to auth on 3025.
     Auth(String),
     /// Through a proxy or a load balancer in front of proxies.
@@ -80,24 +74,7 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
         labels: settings.labels.clone(),
     };
     match target {
-        NodeTarget::Local {
-            auth,
-            host_id,
-            addr,
-        } => {
-            let identity = match stored {
-                Some(id) => id,
-                None => {
-                    let id = auth.issue_local_identity(
-                        &host_id,
-                        crate::proto::ROLE_NODE,
-                        &settings.nodename,
-                        &[],
-                    )?;
-                    id.save(&path)?;
-                    id
-                }
-            };
+        NodeTarget::Local { identity, addr } => {
             heartbeat::run(settings, &addr, identity, shutdown).await
         }
         NodeTarget::Auth(addr) => {

@@ -457,15 +457,7 @@ async fn housekeeping(state: Arc<AuthState>, shutdown: Shutdown) {
     }
 }
 
-/// The address a local client uses to reach a listener (0.0.0.0 becomes loopback).
-pub fn dial_addr(listen: SocketAddr) -> String {
-    let ip = match listen.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listen.port()).to_string()
-}
+pub use crate::net::dial_addr;
 
 /// Paths in an auth data directory.
 pub fn admin_identity_path(data_dir: &Path) -> PathBuf {

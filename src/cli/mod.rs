@@ -3,6 +3,7 @@
 pub mod configure;
 pub mod instructions;
 pub mod loadgen;
+pub mod local;
 pub mod stdio;
 pub mod tctl;
 pub mod tctl_access;

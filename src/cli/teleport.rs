@@ -10,7 +10,6 @@ use log::{error, info};
 
 use super::configure::{configure, node_configure, ConfigureCmd, NodeCmd, NodeSub};
 use crate::agent::{self, NodeTarget};
-use crate::auth::server::dial_addr;
 use crate::auth::AuthServer;
 use crate::config::{self, Roles, Settings, StartFlags};
 use crate::error::{Error, Result};
@@ -234,7 +233,11 @@ async fn run_services(settings: &Settings, shutdown: Shutdown) -> Result<()> {
         None
     };
     let _proxy = if settings.roles.proxy {
-        match ProxyServer::start(settings, auth.as_ref(), shutdown.clone()).await? {
+        let local = auth
+            .as_ref()
+            .map(|a| super::local::proxy(a, settings))
+            .transpose()?;
+        match ProxyServer::start(settings, local, shutdown.clone()).await? {
             Some(p) => Some(p),
             None => return Ok(()),
         }
@@ -246,11 +249,7 @@ async fn run_services(settings: &Settings, shutdown: Shutdown) -> Result<()> {
     }
     if settings.roles.node {
         let target = match (&auth, &settings.proxy_server, &settings.auth_server) {
-            (Some(a), _, _) => NodeTarget::Local {
-                auth: a.state.clone(),
-                host_id: a.host_id.clone(),
-                addr: dial_addr(a.local_addr),
-            },
+            (Some(a), _, _) => super::local::node(a, settings)?,
             (None, Some(p), _) => NodeTarget::Proxy(p.clone()),
             (None, None, Some(a)) => NodeTarget::Auth(a.clone()),
             (None, None, None) => {

@@ -119,7 +119,7 @@ pub async fn join(
         match result {
             Ok(x) => break x,
             Err(e) if e.is_transient() => {
-                crate::diag::METRICS.join_failed(&e);
+                crate::metrics::METRICS.join_failed(&e);
                 let delay = backoff.next_delay();
                 let what = match via {
                     Via::Auth(_) => "auth server",
@@ -136,7 +136,7 @@ pub async fn join(
                 }
             }
             Err(e) => {
-                crate::diag::METRICS.join_failed(&e);
+                crate::metrics::METRICS.join_failed(&e);
                 return Err(e);
             }
         }
@@ -155,7 +155,7 @@ pub async fn join(
             host_id, subject.role, spec.role
         )));
     }
-    crate::diag::METRICS.join_duration_ms.store(
+    crate::metrics::METRICS.join_duration_ms.store(
         started.elapsed().as_millis() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );

@@ -347,3 +347,14 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
 pub fn acceptor(config: Arc<ServerConfig>) -> TlsAcceptor {
     TlsAcceptor::from(config)
 }
+
+/// The address a local client uses to reach a listener (0.0.0.0 becomes loopback).
+pub fn dial_addr(listen: SocketAddr) -> String {
+    use std::net::IpAddr;
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port()).to_string()
+}

@@ -23,7 +23,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use smol::channel::{Receiver, Sender};
 use smol::net::{TcpListener, TcpStream};
 
-use crate::auth::server::{dial_addr, AuthServer};
 use crate::config::Settings;
 use crate::core::limiter::Limiter;
 use crate::error::{Error, Result};
@@ -112,13 +111,20 @@ impl ProxyState {
 }
 
 /// A started Proxy Service.
+/// An auth server in this same process, as the composition root hands it over: the proxy's
+/// identity (issued without a token, one trust domain) and where auth listens.
+pub struct LocalAuth {
+    pub identity: Identity,
+    pub auth_addr: String,
+}
+
 pub struct ProxyServer {
     pub state: Arc<ProxyState>,
     pub local_addr: SocketAddr,
 }
 
 /// Names the proxy's certificate must carry: its public address, hostname and loopback.
-fn cert_names(settings: &Settings) -> Vec<String> {
+pub fn cert_names(settings: &Settings) -> Vec<String> {
     let mut names = vec![
         net::host_of(&settings.proxy.public_addr).to_string(),
         crate::config::hostname(),
@@ -133,27 +139,12 @@ fn cert_names(settings: &Settings) -> Vec<String> {
 impl ProxyServer {
     pub async fn start(
         settings: &Settings,
-        local_auth: Option<&AuthServer>,
+        local_auth: Option<LocalAuth>,
         shutdown: Shutdown,
     ) -> Result<Option<ProxyServer>> {
         let path = settings.proxy_identity_path();
         let (identity, auth_addr) = match local_auth {
-            Some(a) => {
-                let id = match Identity::load_optional(&path)? {
-                    Some(id) => id,
-                    None => {
-                        let id = a.state.issue_local_identity(
-                            &a.host_id,
-                            ROLE_PROXY,
-                            &settings.nodename,
-                            &cert_names(settings),
-                        )?;
-                        id.save(&path)?;
-                        id
-                    }
-                };
-                (id, dial_addr(a.local_addr))
-            }
+            Some(l) => (l.identity, l.auth_addr),
             None => {
                 let mut auth_addr = settings
                     .auth_server
