@@ -3,11 +3,13 @@
 //! are refused in `unsupported`, single values are parsed in `values`, and `render` writes the
 //! file for `teleport configure`. All YAML lives in this module.
 
+mod file;
 mod render;
 mod schema;
 mod unsupported;
 mod values;
 
+pub use file::{load_file_config, locate, parse_file_config};
 pub use render::{parse_output, render_config, ConfigureInput, Output};
 pub use schema::*;
 pub use values::*;
