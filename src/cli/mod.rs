@@ -5,7 +5,6 @@ pub mod instructions;
 pub mod loadgen;
 pub mod stdio;
 pub mod tctl;
-pub mod tctl_access;
 pub mod teleport;
 
 use argh::{EarlyExit, FromArgs};

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use argh::FromArgs;
-
-use super::stdio;
+use super::args::AuthSign;
+use super::client::{explain_refusal, unexpected};
 use crate::auth::users::{self, DEFAULT_USER_TTL, MAX_USER_TTL};
+use crate::cli::stdio;
 use crate::clock;
 use crate::config;
 use crate::error::{Error, Result};
@@ -20,51 +20,6 @@ use crate::proto::{AdminCmd, Request, Response, MAX_RESPONSE_FRAME, PROTOCOL_VER
 
 /// The port a proxy listens on when `--proxy` names none (Teleport's web port).
 const DEFAULT_PROXY_PORT: u16 = 3080;
-
-/// Manage the cluster's certificates.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "auth")]
-pub struct AuthCmd {
-    #[argh(subcommand)]
-    pub cmd: AuthSub,
-}
-
-#[derive(FromArgs)]
-#[argh(subcommand)]
-pub enum AuthSub {
-    Sign(AuthSign),
-}
-
-/// Create a short-lived user identity that can dial nodes (tctl nodes dial, ssh) and nothing
-/// else.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "sign")]
-pub struct AuthSign {
-    /// user name written into the certificate
-    #[argh(option)]
-    pub user: String,
-    /// identity file to write (mode 0600)
-    #[argh(option, short = 'o')]
-    pub out: PathBuf,
-    /// lifetime, e.g. 8h or 90m (default 12h, at most 30h)
-    #[argh(option)]
-    pub ttl: Option<String>,
-    /// output format: file (the only one: key, certificate and CA in one PEM file)
-    #[argh(option, default = "String::from(\"file\")")]
-    pub format: String,
-    /// replace the file if it exists
-    #[argh(switch)]
-    pub overwrite: bool,
-}
-
-/// Print an OpenSSH config block: `ssh root@NODE.CLUSTER` then goes through the proxy.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "ssh-config")]
-pub struct SshConfigCmd {
-    /// proxy address, HOST:PORT
-    #[argh(option)]
-    pub proxy: String,
-}
 
 /// `--ttl` of `auth sign`: a duration with a unit, within the bounds auth enforces.
 fn user_ttl(arg: Option<&str>) -> Result<Duration> {
@@ -117,11 +72,7 @@ pub fn sign(call: impl FnOnce(AdminCmd) -> Result<Response>, a: &AuthSign) -> Re
             ca_certs,
             expires,
         } => (cert, ca_certs, expires),
-        other => {
-            return Err(Error::Protocol(format!(
-                "unexpected answer from auth: {other:?}"
-            )))
-        }
+        other => return Err(unexpected(other)),
     };
     let id = Identity {
         key_pem,
@@ -154,22 +105,6 @@ fn check_fresh(id: &Identity, path: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Makes a TLS refusal of our certificate by the server say what it means.
-pub fn explain_refusal(e: Error, path: &Path) -> Error {
-    let text = e.to_string();
-    let why = if text.contains("CertificateExpired") {
-        "its certificate has expired: ask an admin for a new one (tctl auth sign)"
-    } else if text.contains("UnknownCA") || text.contains("BadCertificate") {
-        "it was not issued by this cluster's CA"
-    } else {
-        return e;
-    };
-    Error::Config(format!(
-        "the server refused the identity {}: {why}",
-        path.display()
-    ))
 }
 
 /// Splits ssh's `%h` (`NAME.CLUSTER`) into the node name; one suffix only, so a node whose own
