@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::args::AuthSign;
-use super::client::{explain_refusal, unexpected};
+use super::client::unexpected;
+use super::refusal::{refused_or, Refusal, Watched};
 use crate::auth::users::{self, DEFAULT_USER_TTL, MAX_USER_TTL};
 use crate::cli::stdio;
 use crate::clock;
@@ -132,14 +133,17 @@ pub fn dial(id: &Identity, path: &Path, proxy: &str, node: &str, addr: &str) -> 
         let base = verify::client_config(&id.ca_ders()?, Some(id), ServerRole::Proxy)?;
         let config = net::with_alpn(&base, &[crate::proxy::ALPN_TRANSPORT]);
         let tls = net::connect_tls_as(&proxy, config, crate::pki::PROXY_SERVER_NAME).await?;
-        let mut f = Framed::new(tls, MAX_RESPONSE_FRAME);
+        let mut f = Framed::new(Watched::new(tls), MAX_RESPONSE_FRAME);
         f.send(&Request::Dial {
             version: PROTOCOL_VERSION,
             node: node.to_string(),
             addr: addr.to_string(),
         })
         .await
-        .map_err(|e| Error::net(&proxy, e))?;
+        .map_err(|e| match Refusal::of(&e) {
+            Some(r) => r.error(path),
+            None => Error::net(&proxy, e),
+        })?;
         match net::with_timeout(Duration::from_secs(20), f.recv::<Response>()).await {
             Some(Ok(Some(Response::DialOk))) => {}
             Some(Ok(Some(Response::Error { code, message }))) => {
@@ -152,7 +156,7 @@ pub fn dial(id: &Identity, path: &Path, proxy: &str, node: &str, addr: &str) -> 
                      identities of this cluster only",
                 ))
             }
-            Some(Err(e)) => return Err(explain_refusal(e, path)),
+            Some(Err(e)) => return Err(refused_or(e, f.get_ref(), path)),
             Some(Ok(Some(other))) => {
                 return Err(Error::Protocol(format!(
                     "unexpected answer from the proxy: {other:?}"

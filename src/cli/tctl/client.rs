@@ -1,10 +1,11 @@
 //! The RPC client of `tctl`: where auth is, which identity speaks for us, one admin call over
-//! mutual TLS, and TLS refusals of our certificate turned into an instruction.
+//! mutual TLS; refusals of our certificate become an instruction (see `refusal`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::args::Cli;
+use super::refusal::{refused_or, Refusal, Watched};
 use crate::auth::server::{admin_identity_path, dial_addr};
 use crate::config::{self, FileConfig};
 use crate::error::{Error, Result};
@@ -95,18 +96,21 @@ pub fn call(t: &Target, cmd: AdminCmd) -> Result<Response> {
                 },
                 other => other,
             })?;
-        let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
+        let mut conn = Framed::new(Watched::new(tls), MAX_RESPONSE_FRAME);
         conn.send(&Request::Admin {
             version: PROTOCOL_VERSION,
             cmd,
         })
         .await
-        .map_err(|e| Error::net(&t.addr, e))?;
+        .map_err(|e| match Refusal::of(&e) {
+            Some(r) => r.error(&t.id_path),
+            None => Error::net(&t.addr, e),
+        })?;
         match net::with_timeout(ANSWER_TIMEOUT, conn.recv::<Response>()).await {
             Some(Ok(Some(Response::Error { code, message }))) => Err(Error::remote(code, message)),
             Some(Ok(Some(r))) => Ok(r),
             Some(Ok(None)) => Err(Error::net(&t.addr, "auth closed the connection")),
-            Some(Err(e)) => Err(explain_refusal(e, &t.id_path)),
+            Some(Err(e)) => Err(refused_or(e, conn.get_ref(), &t.id_path)),
             None => Err(Error::net(&t.addr, "timed out waiting for auth")),
         }
     })
@@ -115,22 +119,6 @@ pub fn call(t: &Target, cmd: AdminCmd) -> Result<Response> {
 /// An answer of the wrong kind for the command sent.
 pub fn unexpected(r: Response) -> Error {
     Error::Protocol(format!("unexpected answer from auth: {r:?}"))
-}
-
-/// Makes a TLS refusal of our certificate by the server say what it means.
-pub fn explain_refusal(e: Error, path: &Path) -> Error {
-    let text = e.to_string();
-    let why = if text.contains("CertificateExpired") {
-        "its certificate has expired: ask an admin for a new one (tctl auth sign)"
-    } else if text.contains("UnknownCA") || text.contains("BadCertificate") {
-        "it was not issued by this cluster's CA"
-    } else {
-        return e;
-    };
-    Error::Config(format!(
-        "the server refused the identity {}: {why}",
-        path.display()
-    ))
 }
 
 /// Path helper for tests and docs.

@@ -2,12 +2,14 @@
 //!
 //! `args` is the command line, `client` finds auth and makes one call, `output` turns answers
 //! into text (pure), `access` is the user-facing part (`auth sign`, `nodes dial`,
-//! `ssh-config`). This file only validates and dispatches.
+//! `ssh-config`), `refusal` tells why a server refused our certificate. This file only
+//! validates and dispatches.
 
 mod access;
 mod args;
 mod client;
 mod output;
+mod refusal;
 
 use args::{
     AuthCmd, AuthSub, Cli, NodesCmd, NodesSub, ProxiesCmd, ProxiesLs, ProxiesSub, Sub, TokensCmd,
