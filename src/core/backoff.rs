@@ -15,7 +15,11 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff seeded from the OS, so that agents that failed together spread out.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self::with_seed(base, max, u64::from_le_bytes(crate::secret::random_bytes::<8>()))
+        Self::with_seed(
+            base,
+            max,
+            u64::from_le_bytes(crate::secret::random_bytes::<8>()),
+        )
     }
 
     /// A backoff with a chosen seed: the same seed gives the same delays (for tests).

@@ -216,7 +216,13 @@ mod tests {
         assert_eq!(b.on_ack(t0, 1), Err(BadAck::NotInFlight { got: 1 }));
         b.tick(t0);
         let err = b.on_ack(t0, 7).unwrap_err();
-        assert_eq!(err, BadAck::WrongSeq { expected: 1, got: 7 });
+        assert_eq!(
+            err,
+            BadAck::WrongSeq {
+                expected: 1,
+                got: 7
+            }
+        );
         assert!(err.to_string().contains("expected 1"), "{err}");
         assert!(b.on_ack(t0, 1).is_ok());
     }

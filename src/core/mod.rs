@@ -5,7 +5,7 @@
 
 pub mod backoff;
 pub mod beats;
-
+pub mod pool;
 pub mod session;
 
 use std::time::{Duration, Instant};

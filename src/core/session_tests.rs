@@ -79,11 +79,20 @@ fn a_missed_ack_reconnects_after_a_backoff_and_not_as_new() {
     s.tick(t1 + 2 * I);
     let lost = drain(&mut s);
     assert!(
-        matches!(lost[..], [Action::Lost { cause: Cause::AckTimeout, .. }]),
+        matches!(
+            lost[..],
+            [Action::Lost {
+                cause: Cause::AckTimeout,
+                ..
+            }]
+        ),
         "{lost:?}"
     );
     let delay = lost_delay(&lost);
-    assert!(delay >= BACKOFF_BASE / 2 && delay <= BACKOFF_BASE, "{delay:?}");
+    assert!(
+        delay >= BACKOFF_BASE / 2 && delay <= BACKOFF_BASE,
+        "{delay:?}"
+    );
     let at = s.poll_timeout().unwrap();
     assert_eq!(at, t1 + 2 * I + delay);
     s.tick(at - MS);
@@ -141,7 +150,10 @@ fn a_wrong_ack_drops_the_stream() {
         expected: 1,
         got: 9,
     });
-    assert!(matches!(&lost[..], [Action::Lost { cause, .. }] if *cause == want), "{lost:?}");
+    assert!(
+        matches!(&lost[..], [Action::Lost { cause, .. }] if *cause == want),
+        "{lost:?}"
+    );
     // A late ack for the dead stream changes nothing.
     s.acked(t0, 1);
     assert_eq!(drain(&mut s), vec![]);
@@ -159,7 +171,10 @@ fn a_clock_jumping_back_while_waiting_to_reconnect_does_not_stall_it() {
     s.tick(back);
     assert_eq!(drain(&mut s), vec![]);
     let at = s.poll_timeout().unwrap();
-    assert!(at <= back + BACKOFF_MAX, "connect waits at most one backoff");
+    assert!(
+        at <= back + BACKOFF_MAX,
+        "connect waits at most one backoff"
+    );
     s.tick(at);
     assert_eq!(drain(&mut s), vec![Action::Connect]);
 }
@@ -175,7 +190,10 @@ fn a_far_forward_jump_probes_once_instead_of_blaming_auth() {
     assert_eq!(drain(&mut s), vec![]);
     assert_eq!(s.poll_timeout(), Some(day + 2 * I));
     s.acked(day + MS, 1);
-    assert!(matches!(drain(&mut s)[..], [Action::Acked { seq: 1, .. }, Action::Online]));
+    assert!(matches!(
+        drain(&mut s)[..],
+        [Action::Acked { seq: 1, .. }, Action::Online]
+    ));
     // Idle across a jump: exactly one connect, however long the jump.
     s.failed(day + 2 * MS);
     drain(&mut s);
@@ -202,5 +220,9 @@ fn shutdown_says_goodbye_only_on_a_live_stream_then_stays_quiet() {
     idle.shutdown();
     assert_eq!(drain(&mut idle), vec![]);
     idle.connected(t0, I);
-    assert_eq!(drain(&mut idle), vec![], "a late connect after shutdown is ignored");
+    assert_eq!(
+        drain(&mut idle),
+        vec![],
+        "a late connect after shutdown is ignored"
+    );
 }
