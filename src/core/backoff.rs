@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+/// A seed from the OS random source, for jitter: spread, not secrecy.
+pub fn os_seed() -> u64 {
+    u64::from_le_bytes(crate::secret::random_bytes::<8>())
+}
+
 /// Capped exponential backoff with full jitter, reset after a healthy period.
 #[derive(Debug, Clone)]
 pub struct Backoff {
