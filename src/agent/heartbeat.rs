@@ -79,8 +79,8 @@ pub async fn run_any(
     // The failure the driver saw last, reported when the machine gives the stream up.
     let mut error: Option<Error> = None;
     loop {
-        let addr = addrs[current % addrs.len()].as_str();
         while let Some(action) = s.poll_action() {
+            let addr = addrs[current % addrs.len()].as_str();
             match action {
                 Action::Connect => {
                     if rotate && addrs.len() > 1 {
@@ -205,6 +205,7 @@ pub async fn run_any(
             _ => timer.await,
         };
         let now = Instant::now();
+        let addr = addrs[current % addrs.len()].as_str();
         match wake {
             Wake::Timer => s.tick(now),
             Wake::Shutdown => s.shutdown(),
