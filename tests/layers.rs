@@ -10,11 +10,7 @@ use serde_json::Value;
 
 /// Edges known to break a rule for a short while, each with its reason. The test fails when one
 /// of them no longer occurs, so the entry is removed once the cause is gone.
-const KNOWN: &[(&str, &str, &str)] = &[(
-    "src/agent/pool.rs",
-    "crate::proxy::ALPN_TUNNEL",
-    "the pool rewrite takes ALPN_TUNNEL from proto",
-)];
+const KNOWN: &[(&str, &str, &str)] = &[];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

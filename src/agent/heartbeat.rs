@@ -1,21 +1,29 @@
 //! The heartbeat stream: one mutual-TLS connection per node, kept open; a small frame every
-//! interval (set by auth), never a handshake per beat. Reconnects with jittered backoff.
-
-use std::time::{Duration, Instant};
-
-use log::{debug, info, warn};
+//! interval (set by auth), never a handshake per beat. This is the I/O driver of
+//! `core::session::Session`, which decides when to connect, beat, give up and back off.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use log::{debug, info, warn};
+use rustls::ClientConfig;
+use smol::net::TcpStream;
 
 use super::{rejected_our_cert, stale};
 use crate::config::Settings;
+use crate::core::backoff::os_seed;
+use crate::core::session::{Action, Cause, Session};
 use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
 use crate::pki::verify::{self, ServerRole};
 use crate::proto::{Request, Response, MAX_RESPONSE_FRAME};
-use crate::rt::{Backoff, Shutdown};
+use crate::rt::Shutdown;
+
+type Stream = Framed<futures_rustls::client::TlsStream<TcpStream>>;
 
 /// Counts a live direct stream in the readiness gauge while it exists.
 struct StreamGauge;
@@ -33,15 +41,15 @@ impl Drop for StreamGauge {
     }
 }
 
-/// How a stream ended without an error.
-enum End {
-    Shutdown,
-}
-
-/// A stream that stayed up this long resets the reconnect backoff.
-const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// Time to wait for auth to acknowledge a goodbye before exiting anyway.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What ended a wait.
+enum Wake {
+    Timer,
+    Shutdown,
+    Recv(Result<Option<Response>>),
+}
 
 pub async fn run(
     settings: &Settings,
@@ -61,75 +69,175 @@ pub async fn run_any(
     identity: Identity,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let mut current = first;
     let subject = identity.subject()?;
     let config = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Auth)?;
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-    let mut ever_connected = false;
-    let mut first_ack_logged = false;
+    let mut s = Session::new(Instant::now(), os_seed());
+    let mut current = first;
+    let mut rotate = false;
+    let mut conn: Option<Stream> = None;
+    let mut live: Option<StreamGauge> = None;
+    // The failure the driver saw last, reported when the machine gives the stream up.
+    let mut error: Option<Error> = None;
     loop {
-        let addr = addrs[current % addrs.len()].as_str();
-        let started = Instant::now();
-        let result = session(
-            settings,
-            addr,
-            &config,
-            &subject.cluster,
-            &shutdown,
-            &mut backoff,
-            &mut ever_connected,
-            &mut first_ack_logged,
-        )
-        .await;
-        match result {
-            Ok(End::Shutdown) => return Ok(()),
-            Err(e @ Error::StaleIdentity { .. }) => return Err(e),
-            Err(Error::Pki(detail)) if !ever_connected => {
-                return Err(stale(settings, detail));
-            }
-            Err(e) => {
-                METRICS.failures_auth_stream.fetch_add(1, Relaxed);
-                diag::not_ready_because(format!("heartbeat stream to auth at {addr}: {e}"));
-                if started.elapsed() >= HEALTHY_AFTER {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                warn!(
-                    "heartbeat stream to {addr} lost: {e}; reconnecting in {:.1}s",
-                    delay.as_secs_f64()
-                );
-                if !shutdown.sleep(delay).await {
-                    return Ok(());
-                }
-                if addrs.len() > 1 {
-                    let next = (current + 1) % addrs.len();
-                    match super::servers::first_reachable(addrs, next, &shutdown).await {
-                        Some(i) => current = i,
-                        None => return Ok(()),
+        while let Some(action) = s.poll_action() {
+            let addr = addrs[current % addrs.len()].as_str();
+            match action {
+                Action::Connect => {
+                    if rotate && addrs.len() > 1 {
+                        let next = (current + 1) % addrs.len();
+                        match super::servers::first_reachable(addrs, next, &shutdown).await {
+                            Some(i) => current = i,
+                            None => return Ok(()),
+                        }
+                    }
+                    let addr = addrs[current % addrs.len()].as_str();
+                    match open(settings, addr, &config, &subject.cluster, s.ever_up()).await {
+                        Ok((stream, interval)) => {
+                            conn = Some(stream);
+                            s.connected(Instant::now(), interval);
+                        }
+                        Err(e @ Error::StaleIdentity { .. }) => return Err(e),
+                        Err(Error::Pki(detail)) if !s.ever_up() => {
+                            return Err(stale(settings, detail));
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            s.failed(Instant::now());
+                        }
                     }
                 }
+                Action::Up { first, interval } => {
+                    if first {
+                        info!(
+                            "heartbeat stream to {addr} is up (every {}ms)",
+                            interval.as_millis()
+                        );
+                    } else {
+                        info!("heartbeat stream to {addr} re-established");
+                        METRICS.reconnects_auth_stream.fetch_add(1, Relaxed);
+                    }
+                    live = Some(StreamGauge::new());
+                }
+                Action::SendBeat(seq) => {
+                    let sent = match conn.as_mut() {
+                        Some(c) => c
+                            .send(&Request::Heartbeat { seq })
+                            .await
+                            .map_err(|e| Error::net(addr, e)),
+                        None => Err(Error::net(addr, "no stream")),
+                    };
+                    match sent {
+                        Ok(()) => {
+                            METRICS.heartbeats_sent.fetch_add(1, Relaxed);
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            s.failed(Instant::now());
+                        }
+                    }
+                }
+                Action::Acked { seq, rtt } => {
+                    METRICS.rtt_auth_stream.observe(rtt);
+                    debug!("heartbeat {seq} acknowledged in {rtt:?}");
+                    METRICS.heartbeats_acked.fetch_add(1, Relaxed);
+                }
+                Action::Online => {
+                    info!(
+                        "first heartbeat acknowledged: node {:?} is online",
+                        settings.nodename
+                    );
+                    diag::set_ready("first heartbeat acknowledged");
+                }
+                Action::Lost { cause, delay } => {
+                    conn = None;
+                    live = None;
+                    rotate = true;
+                    let e = match cause {
+                        Cause::Failed => error
+                            .take()
+                            .unwrap_or_else(|| Error::net(addr, "the stream failed")),
+                        Cause::AckTimeout => {
+                            METRICS.heartbeats_failed.fetch_add(1, Relaxed);
+                            Error::net(addr, "heartbeat not acknowledged in time")
+                        }
+                        Cause::BadAck(bad) => {
+                            METRICS.heartbeats_failed.fetch_add(1, Relaxed);
+                            Error::Protocol(format!("auth at {addr} sent a {bad}"))
+                        }
+                    };
+                    METRICS.failures_auth_stream.fetch_add(1, Relaxed);
+                    diag::not_ready_because(format!("heartbeat stream to auth at {addr}: {e}"));
+                    warn!(
+                        "heartbeat stream to {addr} lost: {e}; reconnecting in {:.1}s",
+                        delay.as_secs_f64()
+                    );
+                }
+                Action::Goodbye => {
+                    // Say goodbye so auth drops us from the inventory at once.
+                    if let Some(mut c) = conn.take() {
+                        let _ = c.send(&Request::Goodbye).await;
+                        let _ = net::with_timeout(GOODBYE_TIMEOUT, c.recv::<Response>()).await;
+                        c.close().await;
+                        info!("said goodbye to the auth server");
+                    }
+                }
+            }
+        }
+        let Some(deadline) = s.poll_timeout() else {
+            // Closed: the shutdown was handled above.
+            drop(live);
+            return Ok(());
+        };
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let timer = async {
+            if shutdown.sleep(wait).await {
+                Wake::Timer
+            } else {
+                Wake::Shutdown
+            }
+        };
+        // Read only while a beat waits for its ack, as auth speaks only then; `recv` is
+        // cancel-safe, so losing the race to the timer loses no bytes.
+        let wake = match conn.as_mut() {
+            Some(c) if s.awaiting_ack() => {
+                future::or(async { Wake::Recv(c.recv::<Response>().await) }, timer).await
+            }
+            _ => timer.await,
+        };
+        let now = Instant::now();
+        let addr = addrs[current % addrs.len()].as_str();
+        match wake {
+            Wake::Timer => s.tick(now),
+            Wake::Shutdown => s.shutdown(),
+            Wake::Recv(Ok(Some(Response::HeartbeatAck { seq, .. }))) => s.acked(now, seq),
+            Wake::Recv(other) => {
+                METRICS.heartbeats_failed.fetch_add(1, Relaxed);
+                error = Some(match other {
+                    Ok(Some(r)) => super::join::unexpected(r),
+                    Ok(None) => Error::net(addr, "auth closed the stream"),
+                    Err(e) => e,
+                });
+                s.failed(now);
             }
         }
     }
 }
 
-async fn session(
+/// Connects, says hello and returns the stream with the interval auth asks for.
+async fn open(
     settings: &Settings,
     addr: &str,
-    config: &std::sync::Arc<rustls::ClientConfig>,
+    config: &Arc<ClientConfig>,
     cluster: &str,
-    shutdown: &Shutdown,
-    backoff: &mut Backoff,
-    ever_connected: &mut bool,
-    first_ack_logged: &mut bool,
-) -> Result<End> {
+    ever_up: bool,
+) -> Result<(Stream, Duration)> {
     let tls = net::connect_tls(addr, config.clone()).await?;
     let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
     let hello = super::hello(settings);
     conn.send(&Request::Hello(hello))
         .await
         .map_err(|e| Error::net(addr, e))?;
-    let interval = match super::join::recv(&mut conn, addr).await {
+    match super::join::recv(&mut conn, addr).await {
         Ok(Response::HelloAck {
             cluster_name,
             heartbeat_interval_ms,
@@ -141,68 +249,13 @@ async fn session(
                     format!("it was issued by cluster {cluster:?}, but {addr} is cluster {cluster_name:?}"),
                 ));
             }
-            Duration::from_millis(heartbeat_interval_ms.max(100))
+            Ok((conn, Duration::from_millis(heartbeat_interval_ms)))
         }
-        Ok(other) => return Err(super::join::unexpected(other)),
-        Err(e) if !*ever_connected && rejected_our_cert(&e) => {
-            return Err(stale(
-                settings,
-                format!("the auth server at {addr} rejected it"),
-            ));
-        }
-        Err(e) => return Err(e),
-    };
-    if !*ever_connected {
-        info!(
-            "heartbeat stream to {addr} is up (every {}ms)",
-            interval.as_millis()
-        );
-    } else {
-        info!("heartbeat stream to {addr} re-established");
-        METRICS.reconnects_auth_stream.fetch_add(1, Relaxed);
-    }
-    *ever_connected = true;
-    let _live = StreamGauge::new();
-    let mut seq = 0u64;
-    loop {
-        seq += 1;
-        let sent = Instant::now();
-        conn.send(&Request::Heartbeat { seq })
-            .await
-            .map_err(|e| Error::net(addr, e))?;
-        METRICS.heartbeats_sent.fetch_add(1, Relaxed);
-        match net::with_timeout(interval * 2, conn.recv::<Response>()).await {
-            Some(Ok(Some(Response::HeartbeatAck { seq: acked, .. }))) if acked == seq => {
-                let rtt = sent.elapsed();
-                METRICS.rtt_auth_stream.observe(rtt);
-                debug!("heartbeat {seq} acknowledged in {rtt:?}");
-                METRICS.heartbeats_acked.fetch_add(1, Relaxed);
-                if !*first_ack_logged {
-                    *first_ack_logged = true;
-                    info!(
-                        "first heartbeat acknowledged: node {:?} is online",
-                        settings.nodename
-                    );
-                    diag::set_ready("first heartbeat acknowledged");
-                }
-            }
-            other => {
-                METRICS.heartbeats_failed.fetch_add(1, Relaxed);
-                return Err(match other {
-                    Some(Ok(Some(r))) => super::join::unexpected(r),
-                    Some(Ok(None)) => Error::net(addr, "auth closed the stream"),
-                    Some(Err(e)) => e,
-                    None => Error::net(addr, "heartbeat not acknowledged in time"),
-                });
-            }
-        }
-        if !shutdown.sleep(backoff.jitter(interval, 0.1)).await {
-            // Say goodbye so auth drops us from the inventory at once.
-            let _ = conn.send(&Request::Goodbye).await;
-            let _ = net::with_timeout(GOODBYE_TIMEOUT, conn.recv::<Response>()).await;
-            conn.close().await;
-            info!("said goodbye to the auth server");
-            return Ok(End::Shutdown);
-        }
+        Ok(other) => Err(super::join::unexpected(other)),
+        Err(e) if !ever_up && rejected_our_cert(&e) => Err(stale(
+            settings,
+            format!("the auth server at {addr} rejected it"),
+        )),
+        Err(e) => Err(e),
     }
 }

@@ -1,20 +1,25 @@
 //! The tunnel pool: dial the proxy address (often a round-robin load balancer) again and again
 //! until the agent holds exactly one tunnel to each proxy in the set the proxies announce. A
 //! connection that lands on a proxy already held is closed. Heartbeats travel over every tunnel
-//! and each proxy relays them to auth, so losing one proxy loses no node.
+//! and each proxy relays them to auth, so losing one proxy loses no node. This is the I/O
+//! driver of `core::pool::TunnelPool` (which decides) and of one `core::beats::Beats` schedule
+//! per tunnel.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_lite::future;
 use log::{info, warn};
 use rustls::ClientConfig;
 use smol::channel::{self, Sender};
 
 use super::{dataplane, rejected_our_cert, stale};
-use std::sync::atomic::Ordering::Relaxed;
-
 use crate::config::Settings;
+use crate::core::backoff::os_seed;
+use crate::core::beats::{Beat, Beats};
+use crate::core::pool::{Action, ConnId, TunnelPool};
 use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::mux::{self, Mux};
@@ -22,18 +27,18 @@ use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
 use crate::pki::verify::{self, ServerRole};
 use crate::pki::PROXY_SERVER_NAME;
+use crate::proto::ALPN_TUNNEL;
 use crate::proto::{ProxyRef, Request, Response, MAX_RESPONSE_FRAME};
-use crate::proxy::ALPN_TUNNEL;
-use crate::rt::{Backoff, Shutdown};
+use crate::rt::Shutdown;
 
 /// What tunnels tell the pool.
 enum Event {
-    /// The proxy set as a proxy announced it.
+    /// The proxy set as a proxy announced it (empty: unchanged).
     Set(Vec<ProxyRef>),
-    /// A heartbeat was relayed to auth.
-    Relayed,
-    /// The tunnel to this proxy ended.
-    Closed(String),
+    /// A heartbeat was acknowledged; `true`: relayed to auth.
+    Acked(bool),
+    /// This tunnel ended.
+    Closed(ConnId),
 }
 
 /// A freshly dialed tunnel, after the proxy's welcome.
@@ -46,8 +51,15 @@ struct Dialed {
     proxies: Vec<ProxyRef>,
 }
 
-/// Consecutive landings on held proxies after which the agent suspects sticky balancing.
-const STICKY_HINT_AFTER: u32 = 5;
+/// How long tunnels get to say goodbye at shutdown.
+const GOODBYE_WINDOW: Duration = Duration::from_millis(1200);
+
+/// What ended a wait.
+enum Wake<T> {
+    Timer,
+    Shutdown,
+    Got(T),
+}
 
 pub async fn run(
     settings: &Settings,
@@ -59,154 +71,151 @@ pub async fn run(
     let base = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Proxy)?;
     let config = net::with_alpn(&base, &[ALPN_TUNNEL]);
     let (tx, rx) = channel::unbounded::<Event>();
-    let mut held: HashMap<String, (String, smol::Task<()>)> = HashMap::new();
-    let mut known: BTreeMap<String, String> = BTreeMap::new();
-    let mut errors = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
-    let mut dups = Backoff::new(Duration::from_millis(40), Duration::from_secs(5));
-    let mut dup_streak = 0u32;
-    let mut next_dial = Instant::now();
-    let mut ever_connected = false;
-    let mut first_ack = false;
-    // Proxies held at some point: a new tunnel to one of them is a reconnect.
-    let mut ever_held: std::collections::HashSet<String> = Default::default();
-
-    let mut handle = |ev: Event,
-                      held: &mut HashMap<String, (String, smol::Task<()>)>,
-                      known: &mut BTreeMap<String, String>| match ev {
-        Event::Set(set) if !set.is_empty() => {
-            *known = set.into_iter().map(|p| (p.id, p.name)).collect();
-        }
-        Event::Set(_) => {}
-        Event::Relayed => {
-            if !first_ack {
-                first_ack = true;
-                info!(
-                    "first heartbeat acknowledged: node {:?} is online",
-                    settings.nodename
-                );
-                diag::set_ready("first heartbeat acknowledged");
-            }
-        }
-        Event::Closed(id) => {
-            if let Some((name, _)) = held.remove(&id) {
-                if shutdown.is_fired() {
-                    log::debug!("tunnel to proxy {name:?} closed");
-                } else {
-                    METRICS.failures_tunnel.fetch_add(1, Relaxed);
-                    diag::not_ready_because(format!("the tunnel to proxy {name:?} closed"));
-                    warn!("tunnel to proxy {name:?} closed ({} left)", held.len());
-                }
-            }
+    let mut pool = TunnelPool::new(Instant::now(), os_seed());
+    // Tunnel tasks by connection; dropping one cancels it.
+    let mut tasks: HashMap<ConnId, smol::Task<()>> = HashMap::new();
+    // Dialed connections between `landed` and the pool's verdict on them.
+    let mut landing: HashMap<ConnId, Dialed> = HashMap::new();
+    let mut last_conn: ConnId = 0;
+    let mut dial_error: Option<Error> = None;
+    let feed = |pool: &mut TunnelPool, tasks: &mut HashMap<_, _>, ev: Event| match ev {
+        Event::Set(set) => pool.proxy_set(set),
+        Event::Acked(relayed) => pool.acked(relayed),
+        Event::Closed(conn) => {
+            tasks.remove(&conn);
+            pool.closed(conn);
         }
     };
 
-    loop {
+    while !shutdown.is_fired() {
         while let Ok(ev) = rx.try_recv() {
-            handle(ev, &mut held, &mut known);
+            feed(&mut pool, &mut tasks, ev);
         }
-        METRICS.tunnels_held.store(held.len() as i64, Relaxed);
-        let missing = known.keys().filter(|k| !held.contains_key(*k)).count();
-        let want = held.is_empty() || missing > 0;
-        let now = Instant::now();
-        if want && now >= next_dial && !shutdown.is_fired() {
-            match dial(settings, addr, &config).await {
-                Ok(t) => {
-                    if t.cluster_name != subject.cluster {
-                        return Err(stale(
-                            settings,
-                            format!(
-                                "it was issued by cluster {:?}, but {addr} serves cluster {:?}",
-                                subject.cluster, t.cluster_name
-                            ),
-                        ));
-                    }
-                    ever_connected = true;
-                    errors.reset();
-                    let mut set = t.proxies.clone();
-                    set.push(t.proxy.clone());
-                    known = set.into_iter().map(|p| (p.id, p.name)).collect();
-                    if held.contains_key(&t.proxy.id) {
-                        dup_streak += 1;
-                        if dup_streak % STICKY_HINT_AFTER == 0 {
-                            warn!(
-                                "holding tunnels to {} of {} proxies, but {addr} keeps sending \
-                                 new connections to proxies already held; the load balancer \
-                                 must use round-robin, not sticky (source/session affinity) \
-                                 balancing",
-                                held.len(),
-                                known.len()
-                            );
+        pool.tick(Instant::now());
+        while let Some(action) = pool.poll_action() {
+            match action {
+                Action::Dial => {
+                    last_conn += 1;
+                    match dial(settings, addr, &config).await {
+                        Ok(t) => {
+                            if t.cluster_name != subject.cluster {
+                                return Err(stale(
+                                    settings,
+                                    format!(
+                                        "it was issued by cluster {:?}, but {addr} serves \
+                                         cluster {:?}",
+                                        subject.cluster, t.cluster_name
+                                    ),
+                                ));
+                            }
+                            let (proxy, others) = (t.proxy.clone(), t.proxies.clone());
+                            landing.insert(last_conn, t);
+                            pool.landed(Instant::now(), last_conn, proxy, others);
                         }
-                        next_dial = Instant::now() + dups.next_delay_full();
-                    } else {
-                        dup_streak = 0;
-                        dups.reset();
-                        let id = t.proxy.id.clone();
-                        let name = t.proxy.name.clone();
-                        // Capped: proxy IDs come from verified proxies, but bound it anyway.
-                        if ever_held.contains(&id) {
-                            METRICS.reconnects_tunnel.fetch_add(1, Relaxed);
-                        } else if ever_held.len() < 1024 {
-                            ever_held.insert(id.clone());
+                        Err(e) => {
+                            METRICS.failures_tunnel.fetch_add(1, Relaxed);
+                            diag::not_ready_because(format!(
+                                "opening a tunnel through {addr}: {e}"
+                            ));
+                            if let (false, Error::Pki(detail)) = (pool.ever_landed(), &e) {
+                                return Err(stale(settings, detail.clone()));
+                            }
+                            dial_error = Some(e);
+                            pool.dial_failed(Instant::now());
                         }
-                        let task = crate::rt::spawn(tunnel(
-                            t,
-                            settings.nodename.clone(),
-                            tx.clone(),
-                            shutdown.clone(),
-                        ));
-                        held.insert(id, (name.clone(), task));
-                        info!(
-                            "tunnel to proxy {name:?} established ({} of {} proxies)",
-                            held.len(),
-                            known.len().max(held.len())
-                        );
-                        next_dial = Instant::now();
                     }
                 }
-                Err(e) => {
-                    METRICS.failures_tunnel.fetch_add(1, Relaxed);
-                    diag::not_ready_because(format!("opening a tunnel through {addr}: {e}"));
-                    if let (false, Error::Pki(detail)) = (ever_connected, &e) {
-                        return Err(stale(settings, detail.clone()));
+                Action::Hold {
+                    conn,
+                    proxy,
+                    reconnect,
+                    held,
+                    known,
+                } => {
+                    let Some(t) = landing.remove(&conn) else {
+                        continue;
+                    };
+                    if reconnect {
+                        METRICS.reconnects_tunnel.fetch_add(1, Relaxed);
                     }
-                    let delay = errors.next_delay();
+                    let tunnel = tunnel(
+                        t,
+                        conn,
+                        settings.nodename.clone(),
+                        tx.clone(),
+                        shutdown.clone(),
+                    );
+                    tasks.insert(conn, crate::rt::spawn(tunnel));
+                    info!(
+                        "tunnel to proxy {:?} established ({held} of {known} proxies)",
+                        proxy.name
+                    );
+                }
+                Action::Close { conn, .. } => {
+                    // Dropping the mux closes the connection.
+                    landing.remove(&conn);
+                }
+                Action::Sticky { held, known } => warn!(
+                    "holding tunnels to {held} of {known} proxies, but {addr} keeps sending new \
+                     connections to proxies already held; the load balancer must use \
+                     round-robin, not sticky (source/session affinity) balancing"
+                ),
+                Action::Retry { delay } => {
+                    let e = dial_error.take().map(|e| e.to_string()).unwrap_or_default();
                     warn!(
                         "cannot open a tunnel through {addr}: {e}; retrying in {:.1}s",
                         delay.as_secs_f64()
                     );
-                    next_dial = Instant::now() + delay;
+                }
+                Action::Lost { name, left, .. } if shutdown.is_fired() => {
+                    log::debug!("tunnel to proxy {name:?} closed ({left} left)");
+                }
+                Action::Lost { name, left, .. } => {
+                    METRICS.failures_tunnel.fetch_add(1, Relaxed);
+                    diag::not_ready_because(format!("the tunnel to proxy {name:?} closed"));
+                    warn!("tunnel to proxy {name:?} closed ({left} left)");
+                }
+                Action::Online => {
+                    info!(
+                        "first heartbeat acknowledged: node {:?} is online",
+                        settings.nodename
+                    );
+                    diag::set_ready("first heartbeat acknowledged");
                 }
             }
-            continue;
         }
-        let wait = if want {
-            next_dial.saturating_duration_since(now)
-        } else {
-            Duration::from_secs(1)
-        };
-        let ev = futures_lite::future::or(async { rx.recv().await.ok().map(Some) }, async {
+        METRICS.tunnels_held.store(pool.held() as i64, Relaxed);
+        // Nothing to dial: wake for tunnel events only (the sender is held here, so `recv`
+        // never ends; the hour is a mere upper bound).
+        let wait = pool.poll_timeout().map_or(Duration::from_secs(3600), |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        let wake = future::or(async { Wake::Got(rx.recv().await.ok()) }, async {
             if shutdown.sleep(wait).await {
-                Some(None)
+                Wake::Timer
             } else {
-                None
+                Wake::Shutdown
             }
         })
         .await;
-        match ev {
-            Some(Some(ev)) => handle(ev, &mut held, &mut known),
-            Some(None) => {}
-            None => break,
+        if let Wake::Got(Some(ev)) = wake {
+            feed(&mut pool, &mut tasks, ev);
         }
     }
+    pool.shutdown();
     METRICS.tunnels_held.store(0, Relaxed);
     // Let every tunnel say goodbye (each watches the shutdown itself).
-    let deadline = Instant::now() + Duration::from_millis(1200);
-    while !held.is_empty() && Instant::now() < deadline {
+    let deadline = Instant::now() + GOODBYE_WINDOW;
+    while pool.held() > 0 && Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         match net::with_timeout(left, rx.recv()).await {
-            Some(Ok(ev)) => handle(ev, &mut held, &mut known),
+            Some(Ok(ev)) => feed(&mut pool, &mut tasks, ev),
             _ => break,
+        }
+        while let Some(action) = pool.poll_action() {
+            if let Action::Lost { name, .. } = action {
+                log::debug!("tunnel to proxy {name:?} closed");
+            }
         }
     }
     Ok(())
@@ -255,7 +264,7 @@ async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Re
 }
 
 /// One tunnel: heartbeats on the control stream, and streams the proxy opens to local services.
-async fn tunnel(t: Dialed, node_name: String, events: Sender<Event>, shutdown: Shutdown) {
+async fn tunnel(t: Dialed, conn: ConnId, node: String, events: Sender<Event>, shutdown: Shutdown) {
     let Dialed {
         mux,
         mut ctl,
@@ -269,44 +278,73 @@ async fn tunnel(t: Dialed, node_name: String, events: Sender<Event>, shutdown: S
             crate::rt::spawn(dataplane::serve(stream)).detach();
         }
     });
-    let mut jitter = Backoff::new(interval, interval);
-    let mut seq = 0u64;
+    let mut beats = Beats::new(Instant::now(), interval, os_seed());
     loop {
-        seq += 1;
-        let sent = Instant::now();
-        if ctl.send(&Request::Heartbeat { seq }).await.is_err() {
-            break;
-        }
-        METRICS.heartbeats_sent.fetch_add(1, Relaxed);
-        match net::with_timeout(interval * 2, ctl.recv::<Response>()).await {
-            Some(Ok(Some(Response::HeartbeatAck {
-                seq: acked,
-                proxies,
-                relayed,
-            }))) if acked == seq => {
-                METRICS.rtt_tunnel.observe(sent.elapsed());
-                METRICS.heartbeats_acked.fetch_add(1, Relaxed);
-                let _ = events.try_send(Event::Set(proxies));
-                if relayed {
-                    let _ = events.try_send(Event::Relayed);
+        match beats.tick(Instant::now()) {
+            Some(Beat::Send(seq)) => {
+                if ctl.send(&Request::Heartbeat { seq }).await.is_err() {
+                    break;
                 }
+                METRICS.heartbeats_sent.fetch_add(1, Relaxed);
             }
-            other => {
+            Some(Beat::Missed(seq)) => {
                 METRICS.heartbeats_failed.fetch_add(1, Relaxed);
                 log::debug!(
-                    "tunnel of {node_name:?} to {:?} ended: {other:?}",
+                    "tunnel of {node:?} to {:?}: beat {seq} not acknowledged",
                     proxy.name
                 );
                 break;
             }
+            None => {}
         }
-        if !shutdown.sleep(jitter.jitter(interval, 0.1)).await {
-            let _ = ctl.send(&Request::Goodbye).await;
-            let _ = net::with_timeout(Duration::from_secs(1), ctl.recv::<Response>()).await;
-            info!("said goodbye to proxy {:?}", proxy.name);
-            break;
+        let wait = beats
+            .poll_timeout()
+            .saturating_duration_since(Instant::now());
+        let timer = async {
+            if shutdown.sleep(wait).await {
+                Wake::Timer
+            } else {
+                Wake::Shutdown
+            }
+        };
+        // `recv` is cancel-safe: losing the race to the timer loses no bytes.
+        let wake = if beats.in_flight() {
+            future::or(async { Wake::Got(ctl.recv::<Response>().await) }, timer).await
+        } else {
+            timer.await
+        };
+        match wake {
+            Wake::Timer => {}
+            Wake::Shutdown => {
+                let _ = ctl.send(&Request::Goodbye).await;
+                let _ = net::with_timeout(Duration::from_secs(1), ctl.recv::<Response>()).await;
+                info!("said goodbye to proxy {:?}", proxy.name);
+                break;
+            }
+            Wake::Got(Ok(Some(Response::HeartbeatAck {
+                seq,
+                proxies,
+                relayed,
+            }))) => match beats.on_ack(Instant::now(), seq) {
+                Ok(rtt) => {
+                    METRICS.rtt_tunnel.observe(rtt);
+                    METRICS.heartbeats_acked.fetch_add(1, Relaxed);
+                    let _ = events.try_send(Event::Set(proxies));
+                    let _ = events.try_send(Event::Acked(relayed));
+                }
+                Err(bad) => {
+                    METRICS.heartbeats_failed.fetch_add(1, Relaxed);
+                    log::debug!("tunnel of {node:?} to {:?} ended: {bad}", proxy.name);
+                    break;
+                }
+            },
+            Wake::Got(other) => {
+                METRICS.heartbeats_failed.fetch_add(1, Relaxed);
+                log::debug!("tunnel of {node:?} to {:?} ended: {other:?}", proxy.name);
+                break;
+            }
         }
     }
-    let _ = events.try_send(Event::Closed(proxy.id.clone()));
+    let _ = events.try_send(Event::Closed(conn));
     drop(mux);
 }

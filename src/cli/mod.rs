@@ -6,7 +6,6 @@ pub mod loadgen;
 pub mod local;
 pub mod stdio;
 pub mod tctl;
-pub mod tctl_access;
 pub mod teleport;
 
 use argh::{EarlyExit, FromArgs};

@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use argh::FromArgs;
-
-use super::stdio;
+use super::args::AuthSign;
+use super::client::unexpected;
+use super::refusal::{refused_or, Refusal, Watched};
 use crate::auth::users::{self, DEFAULT_USER_TTL, MAX_USER_TTL};
+use crate::cli::stdio;
 use crate::clock;
 use crate::config;
 use crate::error::{Error, Result};
@@ -20,51 +21,6 @@ use crate::proto::{AdminCmd, Request, Response, MAX_RESPONSE_FRAME, PROTOCOL_VER
 
 /// The port a proxy listens on when `--proxy` names none (Teleport's web port).
 const DEFAULT_PROXY_PORT: u16 = 3080;
-
-/// Manage the cluster's certificates.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "auth")]
-pub struct AuthCmd {
-    #[argh(subcommand)]
-    pub cmd: AuthSub,
-}
-
-#[derive(FromArgs)]
-#[argh(subcommand)]
-pub enum AuthSub {
-    Sign(AuthSign),
-}
-
-/// Create a short-lived user identity that can dial nodes (tctl nodes dial, ssh) and nothing
-/// else.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "sign")]
-pub struct AuthSign {
-    /// user name written into the certificate
-    #[argh(option)]
-    pub user: String,
-    /// identity file to write (mode 0600)
-    #[argh(option, short = 'o')]
-    pub out: PathBuf,
-    /// lifetime, e.g. 8h or 90m (default 12h, at most 30h)
-    #[argh(option)]
-    pub ttl: Option<String>,
-    /// output format: file (the only one: key, certificate and CA in one PEM file)
-    #[argh(option, default = "String::from(\"file\")")]
-    pub format: String,
-    /// replace the file if it exists
-    #[argh(switch)]
-    pub overwrite: bool,
-}
-
-/// Print an OpenSSH config block: `ssh root@NODE.CLUSTER` then goes through the proxy.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "ssh-config")]
-pub struct SshConfigCmd {
-    /// proxy address, HOST:PORT
-    #[argh(option)]
-    pub proxy: String,
-}
 
 /// `--ttl` of `auth sign`: a duration with a unit, within the bounds auth enforces.
 fn user_ttl(arg: Option<&str>) -> Result<Duration> {
@@ -117,11 +73,7 @@ pub fn sign(call: impl FnOnce(AdminCmd) -> Result<Response>, a: &AuthSign) -> Re
             ca_certs,
             expires,
         } => (cert, ca_certs, expires),
-        other => {
-            return Err(Error::Protocol(format!(
-                "unexpected answer from auth: {other:?}"
-            )))
-        }
+        other => return Err(unexpected(other)),
     };
     let id = Identity {
         key_pem,
@@ -156,22 +108,6 @@ fn check_fresh(id: &Identity, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes a TLS refusal of our certificate by the server say what it means.
-pub fn explain_refusal(e: Error, path: &Path) -> Error {
-    let text = e.to_string();
-    let why = if text.contains("CertificateExpired") {
-        "its certificate has expired: ask an admin for a new one (tctl auth sign)"
-    } else if text.contains("UnknownCA") || text.contains("BadCertificate") {
-        "it was not issued by this cluster's CA"
-    } else {
-        return e;
-    };
-    Error::Config(format!(
-        "the server refused the identity {}: {why}",
-        path.display()
-    ))
-}
-
 /// Splits ssh's `%h` (`NAME.CLUSTER`) into the node name; one suffix only, so a node whose own
 /// name has dots (`db.internal`) is `db.internal.CLUSTER`.
 pub fn strip_cluster<'a>(host: &'a str, cluster: &str) -> Result<&'a str> {
@@ -197,14 +133,17 @@ pub fn dial(id: &Identity, path: &Path, proxy: &str, node: &str, addr: &str) -> 
         let base = verify::client_config(&id.ca_ders()?, Some(id), ServerRole::Proxy)?;
         let config = net::with_alpn(&base, &[crate::proxy::ALPN_TRANSPORT]);
         let tls = net::connect_tls_as(&proxy, config, crate::pki::PROXY_SERVER_NAME).await?;
-        let mut f = Framed::new(tls, MAX_RESPONSE_FRAME);
+        let mut f = Framed::new(Watched::new(tls), MAX_RESPONSE_FRAME);
         f.send(&Request::Dial {
             version: PROTOCOL_VERSION,
             node: node.to_string(),
             addr: addr.to_string(),
         })
         .await
-        .map_err(|e| Error::net(&proxy, e))?;
+        .map_err(|e| match Refusal::of(&e) {
+            Some(r) => r.error(path),
+            None => Error::net(&proxy, e),
+        })?;
         match net::with_timeout(Duration::from_secs(20), f.recv::<Response>()).await {
             Some(Ok(Some(Response::DialOk))) => {}
             Some(Ok(Some(Response::Error { code, message }))) => {
@@ -217,7 +156,7 @@ pub fn dial(id: &Identity, path: &Path, proxy: &str, node: &str, addr: &str) -> 
                      identities of this cluster only",
                 ))
             }
-            Some(Err(e)) => return Err(explain_refusal(e, path)),
+            Some(Err(e)) => return Err(refused_or(e, f.get_ref(), path)),
             Some(Ok(Some(other))) => {
                 return Err(Error::Protocol(format!(
                     "unexpected answer from the proxy: {other:?}"
