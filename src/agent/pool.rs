@@ -26,8 +26,8 @@ use crate::mux::{self, Mux};
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
 use crate::pki::verify::{self, ServerRole};
-use crate::pki::PROXY_SERVER_NAME;
 use crate::proto::ALPN_TUNNEL;
+use crate::proto::PROXY_SERVER_NAME;
 use crate::proto::{ProxyRef, Request, Response, MAX_RESPONSE_FRAME};
 use crate::rt::Shutdown;
 

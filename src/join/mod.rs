@@ -19,6 +19,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 
 use crate::config::{self, Settings};
+use crate::core::Backoff;
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
 use crate::pki::ca::new_key_and_csr;
@@ -30,7 +31,7 @@ use crate::proto::PROXY_SERVER_NAME;
 use crate::proto::{
     ErrorCode, RegisterRequest, Request, Response, MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
-use crate::rt::{Backoff, Shutdown};
+use crate::rt::Shutdown;
 use crate::{fsutil, http};
 
 /// Where the join request goes.

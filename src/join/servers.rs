@@ -6,8 +6,9 @@ use std::time::Duration;
 use log::warn;
 use smol::net::TcpStream;
 
+use crate::core::Backoff;
 use crate::net;
-use crate::rt::{Backoff, Shutdown};
+use crate::rt::Shutdown;
 
 /// The first of `addrs` (from `start`, wrapping around) that accepts a TCP connection within
 /// the connect timeout; round after round with backoff until one does. `None` on shutdown.

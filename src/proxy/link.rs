@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use super::{ProxyState, RelayRx};
+use crate::core::Backoff;
 use crate::diag::METRICS;
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
 use crate::pki::verify::{self, ServerRole};
 use crate::proto::{encode, ProxyHello, Request, Response, MAX_RESPONSE_FRAME, PROTOCOL_VERSION};
-use crate::rt::{Backoff, Shutdown};
+use crate::rt::Shutdown;
 use crate::VERSION;
 
 /// Messages written in one batch at most.

@@ -183,9 +183,6 @@ pub fn reload_requested() -> bool {
     signals::RELOAD.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Moved to the pure core; re-exported for the callers that import it from here.
-pub use crate::core::backoff::Backoff;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,8 +131,8 @@ pub fn dial(id: &Identity, path: &Path, proxy: &str, node: &str, addr: &str) -> 
     let stdout = stdio::raw_stdout().map_err(|e| Error::io("open", "stdout", e))?;
     smol::block_on(async {
         let base = verify::client_config(&id.ca_ders()?, Some(id), ServerRole::Proxy)?;
-        let config = net::with_alpn(&base, &[crate::proxy::ALPN_TRANSPORT]);
-        let tls = net::connect_tls_as(&proxy, config, crate::pki::PROXY_SERVER_NAME).await?;
+        let config = net::with_alpn(&base, &[crate::proto::ALPN_TRANSPORT]);
+        let tls = net::connect_tls_as(&proxy, config, crate::proto::PROXY_SERVER_NAME).await?;
         let mut f = Framed::new(Watched::new(tls), MAX_RESPONSE_FRAME);
         f.send(&Request::Dial {
             version: PROTOCOL_VERSION,

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use super::args::Cli;
 use super::refusal::{refused_or, Refusal, Watched};
-use crate::auth::server::{admin_identity_path, dial_addr};
+use crate::auth::server::admin_identity_path;
 use crate::config::{self, FileConfig};
 use crate::error::{Error, Result};
+use crate::net::dial_addr;
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
 use crate::pki::verify::{self, ServerRole};

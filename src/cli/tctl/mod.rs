@@ -170,7 +170,7 @@ fn add_token(
         return Err(Error::Config("--ttl must be at least 1s".into()));
     }
     let roles: Vec<String> = kinds.split(',').map(|s| s.trim().to_string()).collect();
-    crate::auth::tokens::parse_supported_roles(&roles).map_err(Error::Config)?;
+    crate::proto::roles::parse_supported_roles(&roles).map_err(Error::Config)?;
     let labels = labels
         .map(config::parse_labels)
         .transpose()?
