@@ -10,8 +10,9 @@ use std::sync::Arc;
 use log::{info, warn};
 
 use super::state::AuthState;
-use super::tokens::{Refusal, TokenRole};
+use super::tokens::TokenRole;
 use crate::clock::now_unix;
+use crate::core::tokens::Refusal;
 use crate::diag::METRICS;
 use crate::pki::ca::{CertAuthority, Sans};
 use crate::pki::Subject;

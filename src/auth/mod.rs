@@ -1,7 +1,6 @@
 //! The Auth Service: cluster CA, join tokens, node inventory and the admin API.
 
 pub mod backend;
-pub mod inventory;
 pub mod join;
 pub mod server;
 pub mod state;

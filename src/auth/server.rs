@@ -15,13 +15,13 @@ use smol::net::{TcpListener, TcpStream};
 
 use super::backend::sqlite::SqliteBackend;
 use super::backend::{Backend, Item};
-use super::inventory::Inventory;
 use super::join;
 pub use super::state::AuthState;
 use super::streams;
 use super::tokens::{parse_supported_roles, TokenStore};
 use crate::clock::{self, now_unix};
 use crate::config::{self, Settings};
+use crate::core::inventory::Inventory;
 use crate::core::limiter::Limiter;
 use crate::error::{Error, Result};
 use crate::fsutil;

@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::inventory::Inventory;
 use super::tokens::TokenStore;
+use crate::core::inventory::Inventory;
 use crate::core::limiter::Limiter;
 use crate::error::Result;
 use crate::pki::ca::{CertAuthority, Sans, HOST_CERT_VALIDITY};

@@ -10,8 +10,8 @@ use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 use smol::net::TcpStream;
 
-use super::inventory::node_info;
 use super::state::AuthState;
+use crate::core::inventory::node_info;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
 use crate::proto::limits;
@@ -42,7 +42,7 @@ async fn next(conn: &mut Conn, idle: Duration, shutdown: &Shutdown) -> Option<Re
     }
 }
 
-fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, super::inventory::Inventory> {
+fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, crate::core::inventory::Inventory> {
     state.inventory.lock().unwrap_or_else(|p| p.into_inner())
 }
 

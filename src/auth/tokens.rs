@@ -1,88 +1,25 @@
-//! Join tokens on the auth side: creation, listing, removal and the join check. A token is
-//! stored only as its SHA-256 hash plus its last four characters; the secret itself is shown
-//! once, to the admin who created it.
+//! Join tokens on the auth side: the storage half. The rules (generation, expiry, roles,
+//! masking, static tokens) are in `core::tokens`; this keeps the records in the `Backend`, by
+//! hash, and consumes single-use tokens atomically.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::backend::{Backend, Item};
 use crate::config::StaticToken;
+use crate::core::tokens::{self as rules, Grant, Refusal, StaticTokens, TokenRecord};
 use crate::error::{Error, Result};
 use crate::proto::{ErrorCode, TokenInfo};
-use crate::secret::{ct_eq, mask_with_suffix, public_id, Token};
+use crate::secret::{public_id, Token};
 
 // Token types are protocol vocabulary; this path stays for older callers.
 pub use crate::proto::roles::{parse_roles, parse_supported_roles, TokenRole};
 
 const PREFIX: &str = "tokens/";
-/// Expired tokens are kept this long so a join can be told "expired" rather than "unknown".
-const EXPIRED_RETENTION_SECS: i64 = 3600;
-/// Longest TTL `tctl tokens add` accepts.
-pub const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
-
-/// What is stored for a dynamic token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredToken {
-    hash: String,
-    last4: String,
-    len: usize,
-    roles: Vec<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    expires: i64,
-}
-
-impl StoredToken {
-    fn roles(&self) -> Vec<TokenRole> {
-        self.roles
-            .iter()
-            .filter_map(|r| TokenRole::parse(r).ok())
-            .collect()
-    }
-
-    fn info(&self) -> TokenInfo {
-        TokenInfo {
-            id: public_id(&self.hash).to_string(),
-            masked: mask_with_suffix(self.len, &self.last4),
-            roles: self.roles().iter().map(|r| r.name().to_string()).collect(),
-            labels: self.labels.clone(),
-            expires: Some(self.expires),
-            is_static: false,
-        }
-    }
-}
-
-struct StaticEntry {
-    hash: String,
-    token: Token,
-    roles: Vec<TokenRole>,
-}
-
-/// A join was refused; the message says what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub message: String,
-    /// For metrics: invalid_token, expired_token or wrong_role.
-    pub reason: &'static str,
-}
-
-impl Refusal {
-    fn new(reason: &'static str, message: String) -> Self {
-        Refusal { message, reason }
-    }
-}
-
-/// Which token allowed a join, for the audit log (never the secret).
-#[derive(Debug, Clone)]
-pub struct Grant {
-    pub token_id: String,
-}
 
 pub struct TokenStore {
     backend: Arc<dyn Backend>,
-    statics: Vec<StaticEntry>,
+    statics: StaticTokens,
 }
 
 fn key(hash: &str) -> String {
@@ -94,14 +31,16 @@ impl TokenStore {
         let statics = statics
             .iter()
             .map(|s| {
-                Ok(StaticEntry {
-                    hash: s.token.hash_hex(),
-                    token: s.token.clone(),
-                    roles: parse_roles(&s.roles).map_err(Error::Config)?,
-                })
+                Ok((
+                    s.token.clone(),
+                    parse_roles(&s.roles).map_err(Error::Config)?,
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(TokenStore { backend, statics })
+        Ok(TokenStore {
+            backend,
+            statics: StaticTokens::new(statics),
+        })
     }
 
     /// Creates a random token; returns it (the only time the secret exists outside the admin's
@@ -113,39 +52,25 @@ impl TokenStore {
         labels: BTreeMap<String, String>,
         now: i64,
     ) -> Result<(Token, i64)> {
-        if ttl_secs == 0 || ttl_secs > MAX_TTL_SECS {
-            return Err(Error::remote(
-                ErrorCode::BadParameter,
-                "--ttl must be between 1s and 8760h",
-            ));
-        }
-        let token = Token::generate();
-        let expires = now + ttl_secs as i64;
-        let stored = StoredToken {
-            hash: token.hash_hex(),
-            last4: token.last4(),
-            len: token.expose().len(),
-            roles: roles.iter().map(|r| r.flag().to_string()).collect(),
-            labels,
-            expires,
-        };
+        let (token, record) = rules::issue(roles, ttl_secs, labels, now)
+            .map_err(|e| Error::remote(ErrorCode::BadParameter, e.to_string()))?;
         let item = Item {
-            key: key(&stored.hash),
-            value: serde_json::to_vec(&stored).map_err(|e| Error::Storage(e.to_string()))?,
-            expires: Some(expires + EXPIRED_RETENTION_SECS),
+            key: key(&record.hash),
+            value: serde_json::to_vec(&record).map_err(|e| Error::Storage(e.to_string()))?,
+            expires: Some(record.keep_until()),
         };
         if !self.backend.create(&item, now)? {
             return Err(Error::Storage("token collision; try again".into()));
         }
-        Ok((token, expires))
+        Ok((token, record.expires))
     }
 
-    fn stored(&self, now: i64) -> Result<Vec<StoredToken>> {
+    fn stored(&self, now: i64) -> Result<Vec<TokenRecord>> {
         Ok(self
             .backend
             .list(PREFIX, now)?
             .into_iter()
-            .filter_map(|i| serde_json::from_slice::<StoredToken>(&i.value).ok())
+            .filter_map(|i| serde_json::from_slice::<TokenRecord>(&i.value).ok())
             .collect())
     }
 
@@ -158,38 +83,24 @@ impl TokenStore {
             .map(|t| t.info())
             .collect();
         out.sort_by_key(|t| t.expires);
-        out.extend(self.statics.iter().map(|s| TokenInfo {
-            id: public_id(&s.hash).to_string(),
-            masked: s.token.masked(),
-            roles: s.roles.iter().map(|r| r.name().to_string()).collect(),
-            labels: BTreeMap::new(),
-            expires: None,
-            is_static: true,
-        }));
+        out.extend(self.statics.infos());
         Ok(out)
     }
 
     /// Deletes a token given by value or by its public ID; returns its masked form.
     pub fn remove(&self, token_or_id: &str, now: i64) -> Result<String> {
-        let given = Token::new(token_or_id.trim());
-        let by_value = given.hash_hex();
-        let is_static = |h: &str| self.statics.iter().any(|s| s.hash == h);
-        if is_static(&by_value)
-            || self
-                .statics
-                .iter()
-                .any(|s| public_id(&s.hash) == token_or_id)
-        {
+        if self.statics.names(token_or_id) {
             return Err(Error::remote(
                 ErrorCode::BadParameter,
                 "this token is statically configured in auth_service.tokens and cannot be \
                  removed with tctl: delete it from the auth config and restart auth",
             ));
         }
+        let by_value = Token::new(token_or_id.trim()).hash_hex();
         let target = if self.backend.get(&key(&by_value), now)?.is_some() {
             Some(by_value)
         } else if token_or_id.len() == 8 {
-            let matches: Vec<StoredToken> = self
+            let matches: Vec<TokenRecord> = self
                 .stored(now)?
                 .into_iter()
                 .filter(|t| public_id(&t.hash) == token_or_id)
@@ -215,8 +126,8 @@ impl TokenStore {
         })?;
         let item = self.backend.get(&key(&hash), now)?;
         let masked = item
-            .and_then(|i| serde_json::from_slice::<StoredToken>(&i.value).ok())
-            .map(|t| mask_with_suffix(t.len, &t.last4))
+            .and_then(|i| serde_json::from_slice::<TokenRecord>(&i.value).ok())
+            .map(|t| t.masked())
             .unwrap_or_default();
         self.backend.delete(&key(&hash), now)?;
         Ok(masked)
@@ -242,68 +153,23 @@ impl TokenStore {
         consume: bool,
     ) -> Result<std::result::Result<Grant, Refusal>> {
         let hash = token.hash_hex();
-        let wrong_role = |allowed: &[TokenRole]| {
-            let names: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
-            Refusal::new(
-                "wrong_role",
-                format!(
-                    "the token does not allow joining as {} (it allows {}): create one with \
-                     \"tctl tokens add --type={}\"",
-                    role.name(),
-                    names.join(","),
-                    role.flag()
-                ),
-            )
-        };
-        if let Some(s) = self
-            .statics
-            .iter()
-            .find(|s| ct_eq(s.hash.as_bytes(), hash.as_bytes()))
-        {
-            if !s.roles.contains(&role) {
-                return Ok(Err(wrong_role(&s.roles)));
-            }
-            return Ok(Ok(Grant {
-                token_id: public_id(&s.hash).to_string(),
-            }));
+        if let Some(verdict) = self.statics.judge(&hash, role) {
+            return Ok(verdict);
         }
-        let unknown = Refusal::new(
-            "invalid_token",
-            format!(
-                "the token is not valid: it does not exist or was deleted; create a new one \
-                 with \"tctl tokens add --type={}\"",
-                role.flag()
-            ),
-        );
         let Some(item) = self.backend.get(&key(&hash), now)? else {
-            return Ok(Err(unknown));
+            return Ok(Err(rules::unknown(role)));
         };
-        let stored: StoredToken =
+        let record: TokenRecord =
             serde_json::from_slice(&item.value).map_err(|e| Error::Storage(e.to_string()))?;
-        if !ct_eq(stored.hash.as_bytes(), hash.as_bytes()) {
-            return Ok(Err(unknown));
-        }
-        if stored.expires <= now {
-            return Ok(Err(Refusal::new(
-                "expired_token",
-                format!(
-                    "the token expired at {}; create a new one with \"tctl tokens add --type={}\"",
-                    crate::clock::rfc3339(stored.expires),
-                    role.flag()
-                ),
-            )));
-        }
-        let roles = stored.roles();
-        if !roles.contains(&role) {
-            return Ok(Err(wrong_role(&roles)));
-        }
-        if consume && roles.contains(&TokenRole::Bot) && !self.backend.delete(&key(&hash), now)? {
+        let grant = match record.judge(&hash, role, now) {
+            Ok(g) => g,
+            refused => return Ok(refused),
+        };
+        if consume && record.single_use() && !self.backend.delete(&key(&hash), now)? {
             // Someone else consumed this single-use token a moment ago.
-            return Ok(Err(unknown));
+            return Ok(Err(rules::unknown(role)));
         }
-        Ok(Ok(Grant {
-            token_id: public_id(&hash).to_string(),
-        }))
+        Ok(Ok(grant))
     }
 
     pub fn purge(&self, now: i64) -> Result<usize> {
@@ -383,14 +249,5 @@ mod tests {
             let all = format!("{}{}", item.key, String::from_utf8_lossy(&item.value));
             assert!(!all.contains(t.expose()));
         }
-    }
-
-    #[test]
-    fn role_names_parse_both_spellings() {
-        assert_eq!(TokenRole::parse("node").unwrap(), TokenRole::Node);
-        assert_eq!(TokenRole::parse("Node").unwrap(), TokenRole::Node);
-        assert!(TokenRole::parse("nodes")
-            .unwrap_err()
-            .contains("windowsdesktop"));
     }
 }

@@ -5,9 +5,11 @@
 
 pub mod backoff;
 pub mod beats;
+pub mod inventory;
 pub mod limiter;
 pub mod pool;
 pub mod session;
+pub mod tokens;
 
 use std::time::{Duration, Instant};
 
