@@ -6,9 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_rustls::server::TlsStream;
+use futures_lite::{AsyncRead, AsyncWrite};
 use log::{debug, info, warn};
-use smol::net::TcpStream;
 
 use super::state::AuthState;
 use crate::core::inventory::node_info;
@@ -23,11 +22,14 @@ use crate::proto::{
 use crate::rt::Shutdown;
 use crate::VERSION;
 
-type Conn = Framed<TlsStream<TcpStream>>;
+/// Any byte stream: TLS in production, an in-memory pipe in unit tests. Who is at the other
+/// end is the verified `Subject` the caller passes in, never something the stream says.
+pub trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// The next message, `None` when the peer went away, broke the protocol, stayed silent past
 /// `idle`, or we are stopping.
-async fn next(conn: &mut Conn, idle: Duration, shutdown: &Shutdown) -> Option<Request> {
+async fn next<S: Io>(conn: &mut Framed<S>, idle: Duration, shutdown: &Shutdown) -> Option<Request> {
     let msg = futures_lite::future::or(
         async { net::with_timeout(idle, conn.recv::<Request>()).await },
         async {
@@ -47,7 +49,7 @@ fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, crate::core::inventory::
 }
 
 /// Checks a stream's first message; on a problem answers with the error and returns false.
-async fn hello_ok(conn: &mut Conn, version: u32, checked: Result<(), String>) -> bool {
+async fn hello_ok<S: Io>(conn: &mut Framed<S>, version: u32, checked: Result<(), String>) -> bool {
     let refusal = if version != PROTOCOL_VERSION {
         proto::version_mismatch(version)
     } else if let Err(e) = checked {
@@ -60,8 +62,8 @@ async fn hello_ok(conn: &mut Conn, version: u32, checked: Result<(), String>) ->
 }
 
 /// One node's direct stream: hello, heartbeats, goodbye.
-pub async fn heartbeat_stream(
-    mut conn: Conn,
+pub async fn heartbeat_stream<S: Io>(
+    mut conn: Framed<S>,
     hello: StreamHello,
     subject: Subject,
     peer: SocketAddr,
@@ -148,8 +150,8 @@ pub async fn heartbeat_stream(
 }
 
 /// A proxy's link: its own heartbeats (answered with the proxy set) and relayed node beats.
-pub async fn proxy_link(
-    mut conn: Conn,
+pub async fn proxy_link<S: Io>(
+    mut conn: Framed<S>,
     hello: ProxyHello,
     subject: Subject,
     peer: SocketAddr,
@@ -255,3 +257,7 @@ pub async fn proxy_link(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "streams_tests.rs"]
+mod tests;
