@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 use smol::net::TcpStream;
@@ -27,14 +28,18 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// closed; more is a misbehaving host, not a reconnect.
 const MAX_TUNNELS_PER_HOST: usize = 4;
 
-pub async fn serve(
-    tls: TlsStream<TcpStream>,
+/// One agent tunnel over `io` (TLS in production, an in-memory pipe in unit tests). `subject`
+/// is the verified certificate of the peer: the only source of its host ID and node name.
+pub async fn serve<T>(
+    io: T,
     subject: Subject,
     peer: SocketAddr,
     state: Arc<ProxyState>,
     shutdown: Shutdown,
-) {
-    let m = mux::start(tls, false);
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let m = mux::start(io, false);
     let control = match net::with_timeout(HELLO_TIMEOUT, m.inbound.recv()).await {
         Some(Ok(s)) => s,
         _ => {
@@ -203,7 +208,11 @@ async fn control_loop(
                 state.relay(Request::RelayGoodbye {
                     host_id: subject.host_id.clone(),
                 });
-                let _ = ctl.send(&Response::GoodbyeAck).await;
+                // The ack leaves only while the multiplexer runs, which ends with this
+                // handler: wait (briefly) for the node to read it and close.
+                if ctl.send(&Response::GoodbyeAck).await.is_ok() {
+                    let _ = net::with_timeout(Duration::from_secs(1), ctl.recv::<Request>()).await;
+                }
                 info!("node {:?} said goodbye on its tunnel", hello.node_name);
                 return;
             }
@@ -373,3 +382,7 @@ pub async fn serve_dial(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tunnel_tests.rs"]
+mod tests;
