@@ -5,7 +5,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::proto::ErrorCode;
+use crate::proto::{ErrorCode, FrameError};
+
+pub mod net;
+pub use net::{NetError, NetKind, Refusal};
 
 /// Everything that can go wrong in teleport-lite.
 #[derive(Debug)]
@@ -18,14 +21,24 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
-    /// A network operation failed (connect, TLS handshake, read, write).
-    Net { addr: String, detail: String },
+    /// A network operation failed (connect, TLS handshake, read, write), with its source.
+    Net(Box<NetError>),
+    /// Reading a framed connection failed; the address is added by the caller that knows it.
+    Wire(WireError),
     /// The peer broke the wire protocol (bad frame, unexpected message).
     Protocol(String),
     /// The server answered with an error.
     Remote { code: ErrorCode, message: String },
     /// None of the cluster's CA certificates matched the configured pins.
     PinMismatch { seen: Vec<String> },
+    /// The server at `addr` is not part of the cluster our stored identity belongs to: its
+    /// certificate was not issued by that cluster's CA. The identity is fine; the address (or
+    /// something on the way) is not.
+    ForeignServer {
+        addr: String,
+        cluster: String,
+        source: Box<NetError>,
+    },
     /// The stored identity does not belong to the cluster we talk to.
     StaleIdentity { files: Vec<PathBuf>, detail: String },
     /// Certificate or key handling failed.
@@ -36,6 +49,25 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A framed read that failed, before the caller names the peer.
+#[derive(Debug)]
+pub enum WireError {
+    /// The bytes are not a frame of ours.
+    Frame(FrameError),
+    /// The read itself failed (reset, TLS alert, timeout).
+    Read(io::Error),
+}
+
+impl WireError {
+    /// This failure as a network error of the peer at `addr`.
+    pub fn at(self, addr: impl Into<String>) -> NetError {
+        match self {
+            WireError::Frame(e) => NetError::new(addr, NetKind::Frame(e)),
+            WireError::Read(e) => NetError::new(addr, NetKind::Io(e)),
+        }
+    }
+}
+
 impl Error {
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
@@ -45,10 +77,16 @@ impl Error {
         }
     }
 
-    pub fn net(addr: impl Into<String>, detail: impl fmt::Display) -> Self {
-        Error::Net {
-            addr: addr.into(),
-            detail: detail.to_string(),
+    /// A network error of the peer at `addr`; `kind` is an `io::Error`, a `NetKind` or text.
+    pub fn net(addr: impl Into<String>, kind: impl Into<NetKind>) -> Self {
+        Error::Net(Box::new(NetError::new(addr, kind)))
+    }
+
+    /// The network error inside, if this is one.
+    pub fn as_net(&self) -> Option<&NetError> {
+        match self {
+            Error::Net(n) | Error::ForeignServer { source: n, .. } => Some(n),
+            _ => None,
         }
     }
 
@@ -59,11 +97,13 @@ impl Error {
         }
     }
 
-    /// Whether retrying the same operation later can succeed (the server was unreachable or
-    /// busy), as opposed to a definite refusal.
+    /// Whether retrying the same operation later can succeed (the server was unreachable,
+    /// busy or restarting), as opposed to something only a person can fix (a wrong address,
+    /// a server of another kind or cluster, a refusal).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Net { .. } => true,
+            Error::Net(n) => n.is_transient(),
+            Error::Wire(WireError::Read(_)) => true,
             Error::Remote { code, .. } => {
                 matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable)
             }
@@ -92,7 +132,23 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Net { addr, detail } => write!(f, "cannot reach {addr}: {detail}"),
+            Error::Net(n) => n.fmt(f),
+            Error::Wire(WireError::Frame(e)) => write!(f, "protocol error: {e}"),
+            Error::Wire(WireError::Read(e)) => write!(f, "protocol error: read failed: {e}"),
+            Error::ForeignServer {
+                addr,
+                cluster,
+                source,
+            } => {
+                let cause = match source.tls() {
+                    Some(rustls::Error::InvalidCertificate(c)) => format!("{c:?}"),
+                    _ => source.to_string(),
+                };
+                write!(
+                    f,
+                    "the server at {addr} is not part of cluster {cluster:?}, the cluster this                      host's identity belongs to: its certificate was not issued by that                      cluster's CA ({cause}). Check that the address is right (auth_server /                      --auth-server, proxy_server / --proxy) and that nothing on the way                      intercepts TLS; with ca_pin set, compare it with \"tctl status\" on this                      cluster's auth server"
+                )
+            }
             Error::Protocol(msg) => write!(f, "protocol error: {msg}"),
             Error::Remote { code, message } => write!(f, "{message} ({code})"),
             Error::PinMismatch { seen } => write!(
@@ -119,7 +175,24 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            // The NetError's own text is what we print, so its source is the next link.
+            Error::Net(n) | Error::ForeignServer { source: n, .. } => std::error::Error::source(n),
+            Error::Wire(WireError::Frame(e)) => Some(e),
+            Error::Wire(WireError::Read(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<NetError> for Error {
+    fn from(e: NetError) -> Self {
+        Error::Net(Box::new(e))
+    }
+}
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {

@@ -106,7 +106,8 @@ impl JoinFailure {
         use crate::proto::ErrorCode;
         match e {
             Error::PinMismatch { .. } => JoinFailure::PinMismatch,
-            Error::Net { .. } => JoinFailure::Unreachable,
+            Error::Net(n) if n.is_untrusted_server() => JoinFailure::UntrustedServer,
+            Error::Net(_) => JoinFailure::Unreachable,
             Error::Pki(_) => JoinFailure::UntrustedServer,
             Error::Remote { code, .. } => match code {
                 ErrorCode::AccessDenied => JoinFailure::InvalidToken,

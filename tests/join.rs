@@ -270,29 +270,6 @@ fn unreachable_auth_is_retried_until_it_comes_up() {
 }
 
 #[test]
-fn identity_from_another_cluster_names_the_files_to_remove() {
-    let c1 = Cluster::start();
-    let mut n = Node::new("mover");
-    n.start(&c1, &c1.token("node", "10m"), &c1.pin());
-    c1.wait_node("mover", T);
-    n.proc().stop();
-
-    let c2 = Cluster::start();
-    let args = vec![
-        "start".to_string(),
-        "--roles=node".into(),
-        format!("--auth-server={}", c2.addr()),
-        format!("--data-dir={}", n.data_dir().display()),
-        "--nodename=mover".into(),
-    ];
-    let (st, log) = n.run_expect_exit(&args);
-    assert!(!st.success());
-    assert!(log.contains("belongs to another cluster"), "{log}");
-    assert!(log.contains("node-identity.pem"), "{log}");
-    assert!(log.contains("host_uuid"), "{log}");
-}
-
-#[test]
 fn token_from_a_file_works() {
     let c = Cluster::start();
     let token = c.token("node", "10m");

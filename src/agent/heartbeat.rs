@@ -97,8 +97,14 @@ pub async fn run_any(
                             s.connected(Instant::now(), interval);
                         }
                         Err(e @ Error::StaleIdentity { .. }) => return Err(e),
-                        Err(Error::Pki(detail)) if !s.ever_up() => {
-                            return Err(stale(settings, detail));
+                        Err(e) if !s.ever_up() => {
+                            match super::fatal_before_up(&subject.cluster, e) {
+                                Ok(fatal) => return Err(fatal),
+                                Err(e) => {
+                                    error = Some(e);
+                                    s.failed(Instant::now());
+                                }
+                            }
                         }
                         Err(e) => {
                             error = Some(e);

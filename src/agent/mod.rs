@@ -28,10 +28,34 @@ pub(crate) fn stale(settings: &Settings, detail: String) -> crate::error::Error 
     }
 }
 
-/// The alerts a TLS 1.3 server sends after the handshake when it rejects our certificate.
+/// Whether the server refused our certificate as not issued by its CA (the TLS alert it sent,
+/// read by type): our identity is stale.
 pub(crate) fn rejected_our_cert(e: &crate::error::Error) -> bool {
-    let s = e.to_string();
-    s.contains("UnknownCA") || s.contains("BadCertificate") || s.contains("CertificateRequired")
+    use crate::error::Refusal;
+    let refusal = e.as_net().and_then(|n| n.refusal());
+    matches!(refusal, Some(Refusal::ForeignCa | Refusal::BadSignature))
+}
+
+/// What a failure to reach the cluster before it ever answered means for a node with a stored
+/// identity: a server our cluster's CA did not issue is another cluster (or an interceptor),
+/// not a stale identity; a server of the wrong kind needs the address fixed. `None`: retry.
+pub(crate) fn fatal_before_up(
+    cluster: &str,
+    e: crate::error::Error,
+) -> Result<crate::error::Error, crate::error::Error> {
+    use crate::error::Error;
+    match e {
+        Error::Net(n) if n.is_untrusted_server() => Ok(Error::ForeignServer {
+            addr: n.addr.clone(),
+            cluster: cluster.to_string(),
+            source: n,
+        }),
+        Error::Net(n) if n.is_wrong_server() => Ok(Error::Net(n)),
+        e @ Error::StaleIdentity { .. } => Ok(e),
+        // A cluster certificate of the wrong role: the address is of another service.
+        e @ Error::Pki(_) => Ok(e),
+        e => Err(e),
+    }
 }
 
 /// How the node introduces itself on a heartbeat stream or a tunnel.

@@ -117,9 +117,14 @@ pub async fn run(
                             diag::not_ready_because(format!(
                                 "opening a tunnel through {addr}: {e}"
                             ));
-                            if let (false, Error::Pki(detail)) = (pool.ever_landed(), &e) {
-                                return Err(stale(settings, detail.clone()));
-                            }
+                            let e = if pool.ever_landed() {
+                                e
+                            } else {
+                                match super::fatal_before_up(&subject.cluster, e) {
+                                    Ok(fatal) => return Err(fatal),
+                                    Err(e) => e,
+                                }
+                            };
                             dial_error = Some(e);
                             pool.dial_failed(Instant::now());
                         }
@@ -224,11 +229,10 @@ pub async fn run(
 async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Result<Dialed> {
     let tls = net::connect_tls_as(addr, config.clone(), PROXY_SERVER_NAME).await?;
     if tls.get_ref().1.alpn_protocol() != Some(ALPN_TUNNEL) {
-        return Err(Error::Protocol(format!(
-            "{addr} does not speak the tunnel protocol (no {} ALPN): is it a teleport-lite \
-             proxy?",
-            String::from_utf8_lossy(ALPN_TUNNEL)
-        )));
+        return Err(Error::net(
+            addr,
+            crate::error::NetKind::NoAlpn("teleport-lite reverse tunnel"),
+        ));
     }
     let mux = mux::start(tls, true);
     let stream = mux.opener.open().await.map_err(|e| Error::net(addr, e))?;
@@ -254,9 +258,7 @@ async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Re
         Ok(other) => Err(super::join::unexpected(other)),
         Err(e) => {
             if rejected_our_cert(&e) {
-                return Err(Error::Pki(format!(
-                    "the proxy at {addr} rejected our identity"
-                )));
+                return Err(stale(settings, format!("the proxy at {addr} rejected it")));
             }
             Err(e)
         }

@@ -254,11 +254,15 @@ async fn https(
     let mut tls = net::connect_tls_as(addr, config, server_name.unwrap_or(host))
         .await
         .map_err(|e| match e {
-            Error::Pki(detail) => Error::Pki(format!(
+            Error::Net(n) if n.is_untrusted_server() => Error::Pki(format!(
             "the proxy's certificate at {addr} is not trusted: it chains neither to the system \
              roots ($SSL_CERT_FILE or the OS bundle) nor to the pinned cluster CA ({detail}); set \
              ca_pin to the pin printed by \"tctl status\", or give the proxy a certificate your \
-             hosts trust"
+             hosts trust",
+            detail = match n.tls() {
+                Some(rustls::Error::InvalidCertificate(c)) => format!("{c:?}"),
+                _ => n.to_string(),
+            }
         )),
             other => other,
         })?;
@@ -266,7 +270,10 @@ async fn https(
     match net::with_timeout(Duration::from_secs(30), fut).await {
         Some(Ok(r)) => Ok(r),
         Some(Err(e)) => Err(Error::net(addr, e)),
-        None => Err(Error::net(addr, "timed out waiting for the proxy")),
+        None => Err(Error::net(
+            addr,
+            crate::error::NetKind::Timeout("timed out waiting for the proxy"),
+        )),
     }
 }
 

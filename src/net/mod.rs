@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod caps;
 pub mod proxy_protocol;
+pub mod refusal;
 pub mod rpc;
 
 pub use accept::{serve, serve_tls};
@@ -23,7 +24,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use serde::{de::DeserializeOwned, Serialize};
 use smol::net::TcpStream;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NetError, NetKind, Result, WireError};
 use crate::pki::identity::Identity;
 use crate::proto::AUTH_SERVER_NAME;
 use crate::proto::{encode, Decoder};
@@ -136,7 +137,7 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr> {
     let owned = addr.to_string();
     let mut addrs = smol::unblock(move || std::net::ToSocketAddrs::to_socket_addrs(&owned))
         .await
-        .map_err(|e| Error::net(addr, format!("cannot resolve address: {e}")))?;
+        .map_err(|e| Error::net(addr, NetKind::Resolve(e)))?;
     addrs
         .next()
         .ok_or_else(|| Error::net(addr, "the name resolved to no address"))
@@ -162,16 +163,23 @@ pub async fn connect_tls_as(
         let sock = resolve(addr).await?;
         let tcp = TcpStream::connect(sock)
             .await
-            .map_err(|e| Error::net(addr, e))?;
+            .map_err(|e| Error::net(addr, NetKind::Connect(e)))?;
         let _ = tcp.set_nodelay(true);
-        TlsConnector::from(config)
+        let offers_auth = config.alpn_protocols.iter().any(|p| p == ALPN_AUTH);
+        let tls = TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| tls_error(addr, e))
+            .map_err(|e| tls_error(addr, e))?;
+        // Our auth server always agrees to its ALPN: a TLS server that does not is another
+        // kind of server, and waiting for it to answer our frames would only time out.
+        if offers_auth && tls.get_ref().1.alpn_protocol() != Some(ALPN_AUTH) {
+            return Err(Error::net(addr, NetKind::NoAlpn("teleport-lite auth")));
+        }
+        Ok(tls)
     };
     with_timeout(CONNECT_TIMEOUT, fut)
         .await
-        .unwrap_or_else(|| Err(Error::net(addr, "timed out connecting")))
+        .unwrap_or_else(|| Err(Error::net(addr, NetKind::Timeout("timed out connecting"))))
 }
 
 /// A copy of `config` that offers the given ALPN protocols.
@@ -228,32 +236,17 @@ pub fn client_config_lenient(cas: &[CertificateDer<'static>]) -> Result<Arc<Clie
     Ok(Arc::new(config))
 }
 
-/// Maps handshake failures to a message a person can act on.
+/// Types a handshake failure, keeping its source. A cluster certificate of the wrong role is
+/// told apart here (`pki` knows the role check); everything else is classified by `NetError`.
 fn tls_error(addr: &str, e: std::io::Error) -> Error {
-    let tls = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    if let Some(why) = tls.and_then(crate::pki::verify::wrong_role_of) {
+    let Some(tls) = crate::error::net::tls_in(&e) else {
+        return Error::net(addr, NetKind::Connect(e));
+    };
+    if let Some(why) = crate::pki::verify::wrong_role_of(tls) {
         return Error::Pki(format!("the server at {addr} was refused: {why}"));
     }
-    let detail = match tls {
-        Some(rustls::Error::InvalidCertificate(cause)) => {
-            return Error::Pki(format!(
-                "the server at {addr} presented a certificate not issued by the trusted cluster \
-                 CA ({cause:?})"
-            ))
-        }
-        Some(rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)) => {
-            return Error::Config(format!(
-                "{addr} does not serve the protocol we asked for: an auth address (port 3025) \
-                 was probably given where a proxy is (set proxy_server / --proxy), or the other \
-                 way round"
-            ))
-        }
-        Some(rustls::Error::AlertReceived(alert)) => format!("the server refused us ({alert:?})"),
-        _ => e.to_string(),
-    };
-    Error::net(addr, detail)
+    let tls = tls.clone();
+    NetError::new(addr, NetKind::Tls(tls)).into()
 }
 
 /// Runs `fut` for at most `d`; `None` on timeout.
@@ -326,7 +319,7 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
             if let Some(msg) = self
                 .decoder
                 .next_frame()
-                .map_err(|e| Error::Protocol(e.to_string()))?
+                .map_err(|e| Error::Wire(WireError::Frame(e)))?
             {
                 return Ok(Some(msg));
             }
@@ -334,7 +327,7 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
                 .io
                 .read(&mut self.buf)
                 .await
-                .map_err(|e| Error::Protocol(format!("read failed: {e}")))?;
+                .map_err(|e| Error::Wire(WireError::Read(e)))?;
             if n == 0 {
                 return Ok(None);
             }

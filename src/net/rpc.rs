@@ -2,7 +2,7 @@
 //! answer that is not the one expected into an error.
 
 use super::Framed;
-use crate::error::{Error, Result};
+use crate::error::{Error, NetKind, Result};
 use crate::proto::Response;
 
 /// Reads one answer, or fails naming `addr` when the peer closes, stalls or sends garbage.
@@ -12,10 +12,16 @@ where
 {
     match super::with_timeout(super::CONNECT_TIMEOUT * 2, conn.recv::<Response>()).await {
         Some(Ok(Some(r))) => Ok(r),
-        Some(Ok(None)) => Err(Error::net(addr, "the server closed the connection")),
-        Some(Err(Error::Protocol(e))) => Err(Error::net(addr, e)),
+        Some(Ok(None)) => Err(Error::net(
+            addr,
+            NetKind::Closed("the server closed the connection"),
+        )),
+        Some(Err(Error::Wire(w))) => Err(w.at(addr).into()),
         Some(Err(e)) => Err(e),
-        None => Err(Error::net(addr, "timed out waiting for an answer")),
+        None => Err(Error::net(
+            addr,
+            NetKind::Timeout("timed out waiting for an answer"),
+        )),
     }
 }
 

@@ -28,6 +28,8 @@ impl std::fmt::Display for FrameError {
     }
 }
 
+impl std::error::Error for FrameError {}
+
 /// A decoding error without the string values it quotes: they are the peer's bytes (a token
 /// put into a wrong field, say) and end up in logs.
 fn without_values(message: &str) -> String {

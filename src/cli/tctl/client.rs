@@ -8,7 +8,7 @@ use super::args::Cli;
 use super::refusal::{refused_or, Refusal, Watched};
 use crate::auth::server::admin_identity_path;
 use crate::config::{self, FileConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, NetKind, Result};
 use crate::net::dial_addr;
 use crate::net::{self, Framed};
 use crate::pki::identity::Identity;
@@ -91,10 +91,11 @@ pub fn call(t: &Target, cmd: AdminCmd) -> Result<Response> {
         let tls = net::connect_tls(&t.addr, config)
             .await
             .map_err(|e| match e {
-                Error::Net { addr, detail } => Error::Net {
-                    addr,
-                    detail: format!("{detail} (is the auth service running?)"),
-                },
+                // Only where a running auth service is the likely fix.
+                Error::Net(mut n) if n.is_transient() => {
+                    n.hint = Some("is the auth service running?");
+                    Error::Net(n)
+                }
                 other => other,
             })?;
         let mut conn = Framed::new(Watched::new(tls), MAX_RESPONSE_FRAME);
@@ -110,9 +111,18 @@ pub fn call(t: &Target, cmd: AdminCmd) -> Result<Response> {
         match net::with_timeout(ANSWER_TIMEOUT, conn.recv::<Response>()).await {
             Some(Ok(Some(Response::Error { code, message }))) => Err(Error::remote(code, message)),
             Some(Ok(Some(r))) => Ok(r),
-            Some(Ok(None)) => Err(Error::net(&t.addr, "auth closed the connection")),
+            Some(Ok(None)) => Err(Error::net(
+                &t.addr,
+                NetKind::Closed("auth closed the connection"),
+            )),
+            Some(Err(Error::Wire(w))) => {
+                Err(refused_or(w.at(&t.addr).into(), conn.get_ref(), &t.id_path))
+            }
             Some(Err(e)) => Err(refused_or(e, conn.get_ref(), &t.id_path)),
-            None => Err(Error::net(&t.addr, "timed out waiting for auth")),
+            None => Err(Error::net(
+                &t.addr,
+                NetKind::Timeout("timed out waiting for auth"),
+            )),
         }
     })
 }
