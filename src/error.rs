@@ -146,7 +146,12 @@ impl fmt::Display for Error {
                 };
                 write!(
                     f,
-                    "the server at {addr} is not part of cluster {cluster:?}, the cluster this                      host's identity belongs to: its certificate was not issued by that                      cluster's CA ({cause}). Check that the address is right (auth_server /                      --auth-server, proxy_server / --proxy) and that nothing on the way                      intercepts TLS; with ca_pin set, compare it with \"tctl status\" on this                      cluster's auth server"
+                    "the server at {addr} is not part of cluster {cluster:?}, the cluster this \
+                     host's identity belongs to: it presented a certificate not issued by the \
+                     trusted cluster CA ({cause}). Check that the address is right \
+                     (auth_server / --auth-server, proxy_server / --proxy) and that nothing on \
+                     the way intercepts TLS; with ca_pin set, compare it with \"tctl status\" \
+                     on this cluster's auth server"
                 )
             }
             Error::Protocol(msg) => write!(f, "protocol error: {msg}"),

@@ -295,3 +295,114 @@ impl std::error::Error for NetError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{CertificateError, InvalidMessage};
+
+    fn tls(e: rustls::Error) -> NetError {
+        NetError::new("h:3025", NetKind::Tls(e))
+    }
+
+    fn after_handshake(e: rustls::Error) -> NetError {
+        NetError::new("h:3025", io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    #[test]
+    fn what_a_retry_can_fix_is_transient() {
+        use io::ErrorKind::*;
+        for kind in [ConnectionRefused, ConnectionReset, TimedOut, UnexpectedEof] {
+            let e = NetError::new("h:1", NetKind::Connect(io::Error::from(kind)));
+            assert!(e.is_transient(), "{kind:?}");
+            assert!(!e.is_wrong_server(), "{kind:?}");
+        }
+        assert!(NetError::new("h:1", NetKind::Timeout("timed out connecting")).is_transient());
+        assert!(NetError::new("h:1", NetKind::Closed("closed")).is_transient());
+        assert!(tls(rustls::Error::AlertReceived(
+            AlertDescription::InternalError
+        ))
+        .is_transient());
+    }
+
+    #[test]
+    fn a_server_of_another_kind_is_permanent_and_named() {
+        let garbage = [
+            tls(rustls::Error::InvalidMessage(
+                InvalidMessage::InvalidContentType,
+            )),
+            NetError::new(
+                "h:3025",
+                NetKind::Frame(FrameError::TooLarge { len: 9, max: 1 }),
+            ),
+            NetError::new("h:3025", NetKind::NoAlpn("teleport-lite auth")),
+            tls(rustls::Error::AlertReceived(
+                AlertDescription::NoApplicationProtocol,
+            )),
+        ];
+        for e in garbage {
+            assert!(!e.is_transient(), "{e}");
+            assert!(e.is_wrong_server(), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("h:3025"), "{msg}");
+        }
+        let msg = tls(rustls::Error::InvalidMessage(
+            InvalidMessage::InvalidContentType,
+        ))
+        .to_string();
+        assert!(msg.starts_with("h:3025 does not speak TLS"), "{msg}");
+        assert!(msg.contains("port 3025") && msg.contains("443"), "{msg}");
+    }
+
+    #[test]
+    fn a_foreign_server_certificate_is_untrusted_not_a_refusal() {
+        let e = tls(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ));
+        assert!(e.is_untrusted_server());
+        assert!(!e.is_transient());
+        assert_eq!(e.refusal(), None);
+    }
+
+    #[test]
+    fn alerts_about_our_certificate_are_refusals_wherever_they_surface() {
+        use AlertDescription::*;
+        for (alert, want) in [
+            (UnknownCA, Refusal::ForeignCa),
+            (BadCertificate, Refusal::ForeignCa),
+            (CertificateExpired, Refusal::Expired),
+            (DecryptError, Refusal::BadSignature),
+        ] {
+            for e in [
+                tls(rustls::Error::AlertReceived(alert)),
+                after_handshake(rustls::Error::AlertReceived(alert)),
+            ] {
+                assert_eq!(e.refusal(), Some(want), "{alert:?}");
+                assert!(!e.is_transient(), "{alert:?}");
+                assert!(!e.is_untrusted_server(), "{alert:?}");
+            }
+        }
+        // The same words from the OS or a peer are not a refusal.
+        let words = NetError::new("h:1", io::Error::other("received fatal alert: UnknownCA"));
+        assert_eq!(words.refusal(), None);
+        assert!(words.is_transient());
+    }
+
+    #[test]
+    fn sources_are_kept() {
+        let e = NetError::new(
+            "h:1",
+            NetKind::Connect(io::ErrorKind::ConnectionRefused.into()),
+        );
+        let src = std::error::Error::source(&e).expect("a source");
+        let io = src.downcast_ref::<io::Error>().expect("the io::Error");
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+        let e = tls(rustls::Error::AlertReceived(AlertDescription::UnknownCA));
+        let src = std::error::Error::source(&e).unwrap();
+        assert!(src.downcast_ref::<rustls::Error>().is_some());
+        let top = crate::error::Error::from(e);
+        assert!(std::error::Error::source(&top)
+            .and_then(|s| s.downcast_ref::<rustls::Error>())
+            .is_some());
+    }
+}
