@@ -217,7 +217,7 @@ impl NetError {
     fn operator_advice(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            ": is this the right address? The auth server listens on port 3025 \
+            ". Is this the right address? The auth server listens on port 3025 \
              (auth_server / --auth-server), a proxy on 443 or its web_listen_addr \
              (proxy_server / --proxy)"
         )
