@@ -151,7 +151,8 @@ impl fmt::Display for Error {
                      trusted cluster CA ({cause}). Check that the address is right \
                      (auth_server / --auth-server, proxy_server / --proxy) and that nothing on \
                      the way intercepts TLS; with ca_pin set, compare it with \"tctl status\" \
-                     on this cluster's auth server"
+                     on this cluster's auth server. Only if this cluster was created anew (a new \
+                     CA at the same address) must this host join again, with a new token"
                 )
             }
             Error::Protocol(msg) => write!(f, "protocol error: {msg}"),
