@@ -3,7 +3,7 @@
 //! verified client certificate only.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -459,7 +459,4 @@ async fn housekeeping(state: Arc<AuthState>, shutdown: Shutdown) {
 
 pub use crate::net::dial_addr;
 
-/// Paths in an auth data directory.
-pub fn admin_identity_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(config::ADMIN_IDENTITY_FILE)
-}
+pub use crate::config::admin_identity_path;

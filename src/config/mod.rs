@@ -4,6 +4,7 @@
 //! file for `teleport configure`. All YAML lives in this module.
 
 mod file;
+mod paths;
 mod render;
 mod schema;
 mod unsupported;
@@ -429,20 +430,18 @@ impl Settings {
     }
 
     pub fn proxy_identity_path(&self) -> PathBuf {
-        self.data_dir.join(PROXY_IDENTITY_FILE)
+        paths::proxy_identity_path(&self.data_dir)
     }
 
     pub fn identity_path(&self) -> PathBuf {
-        self.data_dir.join(NODE_IDENTITY_FILE)
+        paths::node_identity_path(&self.data_dir)
     }
 }
 
-/// Files in `data_dir`.
-pub const NODE_IDENTITY_FILE: &str = "node-identity.pem";
-pub const ADMIN_IDENTITY_FILE: &str = "admin-identity.pem";
-pub const PROXY_IDENTITY_FILE: &str = "proxy-identity.pem";
-pub const HOST_UUID_FILE: &str = "host_uuid";
-pub const AUTH_DB_FILE: &str = "auth.db";
+pub use paths::{
+    admin_identity_path, ADMIN_IDENTITY_FILE, AUTH_DB_FILE, HOST_UUID_FILE, NODE_IDENTITY_FILE,
+    PROXY_IDENTITY_FILE,
+};
 
 #[cfg(test)]
 mod tests;
