@@ -1,5 +1,6 @@
 //! The Auth Service: cluster CA, join tokens, node inventory and the admin API.
 
+mod admin;
 pub mod backend;
 pub mod join;
 pub mod server;

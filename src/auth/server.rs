@@ -18,8 +18,8 @@ use super::backend::{Backend, Item};
 use super::join;
 pub use super::state::AuthState;
 use super::streams;
-use super::tokens::{parse_supported_roles, TokenStore};
-use crate::clock::{self, now_unix};
+use super::tokens::TokenStore;
+use crate::clock::now_unix;
 use crate::config::{self, Settings};
 use crate::core::inventory::Inventory;
 use crate::core::limiter::Limiter;
@@ -31,13 +31,9 @@ use crate::pki::identity::Identity;
 use crate::pki::pin::Pin;
 use crate::pki::{self, Subject};
 use crate::proto::AUTH_SERVER_NAME;
-use crate::proto::{
-    self, AdminCmd, ClusterStatus, ErrorCode, Request, Response, TokenCreated, MAX_REQUEST_FRAME,
-    PROTOCOL_VERSION,
-};
+use crate::proto::{self, ErrorCode, Request, Response, MAX_REQUEST_FRAME, PROTOCOL_VERSION};
 use crate::rt::Shutdown;
 use crate::secret::new_uuid;
-use crate::VERSION;
 
 const CA_KEY: &str = "authorities/host";
 /// A client must send its first message within this time.
@@ -280,7 +276,7 @@ async fn handle_conn(
             }
         }
         Request::Admin { cmd, .. } => match &subject {
-            Some(s) if s.role == crate::proto::ROLE_ADMIN => admin(&state, cmd).await,
+            Some(s) if s.role == crate::proto::ROLE_ADMIN => super::admin::admin(&state, cmd).await,
             Some(s) if s.role == crate::proto::ROLE_USER => Response::error(
                 ErrorCode::AccessDenied,
                 format!(
@@ -345,91 +341,6 @@ async fn handle_conn(
     };
     let _ = conn.send(&reply).await;
     conn.close().await;
-}
-
-async fn admin(state: &Arc<AuthState>, cmd: AdminCmd) -> Response {
-    let st = state.clone();
-    let result = smol::unblock(move || admin_blocking(&st, cmd)).await;
-    result.unwrap_or_else(|e| match e {
-        Error::Remote { code, message } => Response::error(code, message),
-        other => Response::error(ErrorCode::Internal, other.to_string()),
-    })
-}
-
-fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
-    let now = now_unix();
-    Ok(match cmd {
-        AdminCmd::TokensAdd {
-            roles,
-            ttl_secs,
-            labels,
-        } => {
-            let roles = parse_supported_roles(&roles)
-                .map_err(|e| Error::remote(ErrorCode::BadParameter, e))?;
-            let (token, expires) = state.tokens.add(&roles, ttl_secs, labels, now)?;
-            info!(
-                "token id {} created for {}",
-                crate::secret::public_id(&token.hash_hex()),
-                roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
-            );
-            let inv = state.inventory.lock().unwrap_or_else(|p| p.into_inner());
-            let proxy_web = inv.web_trust(state.now_ms());
-            let proxy_addr = inv
-                .list_proxies(state.now_ms())
-                .first()
-                .map(|p| p.addr.clone())
-                .unwrap_or_default();
-            drop(inv);
-            Response::TokenCreated(TokenCreated {
-                token,
-                roles: roles.iter().map(|r| r.name().to_string()).collect(),
-                expires: clock::rfc3339(expires),
-                ttl_secs,
-                ca_pins: state.ca_pins.clone(),
-                auth_addr: state.advertise_addr.clone(),
-                proxy_addr,
-                proxy_web,
-            })
-        }
-        AdminCmd::TokensList => Response::Tokens {
-            tokens: state.tokens.list(now)?,
-        },
-        AdminCmd::TokensRemove { token } => {
-            let masked = state.tokens.remove(token.expose(), now)?;
-            info!("token {masked} deleted");
-            Response::TokenRemoved { masked }
-        }
-        AdminCmd::NodesList => Response::Nodes {
-            nodes: state
-                .inventory
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .list(state.now_ms()),
-        },
-        AdminCmd::ProxiesList => Response::Proxies {
-            proxies: state
-                .inventory
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .list_proxies(state.now_ms()),
-        },
-        AdminCmd::Status => Response::Status(ClusterStatus {
-            cluster_name: state.cluster_name.clone(),
-            version: VERSION.to_string(),
-            host_ca_rotation: "never updated".into(),
-            ca_pins: state.ca_pins.clone(),
-            nodes_online: state
-                .inventory
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .count(state.now_ms()),
-        }),
-        AdminCmd::UserSign {
-            user,
-            ttl_secs,
-            csr,
-        } => super::users::sign(state, &user, ttl_secs, &csr)?,
-    })
 }
 
 /// Periodic cleanup: expired nodes from memory, expired tokens from storage.
