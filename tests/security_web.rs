@@ -256,6 +256,9 @@ fn install_tokens_never_reach_the_logs_even_at_debug() {
         &format!("GET /v1/scripts/{}/install-node.sh", masked(guess)),
         T,
     );
+    // The refusal is logged for the operator with the token masked the same way.
+    c.auth()
+        .wait_log(&format!("refused install token {} from", masked(guess)), T);
     let mut logs = 0;
     for (path, bytes) in all_bytes_under(c.path()) {
         if path.extension().is_some_and(|e| e == "log") {

@@ -116,9 +116,10 @@ pub async fn script(state: &Arc<ProxyState>, token: Option<&str>, peer: SocketAd
 /// Asks auth whether `token` may join a node, passing the caller's address for auth's own
 /// per-source limit. `None` if it may; otherwise the script to send.
 async fn check_token(state: &Arc<ProxyState>, token: &str, peer: SocketAddr) -> Option<Reply> {
+    let token = crate::secret::Token::new(token);
     let check = Request::CheckToken {
         version: crate::proto::PROTOCOL_VERSION,
-        token: crate::secret::Token::new(token),
+        token: token.clone(),
         role: "node".into(),
         remote_addr: peer.ip().to_canonical().to_string(),
     };
@@ -129,8 +130,9 @@ async fn check_token(state: &Arc<ProxyState>, token: &str, peer: SocketAddr) -> 
             code: ErrorCode::AccessDenied | ErrorCode::NotFound | ErrorCode::BadParameter,
             message,
         }) => {
-            // Auth's reason (never the token itself) is for the operator only.
-            debug!("refused an install token from {peer}: {message}");
+            // For the operator only: the token masked (as `tctl tokens ls` shows it) and
+            // auth's reason, quoted, since it came over the network.
+            debug!("refused install token {token} from {peer}: {message:?}");
             return Some(failing(200, NOT_VALID));
         }
         Ok(Response::Error {
