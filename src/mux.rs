@@ -2,13 +2,21 @@
 //! handles open outbound streams and receive inbound ones through channels. Dropping the
 //! `Mux` (and so the driver task) closes the connection.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
+use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncWrite, Stream as _};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Stream as _};
 use smol::channel::{self, Receiver, Sender};
+use smol::Timer;
 
 pub use yamux::Stream;
+
+/// Bytes moved per read in `splice` (what `futures_lite::io::copy` used).
+const COPY_BUF: usize = 8 * 1024;
 
 /// Streams one side may hold open on a tunnel.
 const MAX_STREAMS: usize = 256;
@@ -99,21 +107,180 @@ where
     }
 }
 
-/// Copies both directions between two byte streams until both are done.
+/// After one side ends cleanly (a half-close: `tctl nodes dial` when its input ends), how long
+/// the other direction may stay silent before the pair is torn down.
+pub const HALF_CLOSED_IDLE: Duration = Duration::from_secs(300);
+
+/// Copies both directions between two byte streams. A clean end of one side is passed on as a
+/// half-close, and the other direction goes on (bounded by `HALF_CLOSED_IDLE` of silence); an
+/// error on either side (a client that vanished without closing, a reset stream) tears both
+/// down at once, so a dropped connection never holds its peer, a descriptor or a dial slot.
 pub async fn splice<A, B>(a: A, b: B)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    splice_with(a, b, HALF_CLOSED_IDLE).await
+}
+
+/// `splice` with the half-closed idle limit given (tests use a short one).
+pub async fn splice_with<A, B>(a: A, b: B, half_closed_idle: Duration)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let (ar, mut aw) = futures_lite::io::split(a);
     let (br, mut bw) = futures_lite::io::split(b);
-    let one = async {
-        let _ = futures_lite::io::copy(ar, &mut bw).await;
-        let _ = futures_lite::AsyncWriteExt::close(&mut bw).await;
-    };
-    let two = async {
-        let _ = futures_lite::io::copy(br, &mut aw).await;
-        let _ = futures_lite::AsyncWriteExt::close(&mut aw).await;
-    };
-    futures_lite::future::zip(one, two).await;
+    let moved = AtomicU64::new(0);
+    let mut one = pin!(pump(ar, &mut bw, &moved));
+    let mut two = pin!(pump(br, &mut aw, &moved));
+    let (mut one_done, mut two_done) = (false, false);
+    // Set once one side has ended: the silence allowed to the other, reset by progress.
+    let mut idle: Option<(Timer, u64)> = None;
+    poll_fn(|cx| {
+        for (done, side) in [
+            (
+                &mut one_done,
+                one.as_mut() as Pin<&mut dyn Future<Output = io::Result<()>>>,
+            ),
+            (&mut two_done, two.as_mut()),
+        ] {
+            if !*done {
+                match side.poll(cx) {
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(())) => *done = true,
+                    Poll::Pending => {}
+                }
+            }
+        }
+        if one_done && two_done {
+            return Poll::Ready(());
+        }
+        if one_done || two_done {
+            let now = moved.load(Ordering::Relaxed);
+            match &mut idle {
+                Some((_, seen)) if *seen != now => idle = None,
+                _ => {}
+            }
+            let (timer, _) = idle.get_or_insert_with(|| (Timer::after(half_closed_idle), now));
+            if Pin::new(timer).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Copies `r` into `w` until `r` ends cleanly (then closes `w`: a half-close) or either fails.
+async fn pump<R, W>(mut r: R, w: &mut W, moved: &AtomicU64) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return w.close().await;
+        }
+        w.write_all(&buf[..n]).await?;
+        moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smol::net::unix::UnixStream;
+    use std::time::Instant;
+
+    /// A stream whose reads fail, as a TLS stream does when its peer vanished without
+    /// closing; writes are swallowed.
+    struct Broken;
+
+    impl AsyncRead for Broken {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()))
+        }
+    }
+
+    impl AsyncWrite for Broken {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_side_that_fails_tears_down_a_silent_peer_at_once() {
+        smol::block_on(async {
+            let (service, _held_by_a_silent_service) = UnixStream::pair().unwrap();
+            let t = Instant::now();
+            splice_with(Broken, service, Duration::from_secs(60)).await;
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        });
+    }
+
+    #[test]
+    fn a_half_close_is_passed_on_and_the_answer_still_flows_back() {
+        smol::block_on(async {
+            let (client, mut client_end) = UnixStream::pair().unwrap();
+            let (service, mut service_end) = UnixStream::pair().unwrap();
+            let task = smol::spawn(splice_with(client, service, Duration::from_secs(60)));
+            client_end.write_all(b"question").await.unwrap();
+            client_end.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut asked = Vec::new();
+            service_end.read_to_end(&mut asked).await.unwrap();
+            assert_eq!(asked, b"question");
+            service_end.write_all(b"answer").await.unwrap();
+            drop(service_end);
+            let mut answer = Vec::new();
+            client_end.read_to_end(&mut answer).await.unwrap();
+            assert_eq!(answer, b"answer");
+            task.await;
+        });
+    }
+
+    #[test]
+    fn after_a_half_close_silence_ends_the_pair_but_progress_does_not() {
+        smol::block_on(async {
+            let idle = Duration::from_millis(300);
+            let (client, client_end) = UnixStream::pair().unwrap();
+            let (service, mut service_end) = UnixStream::pair().unwrap();
+            let task = smol::spawn(splice_with(client, service, idle));
+            client_end.shutdown(std::net::Shutdown::Write).unwrap();
+            // The service keeps talking for longer than `idle`: the pair stays up.
+            let t = Instant::now();
+            while t.elapsed() < idle * 3 {
+                service_end.write_all(b"tick").await.unwrap();
+                Timer::after(idle / 4).await;
+                assert!(!task.is_finished(), "closed while data still flowed");
+            }
+            // Then silence: the pair is torn down within about `idle`.
+            let quiet = Instant::now();
+            task.await;
+            assert!(quiet.elapsed() < idle * 4, "{:?}", quiet.elapsed());
+            drop(client_end);
+        });
+    }
 }
