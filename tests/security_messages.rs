@@ -8,6 +8,8 @@
 //! | first message on auth's port | anyone | error, closed | error, closed | rate limit (429) | closed at 10 s |
 //! | heartbeat stream | Node | closed | closed | paced, flood closed | closed after 3 intervals |
 //! | tunnel hello | Node | closed | closed | 4 tunnels per host | closed at 10 s |
+//! | proxy hello (link, with web pins) | Proxy | error, closed | error (bad or > 4 pins), closed | one link per connection | closed at 10 s |
+//! | dial (transport ALPN) | Admin, User | closed | closed; bad address refused | User: 32 open per proxy | closed at 10 s |
 //!
 //! The web port, PROXY headers and tunnel floods have their own tests (security_web,
 //! security_runtime, security_abuse); the live fuzz test throws all of it at once.
@@ -21,7 +23,8 @@ use common::wire;
 use common::*;
 use teleport_lite::net::{self, Framed};
 use teleport_lite::proto::{
-    encode, ErrorCode, Request, Response, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
+    encode, ErrorCode, ProxyHello, Request, Response, WebTrust, MAX_REQUEST_FRAME,
+    MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -232,4 +235,144 @@ fn tunnel_hellos_end_only_that_tunnel() {
     let mut later = Node::new("later");
     later.start_via_proxy(&proxy, &c.token("node", "30m"), Some(&c.pin()));
     c.wait_tunnels("later", 1, T);
+}
+
+#[test]
+fn proxy_hellos_with_bad_web_pins_end_that_link() {
+    let web = free_port();
+    let c = Cluster::start_with_proxy(false, web);
+    let proxy_id =
+        teleport_lite::pki::identity::Identity::load(&c.path().join("auth/proxy-identity.pem"))
+            .unwrap();
+    let pin = format!("sha256//{}=", "A".repeat(43));
+    let link = |pins: Vec<String>| {
+        Request::ProxyHello(ProxyHello {
+            version: PROTOCOL_VERSION,
+            name: "authhost".into(),
+            public_addr: format!("127.0.0.1:{web}"),
+            server_version: "1".into(),
+            web: WebTrust {
+                pins,
+                public: false,
+            },
+        })
+    };
+    for (what, pins, says) in [
+        ("too many", vec![pin.clone(); 5], "too many web pins"),
+        (
+            "malformed",
+            vec!["sha256//$(reboot)".into()],
+            "malformed web pin",
+        ),
+        ("huge", vec!["A".repeat(100_000)], "malformed web pin"),
+    ] {
+        match wire::ask_auth(&c.addr(), &link(pins), Some(&proxy_id)) {
+            Response::Error {
+                code: ErrorCode::BadParameter,
+                message,
+            } => assert!(message.contains(says), "{what}: {message}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // 10x too large and never finished, with the proxy's own certificate.
+    smol::block_on(async {
+        let mut conn = auth_conn(&c.addr(), Some(&proxy_id)).await;
+        conn.send_raw(&too_large()).await.unwrap();
+        let o = outcome(&mut conn, T).await;
+        assert!(is_error(&o, ErrorCode::BadParameter), "too large: {o:?}");
+        let mut conn = auth_conn(&c.addr(), Some(&proxy_id)).await;
+        conn.send_raw(&unfinished()).await.unwrap();
+        let t = Instant::now();
+        assert!(matches!(outcome(&mut conn, T).await, Outcome::Closed));
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    });
+    // The real proxy's link is untouched: it is still listed, with its own pins.
+    let ls = c.tctl_ok(&["proxies", "ls"]);
+    assert!(ls.contains("authhost"), "{ls}");
+    let added = c.tctl_ok(&["tokens", "add", "--type=node"]);
+    assert!(
+        !added.contains(&pin) && added.contains("--pinnedpubkey 'sha256//"),
+        "{added}"
+    );
+}
+
+#[test]
+fn user_dials_end_at_the_sender_and_are_capped() {
+    // A local service that accepts and holds every connection.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut keep = Vec::new();
+        for c in held.incoming().flatten() {
+            keep.push(c);
+        }
+    });
+    let a = access::Access::start("dial-1", &[port]);
+    let user = teleport_lite::pki::identity::Identity::load(&a.sign("mallory", "1h")).unwrap();
+    let open = || {
+        let cfg = wire::insecure_with_identity_alpn(&user, &[b"teleport-transport"]);
+        let proxy = a.proxy.clone();
+        async move {
+            let tls = net::connect_tls_as(&proxy, cfg, "proxy.teleport.cluster.local")
+                .await
+                .unwrap();
+            Framed::new(tls, MAX_RESPONSE_FRAME)
+        }
+    };
+    let dial = |addr: &str| Request::Dial {
+        version: PROTOCOL_VERSION,
+        node: "dial-1".into(),
+        addr: addr.into(),
+    };
+    smol::block_on(async {
+        for (what, bytes) in [("too large", too_large()), ("malformed", malformed())] {
+            let mut conn = open().await;
+            conn.send_raw(&bytes).await.unwrap();
+            let o = outcome(&mut conn, T).await;
+            assert!(matches!(o, Outcome::Closed), "{what}: {o:?}");
+        }
+        let mut conn = open().await;
+        conn.send(&dial("127.0.0.1:22\nforged log line"))
+            .await
+            .unwrap();
+        let o = outcome(&mut conn, T).await;
+        assert!(is_error(&o, ErrorCode::BadParameter), "bad address: {o:?}");
+        // Never finished: the proxy gives up on the dial request after 10 s.
+        let mut conn = open().await;
+        conn.send_raw(&unfinished()).await.unwrap();
+        let t = Instant::now();
+        assert!(matches!(outcome(&mut conn, T).await, Outcome::Closed));
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+        // Repeated: 32 open dials per user on a proxy, then refused until one closes.
+        let target = format!("127.0.0.1:{port}");
+        let mut open_dials = Vec::new();
+        for i in 0..32 {
+            let mut conn = open().await;
+            conn.send(&dial(&target)).await.unwrap();
+            let o = outcome(&mut conn, T).await;
+            assert!(
+                matches!(o, Outcome::Reply(Response::DialOk)),
+                "dial {i}: {o:?}"
+            );
+            open_dials.push(conn);
+        }
+        let mut conn = open().await;
+        conn.send(&dial(&target)).await.unwrap();
+        let o = outcome(&mut conn, T).await;
+        assert!(is_error(&o, ErrorCode::RateLimited), "dial 33: {o:?}");
+        // A closed dial gives its slot back (the proxy sees the end of the connection).
+        drop(open_dials.pop());
+        let until = Instant::now() + T;
+        loop {
+            let mut conn = open().await;
+            conn.send(&dial(&target)).await.unwrap();
+            match outcome(&mut conn, T).await {
+                Outcome::Reply(Response::DialOk) => break,
+                o if is_error(&o, ErrorCode::RateLimited) && Instant::now() < until => {
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                }
+                o => panic!("after a dial closed: {o:?}"),
+            }
+        }
+    });
 }
