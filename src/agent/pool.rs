@@ -327,6 +327,7 @@ async fn tunnel(t: Dialed, conn: ConnId, node: String, events: Sender<Event>, sh
                 seq,
                 proxies,
                 relayed,
+                ..
             }))) => match beats.on_ack(Instant::now(), seq) {
                 Ok(rtt) => {
                     METRICS.rtt_tunnel.observe(rtt);

@@ -29,6 +29,7 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             roles,
             ttl_secs,
             labels,
+            ..
         } => {
             let roles = parse_supported_roles(&roles)
                 .map_err(|e| Error::remote(ErrorCode::BadParameter, e))?;
@@ -84,6 +85,8 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             version: VERSION.to_string(),
             host_ca_rotation: "never updated".into(),
             ca_pins: state.ca_pins.clone(),
+            rotation: Default::default(),
+            host_cert_ttl_secs: 0,
             nodes_online: state
                 .inventory
                 .lock()
@@ -95,5 +98,12 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             ttl_secs,
             csr,
         } => super::users::sign(state, &user, ttl_secs, &csr)?,
+        // Filled in by the lifecycle work in progress.
+        _ => {
+            return Err(Error::remote(
+                ErrorCode::BadParameter,
+                "this command is not available yet",
+            ))
+        }
     })
 }

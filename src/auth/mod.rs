@@ -1,6 +1,7 @@
 //! The Auth Service: cluster CA, join tokens, node inventory and the admin API.
 
 mod admin;
+pub mod audit;
 pub mod backend;
 pub mod join;
 pub mod server;

@@ -136,6 +136,7 @@ fn init(s: &Settings) -> Result<(Arc<AuthState>, String, Identity)> {
         advertise_addr: s.auth.advertise_addr.clone(),
         started: Instant::now(),
         next_conn: AtomicU64::new(1),
+        audit: super::audit::AuditLog::open(&s.data_dir.join(config::AUDIT_LOG_FILE))?,
     });
     ensure_admin_identity(&state, &s.data_dir.join(config::ADMIN_IDENTITY_FILE))?;
     let server_identity = server_identity(&state, &host_id, s)?;
@@ -334,6 +335,9 @@ async fn handle_conn(
         | Request::Relay(_)
         | Request::RelayGoodbye { .. }
         | Request::TunnelHello(_)
+        | Request::Renew { .. }
+        | Request::Refresh { .. }
+        | Request::RelayRenew { .. }
         | Request::Dial { .. } => Response::error(
             ErrorCode::BadParameter,
             "this message is not valid as the first one on a connection to auth",

@@ -28,6 +28,7 @@ pub struct AuthState {
     pub(crate) advertise_addr: String,
     pub(crate) started: Instant,
     pub(crate) next_conn: AtomicU64,
+    pub(crate) audit: super::audit::AuditLog,
 }
 
 impl AuthState {

@@ -128,6 +128,7 @@ pub async fn heartbeat_stream<S: Io>(
                     seq,
                     proxies: Vec::new(),
                     relayed: true,
+                    renew: false,
                 };
                 if conn.send(&ack).await.is_err() {
                     return;
@@ -207,6 +208,7 @@ pub async fn proxy_link<S: Io>(
                     seq,
                     proxies,
                     relayed: true,
+                    renew: false,
                 };
                 if conn.send(&ack).await.is_err() {
                     return;

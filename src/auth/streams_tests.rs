@@ -37,6 +37,7 @@ fn state() -> Arc<AuthState> {
         advertise_addr: String::new(),
         started: Instant::now(),
         next_conn: AtomicU64::new(1),
+        audit: crate::auth::audit::AuditLog::discard(),
     })
 }
 

@@ -439,8 +439,8 @@ impl Settings {
 }
 
 pub use paths::{
-    admin_identity_path, ADMIN_IDENTITY_FILE, AUTH_DB_FILE, HOST_UUID_FILE, NODE_IDENTITY_FILE,
-    PROXY_IDENTITY_FILE,
+    admin_identity_path, ADMIN_IDENTITY_FILE, AUDIT_LOG_FILE, AUTH_DB_FILE, HOST_UUID_FILE,
+    NODE_IDENTITY_FILE, PROXY_IDENTITY_FILE,
 };
 
 #[cfg(test)]

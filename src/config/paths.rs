@@ -13,6 +13,8 @@ pub const PROXY_IDENTITY_FILE: &str = "proxy-identity.pem";
 pub const HOST_UUID_FILE: &str = "host_uuid";
 /// Auth's database: the cluster CA and tokens (the installer never removes it).
 pub const AUTH_DB_FILE: &str = "auth.db";
+/// Auth's audit log: one JSON event per line (`tctl audit ls`).
+pub const AUDIT_LOG_FILE: &str = "audit.log";
 
 pub fn node_identity_path(data_dir: &Path) -> PathBuf {
     data_dir.join(NODE_IDENTITY_FILE)

@@ -141,6 +141,7 @@ impl TokenRecord {
             labels: self.labels.clone(),
             expires: Some(self.expires),
             is_static: false,
+            uses_left: None,
         }
     }
 
@@ -210,6 +211,7 @@ impl StaticTokens {
             labels: BTreeMap::new(),
             expires: None,
             is_static: true,
+            uses_left: None,
         })
     }
 }

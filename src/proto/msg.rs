@@ -49,6 +49,21 @@ pub enum Request {
         #[serde(default)]
         remote_addr: String,
     },
+    /// On an authenticated stream (a node's direct stream, a proxy's link, a tunnel's control
+    /// stream): sign a new certificate for the key of `csr`. Auth takes only the key from the
+    /// CSR; every name comes from its record of the host.
+    Renew { csr: String },
+    /// On a tunnel's control stream, after the node renewed over another tunnel: its new
+    /// certificate, so this proxy extends the tunnel's life to the new expiry.
+    Refresh { cert: String },
+    /// On a proxy link: renew the certificate of `host_id`, a node holding a tunnel to this
+    /// proxy, or of the proxy itself (its own host ID). Answered by `RelayAnswer` with `id`.
+    RelayRenew {
+        id: u64,
+        #[serde(rename = "hostID")]
+        host_id: String,
+        csr: String,
+    },
     /// Admin identity required, on a proxy's `teleport-transport` ALPN: open a stream to a
     /// node's local service through its tunnel.
     Dial {
@@ -169,6 +184,9 @@ pub enum AdminCmd {
         ttl_secs: u64,
         #[serde(default)]
         labels: BTreeMap<String, String>,
+        /// How many joins the token allows (`--uses`); `None`: unlimited until it expires.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uses: Option<u32>,
     },
     TokensList,
     /// A token's value or its public ID.
@@ -184,7 +202,126 @@ pub enum AdminCmd {
         ttl_secs: u64,
         csr: String,
     },
+    /// `tctl nodes rm NAME|UUID`: forget a node and revoke its identity.
+    NodesRemove {
+        node: String,
+    },
+    /// `tctl lock`: lock a host (by UUID) or a user identity.
+    LockCreate {
+        target: LockTarget,
+        #[serde(default)]
+        message: String,
+        /// `None`: until unlocked.
+        #[serde(default)]
+        ttl_secs: Option<u64>,
+    },
+    LocksList,
+    /// `tctl unlock`.
+    LockDelete {
+        target: LockTarget,
+    },
+    /// `tctl auth rotate`.
+    Rotate(RotateRequest),
+    /// `tctl audit ls`: events at or after `since` (Unix seconds), at most `limit`, newest last.
+    AuditList {
+        #[serde(default)]
+        since: Option<i64>,
+        limit: u32,
+    },
 }
+
+/// What a lock applies to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockTarget {
+    /// A host (node or proxy) by its host UUID.
+    ServerId(String),
+    /// A user identity (`tctl auth sign --user`) by user name.
+    User(String),
+}
+
+impl fmt::Display for LockTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockTarget::ServerId(id) => write!(f, "server_id={id}"),
+            LockTarget::User(u) => write!(f, "user={u}"),
+        }
+    }
+}
+
+/// A lock as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub target: LockTarget,
+    pub message: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds; `None`: until unlocked.
+    pub expires: Option<i64>,
+}
+
+/// `tctl auth rotate`: `manual` with a `phase`, or semi-automatic over `grace_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateRequest {
+    /// Only "host" in this build.
+    pub ca_type: String,
+    pub manual: bool,
+    /// With `manual`: init, update_clients, update_servers, standby or rollback.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Without `manual`: the grace period; `None` for the default (30h, as Teleport).
+    #[serde(default)]
+    pub grace_secs: Option<u64>,
+}
+
+/// The host CA's rotation, as `tctl status` shows it. Names follow Teleport's `Rotation`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationInfo {
+    /// "standby" or "in_progress".
+    pub state: String,
+    /// standby, init, update_clients, update_servers or rollback.
+    pub phase: String,
+    /// "auto", "manual" or empty when never rotated.
+    #[serde(default)]
+    pub mode: String,
+    /// Unix seconds; 0 when not rotating.
+    #[serde(default)]
+    pub started: i64,
+    #[serde(default)]
+    pub grace_secs: u64,
+    /// Unix seconds of the last completed rotation; 0: never.
+    #[serde(default)]
+    pub last_rotated: i64,
+    /// In auto mode: when the next phase starts (Unix seconds); 0 otherwise.
+    #[serde(default)]
+    pub next_phase_at: i64,
+}
+
+/// What a proxy needs to judge the certificates its tunnels present: the CA certificates to
+/// trust, which one signs each kind of certificate now, since when (a certificate issued
+/// before `changed` must be renewed) and the host certificate lifetime.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustInfo {
+    pub ca_certs: Vec<String>,
+    /// Index in `ca_certs` of the CA that signs node and user certificates.
+    pub client_signer: usize,
+    /// Index in `ca_certs` of the CA that signs auth and proxy certificates.
+    pub server_signer: usize,
+    /// Unix seconds of the last change of the CA set or of a signer.
+    pub changed: i64,
+    pub host_cert_ttl_secs: u64,
+}
+
+/// A host or user that may not connect: locked, or removed with `tctl nodes rm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    pub target: LockTarget,
+    /// What the host or user is told.
+    pub message: String,
+}
+
+/// One audit event: its JSON object as written to the log.
+pub type AuditEvent = serde_json::Map<String, serde_json::Value>;
 
 /// Server to client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +353,51 @@ pub enum Response {
         /// On tunnels: whether the proxy passed the beat on to auth.
         #[serde(default = "yes", skip_serializing_if = "is_true")]
         relayed: bool,
+        /// The certificate this connection presented must be renewed now (a CA rotation
+        /// phase began, or it was issued with an older lifetime).
+        #[serde(default, skip_serializing_if = "is_false")]
+        renew: bool,
+    },
+    /// Answer to `Renew` (and inside `RelayAnswer`): the new certificate, the CA certificates
+    /// to trust from now on, and its expiry (Unix seconds).
+    Renewed {
+        tls: String,
+        tls_ca_certs: Vec<String>,
+        expires: i64,
+    },
+    /// Answer to `Refresh`: the tunnel now lives until `expires` (Unix seconds).
+    Refreshed {
+        expires: i64,
+    },
+    /// On a proxy link: the answer to `RelayRenew { id }`.
+    RelayAnswer {
+        id: u64,
+        answer: Box<Response>,
+    },
+    /// On a proxy link, at the start and whenever it changes: the CAs and signers.
+    Trust(TrustInfo),
+    /// On a proxy link, at the start and whenever it changes: who may not connect. The proxy
+    /// closes their tunnels and dials at once.
+    Denied {
+        denials: Vec<Denial>,
+    },
+    NodeRemoved {
+        hostname: String,
+        uuid: String,
+    },
+    Locks {
+        locks: Vec<LockInfo>,
+    },
+    LockCreated(LockInfo),
+    LockDeleted {
+        target: LockTarget,
+    },
+    Rotation(RotationInfo),
+    Audit {
+        events: Vec<AuditEvent>,
+        /// More events matched than `limit`; the oldest were left out.
+        #[serde(default)]
+        truncated: bool,
     },
     /// Answer to a tunnel hello: who this proxy is.
     TunnelWelcome {
@@ -286,6 +468,9 @@ pub struct TokenInfo {
     pub expires: Option<i64>,
     #[serde(rename = "static")]
     pub is_static: bool,
+    /// Joins left for a token made with `--uses`; `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses_left: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,8 +490,14 @@ pub struct ClusterStatus {
     pub cluster_name: String,
     pub version: String,
     pub host_ca_rotation: String,
+    /// Every pin a joining host must accept: two while a rotation is in progress.
     pub ca_pins: Vec<String>,
     pub nodes_online: usize,
+    #[serde(default)]
+    pub rotation: RotationInfo,
+    /// `auth_service.host_cert_ttl` in seconds.
+    #[serde(default)]
+    pub host_cert_ttl_secs: u64,
 }
 
 /// Error classes, mapped to exit messages in one place (`Display`).
@@ -342,6 +533,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Response {

@@ -199,6 +199,7 @@ async fn control_loop(
                     seq,
                     proxies,
                     relayed,
+                    renew: false,
                 };
                 if ctl.send(&ack).await.is_err() {
                     return;

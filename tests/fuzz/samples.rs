@@ -14,9 +14,9 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use teleport_lite::http;
 use teleport_lite::proto::names::{CREDENTIALS_PATH, EXPORT_PATH};
 use teleport_lite::proto::{
-    AdminCmd, ClusterStatus, ErrorCode, NodeInfo, ProxyHello, ProxyInfo, ProxyRef, RegisterRequest,
-    RelayedBeat, Request, Response, StreamHello, TokenCreated, TokenInfo, WebTrust,
-    PROTOCOL_VERSION,
+    AdminCmd, ClusterStatus, Denial, ErrorCode, LockInfo, LockTarget, NodeInfo, ProxyHello,
+    ProxyInfo, ProxyRef, RegisterRequest, RelayedBeat, Request, Response, RotateRequest,
+    RotationInfo, StreamHello, TokenCreated, TokenInfo, TrustInfo, WebTrust, PROTOCOL_VERSION,
 };
 
 /// An in-memory connection: reads return `reply` in chunks of at most `chunk` bytes, writes
@@ -166,6 +166,14 @@ pub fn requests(csr: &str) -> Vec<Request> {
             node: "node-1".into(),
             addr: "127.0.0.1:22".into(),
         },
+        Request::Renew { csr: csr.into() },
+        // The shape of a refresh; its certificate is checked, not parsed, by the decoder.
+        Request::Refresh { cert: csr.into() },
+        Request::RelayRenew {
+            id: 9,
+            host_id: HOST_ID.into(),
+            csr: csr.into(),
+        },
     ];
     for cmd in admin_cmds() {
         out.push(Request::Admin { version: v, cmd });
@@ -179,6 +187,7 @@ pub fn admin_cmds() -> Vec<AdminCmd> {
             roles: vec!["node".into(), "proxy".into()],
             ttl_secs: 300,
             labels: labels(),
+            uses: Some(3),
         },
         AdminCmd::TokensList,
         AdminCmd::TokensRemove {
@@ -192,7 +201,61 @@ pub fn admin_cmds() -> Vec<AdminCmd> {
             ttl_secs: 8 * 3600,
             csr: TEST_CSR.into(),
         },
+        AdminCmd::NodesRemove {
+            node: "node-1".into(),
+        },
+        AdminCmd::LockCreate {
+            target: LockTarget::ServerId(HOST_ID.into()),
+            message: "compromised".into(),
+            ttl_secs: Some(3600),
+        },
+        AdminCmd::LockCreate {
+            target: LockTarget::User("alice".into()),
+            message: String::new(),
+            ttl_secs: None,
+        },
+        AdminCmd::LocksList,
+        AdminCmd::LockDelete {
+            target: LockTarget::ServerId(HOST_ID.into()),
+        },
+        AdminCmd::Rotate(RotateRequest {
+            ca_type: "host".into(),
+            manual: true,
+            phase: Some("init".into()),
+            grace_secs: None,
+        }),
+        AdminCmd::Rotate(RotateRequest {
+            ca_type: "host".into(),
+            manual: false,
+            phase: None,
+            grace_secs: Some(8 * 3600),
+        }),
+        AdminCmd::AuditList {
+            since: Some(1_800_000_000),
+            limit: 100,
+        },
     ]
+}
+
+pub fn lock_info() -> LockInfo {
+    LockInfo {
+        target: LockTarget::ServerId(HOST_ID.into()),
+        message: "compromised".into(),
+        created: 1_800_000_000,
+        expires: Some(1_800_003_600),
+    }
+}
+
+pub fn rotation_info() -> RotationInfo {
+    RotationInfo {
+        state: "in_progress".into(),
+        phase: "update_clients".into(),
+        mode: "auto".into(),
+        started: 1_800_000_000,
+        grace_secs: 30 * 3600,
+        last_rotated: 0,
+        next_phase_at: 1_800_036_000,
+    }
 }
 
 pub fn proxy_ref() -> ProxyRef {
@@ -224,11 +287,13 @@ pub fn responses(cert_pem: &str) -> Vec<Response> {
             seq: 7,
             proxies: vec![proxy_ref()],
             relayed: false,
+            renew: true,
         },
         Response::HeartbeatAck {
             seq: 8,
             proxies: vec![],
             relayed: true,
+            renew: false,
         },
         Response::TunnelWelcome {
             proxy: proxy_ref(),
@@ -258,6 +323,50 @@ pub fn responses(cert_pem: &str) -> Vec<Response> {
             cert: cert_pem.into(),
             ca_certs: vec![cert_pem.into()],
             expires: 1_900_000_000,
+        },
+        Response::Renewed {
+            tls: cert_pem.into(),
+            tls_ca_certs: vec![cert_pem.into(), cert_pem.into()],
+            expires: 1_900_000_000,
+        },
+        Response::Refreshed {
+            expires: 1_900_000_000,
+        },
+        Response::RelayAnswer {
+            id: 9,
+            answer: Box::new(Response::error(ErrorCode::AccessDenied, "locked")),
+        },
+        Response::Trust(TrustInfo {
+            ca_certs: vec![cert_pem.into(), cert_pem.into()],
+            client_signer: 1,
+            server_signer: 0,
+            changed: 1_800_000_000,
+            host_cert_ttl_secs: 24 * 3600,
+        }),
+        Response::Denied {
+            denials: vec![Denial {
+                target: LockTarget::ServerId(HOST_ID.into()),
+                message: "compromised".into(),
+            }],
+        },
+        Response::NodeRemoved {
+            hostname: "node-1".into(),
+            uuid: HOST_ID.into(),
+        },
+        Response::Locks {
+            locks: vec![lock_info()],
+        },
+        Response::LockCreated(lock_info()),
+        Response::LockDeleted {
+            target: LockTarget::User("alice".into()),
+        },
+        Response::Rotation(rotation_info()),
+        Response::Audit {
+            events: vec![serde_json::from_str(
+                r#"{"time":"2027-01-01T00:00:00Z","event":"lock.created","server_id":"x"}"#,
+            )
+            .expect("json")],
+            truncated: false,
         },
         Response::error(ErrorCode::AccessDenied, "the token is not valid"),
         Response::error(ErrorCode::RateLimited, "too many"),
@@ -293,6 +402,7 @@ pub fn token_info() -> TokenInfo {
         labels: labels(),
         expires: Some(1_900_000_000),
         is_static: false,
+        uses_left: Some(2),
     }
 }
 
@@ -324,6 +434,8 @@ pub fn cluster_status() -> ClusterStatus {
         host_ca_rotation: "standby".into(),
         ca_pins: vec![PIN.into()],
         nodes_online: 2,
+        rotation: rotation_info(),
+        host_cert_ttl_secs: 24 * 3600,
     }
 }
 

@@ -179,6 +179,7 @@ fn add_token(
         roles,
         ttl_secs: ttl.as_secs(),
         labels,
+        uses: None,
     };
     match call(t, cmd)? {
         Response::TokenCreated(c) => show(output::token_created(&c, format.as_deref())),

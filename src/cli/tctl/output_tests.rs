@@ -22,6 +22,7 @@ fn token_info(id: &str, roles: &[&str], expires: Option<i64>) -> TokenInfo {
         labels: labels(&[("env", "dev"), ("team", "a")]),
         expires,
         is_static: expires.is_none(),
+        uses_left: None,
     }
 }
 
@@ -141,6 +142,8 @@ fn status_aligns_keys_lists_every_pin_and_escapes_values() {
         host_ca_rotation: "never updated".into(),
         ca_pins: vec!["sha256:aa".into(), "sha256:bb".into()],
         nodes_online: 3,
+        rotation: Default::default(),
+        host_cert_ttl_secs: 0,
     };
     assert_eq!(
         status(&s),
