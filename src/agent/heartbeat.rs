@@ -48,7 +48,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 enum Wake {
     Timer,
     Shutdown,
-    Recv(Result<Option<Response>>),
+    Recv(Box<Result<Option<Response>>>),
 }
 
 pub async fn run(
@@ -206,7 +206,11 @@ pub async fn run_any(
         // cancel-safe, so losing the race to the timer loses no bytes.
         let wake = match conn.as_mut() {
             Some(c) if s.awaiting_ack() => {
-                future::or(async { Wake::Recv(c.recv::<Response>().await) }, timer).await
+                future::or(
+                    async { Wake::Recv(Box::new(c.recv::<Response>().await)) },
+                    timer,
+                )
+                .await
             }
             _ => timer.await,
         };
@@ -215,16 +219,18 @@ pub async fn run_any(
         match wake {
             Wake::Timer => s.tick(now),
             Wake::Shutdown => s.shutdown(),
-            Wake::Recv(Ok(Some(Response::HeartbeatAck { seq, .. }))) => s.acked(now, seq),
-            Wake::Recv(other) => {
-                METRICS.heartbeats_failed.fetch_add(1, Relaxed);
-                error = Some(match other {
-                    Ok(Some(r)) => super::join::unexpected(r),
-                    Ok(None) => Error::net(addr, "auth closed the stream"),
-                    Err(e) => e,
-                });
-                s.failed(now);
-            }
+            Wake::Recv(got) => match *got {
+                Ok(Some(Response::HeartbeatAck { seq, .. })) => s.acked(now, seq),
+                other => {
+                    METRICS.heartbeats_failed.fetch_add(1, Relaxed);
+                    error = Some(match other {
+                        Ok(Some(r)) => super::join::unexpected(r),
+                        Ok(None) => Error::net(addr, "auth closed the stream"),
+                        Err(e) => e,
+                    });
+                    s.failed(now);
+                }
+            },
         }
     }
 }

@@ -72,6 +72,14 @@ impl AuthState {
             sans.dns.push(crate::proto::PROXY_SERVER_NAME.to_string());
         }
         let (key_pem, cert_pem) = self.ca.issue_local(&subject, &sans, HOST_CERT_VALIDITY)?;
+        self.audit.record(
+            "cert.issued",
+            &[
+                ("host_id", host_id.into()),
+                ("role", role.into()),
+                ("via", "local".into()),
+            ],
+        );
         Ok(Identity {
             key_pem,
             cert_pem,
