@@ -494,7 +494,7 @@ pub struct ClusterStatus {
     pub ca_pins: Vec<String>,
     pub nodes_online: usize,
     #[serde(default)]
-    pub rotation: RotationInfo,
+    pub rotation: Box<RotationInfo>,
     /// `auth_service.host_cert_ttl` in seconds.
     #[serde(default)]
     pub host_cert_ttl_secs: u64,

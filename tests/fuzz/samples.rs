@@ -434,7 +434,7 @@ pub fn cluster_status() -> ClusterStatus {
         host_ca_rotation: "standby".into(),
         ca_pins: vec![PIN.into()],
         nodes_online: 2,
-        rotation: rotation_info(),
+        rotation: Box::new(rotation_info()),
         host_cert_ttl_secs: 24 * 3600,
     }
 }
