@@ -52,7 +52,7 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
                 roles: roles.iter().map(|r| r.name().to_string()).collect(),
                 expires: clock::rfc3339(expires),
                 ttl_secs,
-                ca_pins: state.ca_pins.clone(),
+                ca_pins: state.ca_pins(),
                 auth_addr: state.advertise_addr.clone(),
                 proxy_addr,
                 proxy_web,
@@ -83,10 +83,10 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
         AdminCmd::Status => Response::Status(ClusterStatus {
             cluster_name: state.cluster_name.clone(),
             version: VERSION.to_string(),
-            host_ca_rotation: "never updated".into(),
-            ca_pins: state.ca_pins.clone(),
-            rotation: Default::default(),
-            host_cert_ttl_secs: 0,
+            host_ca_rotation: rotation_summary(&state.ca.get().rotation.info()),
+            ca_pins: state.ca_pins(),
+            rotation: Box::new(state.ca.get().rotation.info()),
+            host_cert_ttl_secs: state.host_ttl_secs(),
             nodes_online: state
                 .inventory
                 .lock()
@@ -98,6 +98,17 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             ttl_secs,
             csr,
         } => super::users::sign(state, &user, ttl_secs, &csr)?,
+        AdminCmd::NodesRemove { node } => super::lifecycle::remove_node(state, &node)?,
+        AdminCmd::LockCreate {
+            target,
+            message,
+            ttl_secs,
+        } => super::lifecycle::lock(state, target, message, ttl_secs)?,
+        AdminCmd::LocksList => Response::Locks {
+            locks: state.revoke.locks(now),
+        },
+        AdminCmd::LockDelete { target } => super::lifecycle::unlock(state, target)?,
+        AdminCmd::Rotate(req) => super::lifecycle::rotate(state, req)?,
         // Filled in by the lifecycle work in progress.
         _ => {
             return Err(Error::remote(
@@ -106,4 +117,13 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             ))
         }
     })
+}
+
+/// The one-line rotation state older `tctl status` versions print.
+fn rotation_summary(r: &crate::proto::RotationInfo) -> String {
+    match (r.state.as_str(), r.last_rotated) {
+        ("standby", 0) => "never updated".into(),
+        ("standby", at) => format!("rotated {}", clock::rfc3339(at)),
+        _ => format!("{} (mode {})", r.phase, r.mode),
+    }
 }

@@ -167,8 +167,8 @@ pub async fn register(state: &Arc<AuthState>, req: RegisterRequest, source: &str
         if let Err(refusal) = st.tokens.check(&token, role, now_unix(), false)? {
             return Ok(Err(refusal));
         }
-        let cert = match st.ca.sign_parsed(&csr, &subject, &sans) {
-            Ok(c) => c,
+        let cert = match st.sign_host(&csr, &subject, &sans) {
+            Ok((c, _)) => c,
             Err(e) => return Ok(Ok(Err(e.to_string()))),
         };
         // Uses the token (atomically for single-use ones) only now that the join succeeds.
@@ -189,7 +189,7 @@ pub async fn register(state: &Arc<AuthState>, req: RegisterRequest, source: &str
             );
             Response::Registered {
                 tls: cert,
-                tls_ca_certs: vec![state.ca.cert_pem.clone()],
+                tls_ca_certs: state.trusted_pems(),
                 cluster_name: state.cluster_name.clone(),
             }
         }

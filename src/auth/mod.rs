@@ -3,7 +3,13 @@
 mod admin;
 pub mod audit;
 pub mod backend;
+pub mod cas;
 pub mod join;
+mod lifecycle;
+mod link;
+pub mod own;
+pub mod renew;
+pub mod revoke;
 pub mod server;
 pub mod state;
 pub mod streams;

@@ -2,7 +2,7 @@
 //! the TLS listener, and request handling. Authorization reads role and host ID from the
 //! verified client certificate only.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -10,41 +10,35 @@ use std::time::{Duration, Instant};
 
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
-use serde::{Deserialize, Serialize};
 use smol::net::{TcpListener, TcpStream};
 
 use super::backend::sqlite::SqliteBackend;
-use super::backend::{Backend, Item};
+use super::backend::Backend;
+use super::cas::CaSet;
 use super::join;
+use super::own::Own;
+use super::revoke::Revocations;
 pub use super::state::AuthState;
 use super::streams;
 use super::tokens::TokenStore;
 use crate::clock::now_unix;
 use crate::config::{self, Settings};
 use crate::core::inventory::Inventory;
+use crate::core::rotation::CertFacts;
 use crate::core::limiter::Limiter;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::net::{self, Framed};
-use crate::pki::ca::{CertAuthority, Sans};
+use crate::pki::ca::Sans;
 use crate::pki::identity::Identity;
-use crate::pki::pin::Pin;
+use crate::pki::live::LiveTls;
 use crate::pki::{self, Subject};
-use crate::proto::AUTH_SERVER_NAME;
 use crate::proto::{self, ErrorCode, Request, Response, MAX_REQUEST_FRAME, PROTOCOL_VERSION};
 use crate::rt::Shutdown;
 use crate::secret::new_uuid;
 
-const CA_KEY: &str = "authorities/host";
 /// A client must send its first message within this time.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Serialize, Deserialize)]
-struct StoredCa {
-    cluster_name: String,
-    cert_pem: String,
-    key_pem: String,
-}
 
 /// A started Auth Service.
 pub struct AuthServer {
@@ -71,7 +65,7 @@ impl AuthServer {
     /// Initializes storage and identities, binds the listener and starts serving.
     pub async fn start(settings: &Settings, shutdown: Shutdown) -> Result<AuthServer> {
         let s = settings.clone();
-        let (state, host_id, server_identity) = smol::unblock(move || init(&s)).await?;
+        let (state, own, served) = smol::unblock(move || init(&s)).await?;
         let listener = TcpListener::bind(settings.auth.listen_addr)
             .await
             .map_err(|e| {
@@ -83,11 +77,11 @@ impl AuthServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::net(settings.auth.listen_addr.to_string(), e))?;
-        let acceptor = net::acceptor(net::server_config(&server_identity)?);
+        let acceptor = net::acceptor(state.tls.server_config(vec![proto::ALPN_AUTH.to_vec()])?);
         info!(
             "auth service listening on {local_addr}, cluster {:?}, CA pin {}",
             state.cluster_name,
-            state.ca_pins.join(",")
+            state.ca_pins().join(",")
         );
         let (st, sd) = (state.clone(), shutdown.clone());
         let caps = net::Caps::new(net::Limits::default());
@@ -107,6 +101,14 @@ impl AuthServer {
             },
         );
         crate::rt::spawn(serve).detach();
+        let host_id = own.host_id.clone();
+        crate::rt::spawn(super::own::keep_current(
+            state.clone(),
+            own,
+            served,
+            shutdown.clone(),
+        ))
+        .detach();
         crate::rt::spawn(housekeeping(state.clone(), shutdown)).detach();
         Ok(AuthServer {
             state,
@@ -116,19 +118,37 @@ impl AuthServer {
     }
 }
 
-/// Blocking first-start work: directories, database, CA, host UUID, identities.
-fn init(s: &Settings) -> Result<(Arc<AuthState>, String, Identity)> {
+/// Blocking first-start work: directories, database, CAs, host UUID, identities.
+fn init(s: &Settings) -> Result<(Arc<AuthState>, Arc<Own>, Identity)> {
     fsutil::ensure_private_dir(&s.data_dir)?;
     let backend: Arc<dyn Backend> =
         Arc::new(SqliteBackend::open(&s.data_dir.join(config::AUTH_DB_FILE))?);
-    let ca = load_or_create_ca(backend.as_ref(), &s.auth.cluster_name)?;
-    let ca_pins = vec![Pin::of_cert(&ca.cert_der()?)?.to_string()];
+    let now = now_unix();
+    let ca = CaSet::load_or_create(backend.clone(), &s.auth.cluster_name, now)?;
     let host_id = load_or_create_host_uuid(&s.data_dir)?;
+    let revoke = Revocations::load(backend.clone(), now)?;
     let tokens = TokenStore::new(backend, &s.auth.static_tokens)?;
+    let own = Arc::new(Own {
+        host_id,
+        listen_addr: s.auth.listen_addr,
+        admin_path: s.data_dir.join(config::ADMIN_IDENTITY_FILE),
+    });
+    // A placeholder until the real certificate exists: it needs the state to be issued.
+    let first = super::state::issue(
+        &ca.get(),
+        &Subject {
+            host_id: own.host_id.clone(),
+            role: crate::proto::ROLE_AUTH.to_string(),
+            cluster: s.auth.cluster_name.clone(),
+            node_name: String::new(),
+        },
+        &Sans::default(),
+        s.auth.host_cert_ttl,
+    )?;
     let state = Arc::new(AuthState {
         cluster_name: s.auth.cluster_name.clone(),
         ca,
-        ca_pins,
+        host_ttl: s.auth.host_cert_ttl,
         tokens,
         inventory: Mutex::new(Inventory::default()),
         limiter: Mutex::new(Limiter::default()),
@@ -137,94 +157,24 @@ fn init(s: &Settings) -> Result<(Arc<AuthState>, String, Identity)> {
         started: Instant::now(),
         next_conn: AtomicU64::new(1),
         audit: super::audit::AuditLog::open(&s.data_dir.join(config::AUDIT_LOG_FILE))?,
+        revoke,
+        tls: LiveTls::new(&first)?,
     });
-    ensure_admin_identity(&state, &s.data_dir.join(config::ADMIN_IDENTITY_FILE))?;
-    let server_identity = server_identity(&state, &host_id, s)?;
-    Ok((state, host_id, server_identity))
+    own.ensure_admin(&state)?;
+    let served = own.server_identity(&state)?;
+    state.tls.set_cert(&served)?;
+    Ok((state, own, served))
 }
 
-fn load_or_create_ca(backend: &dyn Backend, cluster_name: &str) -> Result<CertAuthority> {
-    let now = now_unix();
-    if let Some(item) = backend.get(CA_KEY, now)? {
-        let stored: StoredCa = serde_json::from_slice(&item.value)
-            .map_err(|e| Error::Storage(format!("stored CA is unreadable: {e}")))?;
-        if stored.cluster_name != cluster_name {
-            return Err(Error::Config(format!(
-                "this data_dir holds the CA of cluster {:?}, but the config names the cluster \
-                 {cluster_name:?}: set auth_service.cluster_name back, or use a new data_dir",
-                stored.cluster_name
-            )));
-        }
-        return Ok(CertAuthority {
-            cert_pem: stored.cert_pem,
-            key_pem: stored.key_pem,
-        });
-    }
-    let ca = CertAuthority::generate(cluster_name)?;
-    let stored = StoredCa {
-        cluster_name: cluster_name.to_string(),
-        cert_pem: ca.cert_pem.clone(),
-        key_pem: ca.key_pem.clone(),
-    };
-    let item = Item {
-        key: CA_KEY.into(),
-        value: serde_json::to_vec(&stored).map_err(|e| Error::Storage(e.to_string()))?,
-        expires: None,
-    };
-    if !backend.create(&item, now)? {
-        // Another process created it at the same moment: use theirs.
-        return load_or_create_ca(backend, cluster_name);
-    }
-    info!("created the host CA of cluster {cluster_name:?}");
-    Ok(ca)
-}
-
-/// The admin identity that local `tctl` uses; re-issued if missing or from an older CA.
-fn ensure_admin_identity(state: &AuthState, path: &Path) -> Result<()> {
-    if let Ok(Some(id)) = Identity::load_optional(path) {
-        if id.ca_pems.first().map(|p| p.trim()) == Some(state.ca.cert_pem.trim()) {
-            return Ok(());
-        }
-    }
-    let id = state.issue_local_identity("admin", crate::proto::ROLE_ADMIN, "", &[])?;
-    id.save(path)
-}
-
-/// The certificate auth serves: always for `teleport.cluster.local`, plus local names.
-fn server_identity(state: &AuthState, host_id: &str, s: &Settings) -> Result<Identity> {
-    let subject = Subject {
-        host_id: host_id.to_string(),
-        role: crate::proto::ROLE_AUTH.to_string(),
-        cluster: state.cluster_name.clone(),
-        node_name: String::new(),
-    };
-    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip")];
-    if !s.auth.listen_addr.ip().is_unspecified() {
-        ips.push(s.auth.listen_addr.ip());
-    }
-    let sans = Sans {
-        dns: vec![
-            AUTH_SERVER_NAME.to_string(),
-            "localhost".to_string(),
-            format!("{host_id}.{}", state.cluster_name),
-        ],
-        ips,
-    };
-    let (key_pem, cert_pem) =
-        state
-            .ca
-            .issue_local(&subject, &sans, Duration::from_secs(365 * 24 * 3600))?;
-    Ok(Identity {
-        key_pem,
-        cert_pem,
-        ca_pems: vec![state.ca.cert_pem.clone()],
-    })
-}
-
-/// Who is on the other side, from the verified client certificate.
-fn peer_subject(tls: &TlsStream<TcpStream>) -> Option<Subject> {
-    let certs = tls.get_ref().1.peer_certificates()?;
-    pki::subject_of(certs.first()?).ok()
+/// Who is on the other side, from the verified client certificate: its subject, what renewal
+/// decisions need of it, and its names.
+fn peer_subject(tls: &TlsStream<TcpStream>) -> Option<(Subject, CertFacts, Sans)> {
+    let der = tls.get_ref().1.peer_certificates()?.first()?;
+    Some((
+        pki::subject_of(der).ok()?,
+        pki::facts_of(der).ok()?,
+        pki::sans_of(der).ok()?,
+    ))
 }
 
 async fn handle_conn(
@@ -233,7 +183,11 @@ async fn handle_conn(
     state: Arc<AuthState>,
     shutdown: Shutdown,
 ) {
-    let subject = peer_subject(&tls).filter(|s| s.cluster == state.cluster_name);
+    let verified = peer_subject(&tls).filter(|(s, _, _)| s.cluster == state.cluster_name);
+    let (subject, cert, sans) = match verified {
+        Some((s, c, n)) => (Some(s), Some(c), n),
+        None => (None, None, Sans::default()),
+    };
     let mut conn = Framed::new(tls, MAX_REQUEST_FRAME);
     let first = match net::with_timeout(FIRST_MESSAGE_TIMEOUT, conn.recv::<Request>()).await {
         Some(Ok(Some(req))) => req,
@@ -256,7 +210,7 @@ async fn handle_conn(
             Some(refusal) => refusal,
             None => Response::Ca {
                 cluster_name: state.cluster_name.clone(),
-                certs: vec![state.ca.cert_pem.clone()],
+                certs: state.trusted_pems(),
             },
         },
         // Joins relayed by a proxy are limited by the address the proxy saw, so neither the
@@ -312,18 +266,19 @@ async fn handle_conn(
                 "token checks need a proxy identity",
             ),
         },
-        Request::ProxyHello(hello) => match subject {
-            Some(s) if s.role == crate::proto::ROLE_PROXY => {
-                return streams::proxy_link(conn, hello, s, peer, state, shutdown).await;
+        Request::ProxyHello(hello) => match (subject, cert) {
+            (Some(s), Some(c)) if s.role == crate::proto::ROLE_PROXY => {
+                return super::link::proxy_link(conn, hello, s, c, sans, peer, state, shutdown)
+                    .await;
             }
             _ => Response::error(
                 ErrorCode::AccessDenied,
                 "a proxy link needs a proxy identity issued by this cluster",
             ),
         },
-        Request::Hello(hello) => match subject {
-            Some(s) if s.role == crate::proto::ROLE_NODE => {
-                return streams::heartbeat_stream(conn, hello, s, peer, state, shutdown).await;
+        Request::Hello(hello) => match (subject, cert) {
+            (Some(s), Some(c)) if s.role == crate::proto::ROLE_NODE => {
+                return streams::heartbeat_stream(conn, hello, s, c, peer, state, shutdown).await;
             }
             _ => Response::error(
                 ErrorCode::AccessDenied,

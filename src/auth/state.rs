@@ -1,16 +1,20 @@
-//! The state every part of a running Auth Service shares: CA, tokens, inventory, limiter.
+//! The state every part of a running Auth Service shares: CAs, tokens, inventory, limiter,
+//! locks, and the certificate auth serves.
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cas::{CaSet, Cas};
+use super::revoke::Revocations;
 use super::tokens::TokenStore;
 use crate::core::inventory::Inventory;
 use crate::core::limiter::Limiter;
 use crate::error::Result;
-use crate::pki::ca::{CertAuthority, Sans, HOST_CERT_VALIDITY};
+use crate::pki::ca::{Csr, Sans};
 use crate::pki::identity::Identity;
+use crate::pki::live::LiveTls;
 use crate::pki::Subject;
 
 /// Heartbeats may be missed this many times before a silent node is dropped.
@@ -19,8 +23,10 @@ const MISSED_BEATS: u32 = 3;
 /// Shared state of a running Auth Service.
 pub struct AuthState {
     pub cluster_name: String,
-    pub(crate) ca: CertAuthority,
-    pub(crate) ca_pins: Vec<String>,
+    /// The host CAs (two during a rotation).
+    pub(crate) ca: CaSet,
+    /// `auth_service.host_cert_ttl`.
+    pub(crate) host_ttl: Duration,
     pub(crate) tokens: TokenStore,
     pub(crate) inventory: Mutex<Inventory>,
     pub(crate) limiter: Mutex<Limiter>,
@@ -29,6 +35,9 @@ pub struct AuthState {
     pub(crate) started: Instant,
     pub(crate) next_conn: AtomicU64,
     pub(crate) audit: super::audit::AuditLog,
+    pub(crate) revoke: Arc<Revocations>,
+    /// The certificate auth serves and the CAs its clients' certificates must chain to.
+    pub(crate) tls: Arc<LiveTls>,
 }
 
 impl AuthState {
@@ -40,8 +49,62 @@ impl AuthState {
         self.heartbeat_interval.as_millis() as u64 * u64::from(MISSED_BEATS)
     }
 
+    pub(crate) fn host_ttl_secs(&self) -> u64 {
+        self.host_ttl.as_secs()
+    }
+
+    /// The pins of the trusted CAs (two during a rotation).
+    pub fn ca_pins(&self) -> Vec<String> {
+        self.ca.get().pins()
+    }
+
+    /// The CA certificates a host must trust now.
+    pub fn trusted_pems(&self) -> Vec<String> {
+        self.ca.get().trusted_pems()
+    }
+
+    /// The names a host certificate carries: its UUID (and UUID.cluster), and for a proxy its
+    /// public names and the proxy server name.
+    pub fn host_sans(&self, host_id: &str, role: &str, names: &[String]) -> Sans {
+        let mut sans = Sans {
+            dns: vec![
+                host_id.to_string(),
+                format!("{host_id}.{}", self.cluster_name),
+            ],
+            ips: Vec::new(),
+        };
+        if role == crate::proto::ROLE_PROXY {
+            for n in names {
+                match n.parse::<IpAddr>() {
+                    Ok(ip) => sans.ips.push(ip),
+                    Err(_) if !sans.dns.contains(n) => sans.dns.push(n.clone()),
+                    Err(_) => {}
+                }
+            }
+            if !sans.dns.iter().any(|d| d == crate::proto::PROXY_SERVER_NAME) {
+                sans.dns.push(crate::proto::PROXY_SERVER_NAME.to_string());
+            }
+        }
+        sans
+    }
+
+    /// Signs a host's CSR with the CA that signs `subject.role` now, for `host_cert_ttl`.
+    /// Returns the certificate and the CAs to trust with it. Blocking.
+    pub fn sign_host(
+        &self,
+        csr: &Csr,
+        subject: &Subject,
+        sans: &Sans,
+    ) -> Result<(String, Vec<String>)> {
+        let cas = self.ca.get();
+        let cert = cas
+            .signer(&subject.role)
+            .sign_host(csr, subject, sans, self.host_ttl)?;
+        Ok((cert, cas.trusted_pems()))
+    }
+
     /// Issues an identity for a service of this process (no token needed: same trust domain).
-    /// `names` become SANs only for a proxy; a node's name goes into its subject.
+    /// `names` become SANs only for a proxy; a node's name goes into its subject. Blocking.
     pub fn issue_local_identity(
         &self,
         host_id: &str,
@@ -55,35 +118,30 @@ impl AuthState {
             cluster: self.cluster_name.clone(),
             node_name: node_name.to_string(),
         };
-        let mut sans = Sans {
-            dns: vec![
-                host_id.to_string(),
-                format!("{host_id}.{}", self.cluster_name),
-            ],
-            ips: Vec::new(),
-        };
-        if role == crate::proto::ROLE_PROXY {
-            for n in names {
-                match n.parse::<IpAddr>() {
-                    Ok(ip) => sans.ips.push(ip),
-                    Err(_) => sans.dns.push(n.clone()),
-                }
-            }
-            sans.dns.push(crate::proto::PROXY_SERVER_NAME.to_string());
-        }
-        let (key_pem, cert_pem) = self.ca.issue_local(&subject, &sans, HOST_CERT_VALIDITY)?;
+        let sans = self.host_sans(host_id, role, names);
+        let cas = self.ca.get();
+        let id = issue(&cas, &subject, &sans, self.host_ttl)?;
         self.audit.record(
             "cert.issued",
             &[
                 ("host_id", host_id.into()),
                 ("role", role.into()),
                 ("via", "local".into()),
+                ("expires", id.not_after().unwrap_or_default().into()),
             ],
         );
-        Ok(Identity {
-            key_pem,
-            cert_pem,
-            ca_pems: vec![self.ca.cert_pem.clone()],
-        })
+        Ok(id)
     }
+}
+
+/// A key pair and a certificate for `subject` from the CA that signs its role now.
+pub fn issue(cas: &Cas, subject: &Subject, sans: &Sans, validity: Duration) -> Result<Identity> {
+    let (key_pem, cert_pem) = cas
+        .signer(&subject.role)
+        .issue_local(subject, sans, validity)?;
+    Ok(Identity {
+        key_pem,
+        cert_pem,
+        ca_pems: cas.trusted_pems(),
+    })
 }

@@ -1,5 +1,6 @@
-//! Long-lived streams on auth: a node's direct heartbeat stream, and a proxy's link that carries
-//! the proxy's own heartbeats and the heartbeats it relays for tunnelled nodes.
+//! A node's direct heartbeat stream on auth: hello, heartbeats, renewals, goodbye. The stream
+//! closes when the node's certificate expires or its CA is dropped, and at once when the node
+//! is locked or removed. (A proxy's link is in `link`.)
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -15,10 +16,10 @@ use crate::net::{self, Framed};
 use crate::pki::Subject;
 use crate::proto::limits;
 use crate::proto::pace::{Beat, Pacer};
-use crate::proto::{
-    self, ErrorCode, ProxyHello, ProxyRef, RelayedBeat, Request, Response, StreamHello,
-    PROTOCOL_VERSION,
-};
+use super::renew;
+use crate::clock::now_unix;
+use crate::core::rotation::CertFacts;
+use crate::proto::{self, ErrorCode, Request, Response, StreamHello, PROTOCOL_VERSION, ROLE_NODE};
 use crate::rt::Shutdown;
 use crate::VERSION;
 
@@ -29,7 +30,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// The next message, `None` when the peer went away, broke the protocol, stayed silent past
 /// `idle`, or we are stopping.
-async fn next<S: Io>(conn: &mut Framed<S>, idle: Duration, shutdown: &Shutdown) -> Option<Request> {
+pub(super) async fn next<S: Io>(conn: &mut Framed<S>, idle: Duration, shutdown: &Shutdown) -> Option<Request> {
     let msg = futures_lite::future::or(
         async { net::with_timeout(idle, conn.recv::<Request>()).await },
         async {
@@ -44,12 +45,12 @@ async fn next<S: Io>(conn: &mut Framed<S>, idle: Duration, shutdown: &Shutdown) 
     }
 }
 
-fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, crate::core::inventory::Inventory> {
+pub(super) fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, crate::core::inventory::Inventory> {
     state.inventory.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Checks a stream's first message; on a problem answers with the error and returns false.
-async fn hello_ok<S: Io>(conn: &mut Framed<S>, version: u32, checked: Result<(), String>) -> bool {
+pub(super) async fn hello_ok<S: Io>(conn: &mut Framed<S>, version: u32, checked: Result<(), String>) -> bool {
     let refusal = if version != PROTOCOL_VERSION {
         proto::version_mismatch(version)
     } else if let Err(e) = checked {
@@ -61,11 +62,34 @@ async fn hello_ok<S: Io>(conn: &mut Framed<S>, version: u32, checked: Result<(),
     false
 }
 
-/// One node's direct stream: hello, heartbeats, goodbye.
+/// What ended a wait on a stream.
+pub(super) enum Wake {
+    Msg(Option<Request>),
+    /// The host was locked or removed.
+    Killed,
+}
+
+/// The next message, or `Killed` as soon as `killed` fires.
+pub(super) async fn next_or_killed<S: Io>(
+    conn: &mut Framed<S>,
+    idle: Duration,
+    shutdown: &Shutdown,
+    killed: &Shutdown,
+) -> Wake {
+    futures_lite::future::or(async { Wake::Msg(next(conn, idle, shutdown).await) }, async {
+        killed.wait().await;
+        Wake::Killed
+    })
+    .await
+}
+
+/// One node's direct stream: hello, heartbeats, renewals, goodbye. `cert` describes the
+/// verified certificate the node connected with.
 pub async fn heartbeat_stream<S: Io>(
     mut conn: Framed<S>,
     hello: StreamHello,
     subject: Subject,
+    mut cert: CertFacts,
     peer: SocketAddr,
     state: Arc<AuthState>,
     shutdown: Shutdown,
@@ -74,6 +98,12 @@ pub async fn heartbeat_stream<S: Io>(
     if !hello_ok(&mut conn, hello.version, checked).await {
         return;
     }
+    if let Some(refused) = renew::refusal(&state, &subject.host_id) {
+        warn!("refused the stream of {} from {peer}: it is locked or removed", subject.host_id);
+        let _ = conn.send(&refused).await;
+        return;
+    }
+    let guard = state.revoke.register(&subject.host_id);
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let addr = if hello.public_addr.is_empty() {
         peer.ip().to_string()
@@ -106,8 +136,30 @@ pub async fn heartbeat_stream<S: Io>(
     // interval, and its stream is closed if it keeps on.
     let mut pacer = Pacer::default();
     loop {
-        match next(&mut conn, Duration::from_millis(ttl), &shutdown).await {
-            Some(Request::Heartbeat { seq }) => {
+        let wake = next_or_killed(&mut conn, Duration::from_millis(ttl), &shutdown, &guard.killed);
+        match wake.await {
+            Wake::Killed => {
+                lock(&state).remove(&subject.host_id, conn_id);
+                let why = renew::refusal(&state, &subject.host_id);
+                info!(
+                    "closed the stream of node {:?} ({}): it was locked or removed",
+                    info.hostname, info.uuid
+                );
+                if let Some(why) = why {
+                    let _ = conn.send(&why).await;
+                }
+                conn.close().await;
+                return;
+            }
+            Wake::Msg(Some(Request::Heartbeat { seq })) => {
+                let now = now_unix();
+                if let Err(why) = renew::still_valid(&state, &cert, now) {
+                    warn!("closed the stream of node {:?} ({}): {why}", info.hostname, info.uuid);
+                    lock(&state).remove(&subject.host_id, conn_id);
+                    let msg = format!("{why}: remove the identity and join again with a new token");
+                    let _ = conn.send(&Response::error(ErrorCode::AccessDenied, msg)).await;
+                    return;
+                }
                 let beat = pacer.on_beat(std::time::Instant::now(), state.heartbeat_interval);
                 if beat == Beat::Flood {
                     warn!(
@@ -128,13 +180,24 @@ pub async fn heartbeat_stream<S: Io>(
                     seq,
                     proxies: Vec::new(),
                     relayed: true,
-                    renew: false,
+                    renew: renew::must_renew(&state, &cert, ROLE_NODE, now),
                 };
                 if conn.send(&ack).await.is_err() {
                     return;
                 }
             }
-            Some(Request::Goodbye) => {
+            Wake::Msg(Some(Request::Renew { csr })) => {
+                let (st, subj) = (state.clone(), subject.clone());
+                let sans = state.host_sans(&subject.host_id, ROLE_NODE, &[]);
+                let answer = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr)).await;
+                if let Some(facts) = renewed_facts(&answer) {
+                    cert = facts;
+                }
+                if conn.send(&answer).await.is_err() {
+                    return;
+                }
+            }
+            Wake::Msg(Some(Request::Goodbye)) => {
                 lock(&state).remove(&subject.host_id, conn_id);
                 info!("node {:?} ({}) said goodbye", info.hostname, info.uuid);
                 let _ = conn.send(&Response::GoodbyeAck).await;
@@ -142,7 +205,7 @@ pub async fn heartbeat_stream<S: Io>(
                 return;
             }
             // A brief network cut must not flap the node: it stays listed until its TTL.
-            other => {
+            Wake::Msg(other) => {
                 debug!("heartbeat stream of {:?} ended ({other:?})", info.hostname);
                 return;
             }
@@ -150,114 +213,13 @@ pub async fn heartbeat_stream<S: Io>(
     }
 }
 
-/// A proxy's link: its own heartbeats (answered with the proxy set) and relayed node beats.
-pub async fn proxy_link<S: Io>(
-    mut conn: Framed<S>,
-    hello: ProxyHello,
-    subject: Subject,
-    peer: SocketAddr,
-    state: Arc<AuthState>,
-    shutdown: Shutdown,
-) {
-    let checked = limits::check_name(&hello.name, "proxy name")
-        .and_then(|()| limits::check_version(&hello.server_version))
-        .and_then(|()| limits::check_addr(&hello.public_addr))
-        .map_err(|e| e.to_string())
-        .and_then(|()| crate::pki::webpin::check_list(&hello.web.pins));
-    if !hello_ok(&mut conn, hello.version, checked).await {
-        return;
-    }
-    let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    let me = ProxyRef {
-        id: subject.host_id.clone(),
-        name: hello.name.clone(),
+/// The facts of the certificate in a `Renewed` answer.
+pub(super) fn renewed_facts(answer: &Response) -> Option<CertFacts> {
+    let Response::Renewed { tls, .. } = answer else {
+        return None;
     };
-    let ttl = state.ttl_ms();
-    let refresh = |state: &AuthState| {
-        let mut inv = lock(state);
-        inv.upsert_proxy(
-            me.clone(),
-            &hello.public_addr,
-            &hello.server_version,
-            conn_id,
-            state.now_ms(),
-            ttl,
-        );
-        inv.set_proxy_web(&me.id, hello.web.clone());
-        (inv.proxy_set(state.now_ms()), inv.web_trust(state.now_ms()))
-    };
-    let (proxies, _) = refresh(&state);
-    // The proxy reads its hello answer alone (and drops what it read past it), so the web
-    // pins follow a heartbeat answer: the first one, then whenever they change.
-    let mut sent_web = None;
-    info!("proxy {:?} ({}) is online from {peer}", me.name, me.id);
-    let ack = Response::HelloAck {
-        cluster_name: state.cluster_name.clone(),
-        server_version: VERSION.to_string(),
-        heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
-        proxies,
-    };
-    if conn.send(&ack).await.is_err() {
-        return;
-    }
-    loop {
-        match next(&mut conn, Duration::from_millis(ttl), &shutdown).await {
-            Some(Request::Heartbeat { seq }) => {
-                let (proxies, now_web) = refresh(&state);
-                let ack = Response::HeartbeatAck {
-                    seq,
-                    proxies,
-                    relayed: true,
-                    renew: false,
-                };
-                if conn.send(&ack).await.is_err() {
-                    return;
-                }
-                // The install scripts this proxy serves pin every live proxy's web keys.
-                if sent_web.as_ref() != Some(&now_web) {
-                    if conn
-                        .send(&Response::ProxyWeb(now_web.clone()))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    sent_web = Some(now_web);
-                }
-            }
-            Some(Request::Relay(RelayedBeat {
-                host_id,
-                node_name,
-                server_version,
-                labels,
-            })) => {
-                // The proxy checked the tunnel's hello; a beat that still fails is dropped
-                // alone, never the proxy's link with every other node's beats.
-                if let Err(e) = limits::check_name(&node_name, "node_name")
-                    .and_then(|()| limits::check_labels(&labels))
-                    .and_then(|()| limits::check_version(&server_version))
-                {
-                    debug!("dropped a beat relayed by proxy {:?}: {e}", me.name);
-                    continue;
-                }
-                let info = node_info(&host_id, &node_name, "", labels, &server_version);
-                lock(&state).upsert_via(info, &me.id, state.now_ms(), ttl);
-            }
-            Some(Request::RelayGoodbye { host_id }) => {
-                lock(&state).remove_via(&host_id, &me.id);
-            }
-            Some(Request::Goodbye) => {
-                lock(&state).remove_proxy(&me.id, conn_id);
-                info!("proxy {:?} said goodbye", me.name);
-                let _ = conn.send(&Response::GoodbyeAck).await;
-                return;
-            }
-            other => {
-                debug!("link of proxy {:?} ended ({other:?})", me.name);
-                return;
-            }
-        }
-    }
+    let der = crate::pki::certs_from_pem(tls).ok()?.into_iter().next()?;
+    crate::pki::facts_of(&der).ok()
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@ use crate::auth::tokens::TokenStore;
 use crate::core::inventory::Inventory;
 use crate::core::limiter::Limiter;
 use crate::net::Framed;
-use crate::pki::ca::CertAuthority;
+use crate::auth::cas::CaSet;
+use crate::auth::revoke::Revocations;
+use crate::core::rotation::CertFacts;
+use crate::pki::ca::Sans;
+use crate::pki::live::LiveTls;
 use crate::pki::Subject;
 use crate::proto::pace::MAX_EARLY_BEATS;
 use crate::proto::{
@@ -25,11 +29,27 @@ use crate::proto::{
 use crate::rt::{block_on, shutdown_pair, Trigger};
 
 fn state() -> Arc<AuthState> {
-    let backend = Arc::new(SqliteBackend::in_memory().unwrap());
+    let backend: Arc<dyn crate::auth::backend::Backend> =
+        Arc::new(SqliteBackend::in_memory().unwrap());
+    let ca = CaSet::load_or_create(backend.clone(), "test", 0).unwrap();
+    let auth = crate::auth::state::issue(
+        &ca.get(),
+        &Subject {
+            host_id: "auth".into(),
+            role: "Auth".into(),
+            cluster: "test".into(),
+            node_name: String::new(),
+        },
+        &Sans::default(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
     Arc::new(AuthState {
         cluster_name: "test".into(),
-        ca: CertAuthority::generate("test").unwrap(),
-        ca_pins: Vec::new(),
+        ca,
+        host_ttl: Duration::from_secs(90),
+        revoke: Revocations::load(backend.clone(), 0).unwrap(),
+        tls: LiveTls::new(&auth).unwrap(),
         tokens: TokenStore::new(backend, &[]).unwrap(),
         inventory: Mutex::new(Inventory::default()),
         limiter: Mutex::new(Limiter::default()),
@@ -48,6 +68,16 @@ fn subject() -> Subject {
         role: crate::proto::ROLE_NODE.into(),
         cluster: "test".into(),
         node_name: "web-1".into(),
+    }
+}
+
+/// A certificate of the current CA, issued now for 90 s.
+fn cert(state: &AuthState) -> CertFacts {
+    let ca = state.ca.get().current.cert_der().unwrap();
+    CertFacts {
+        issuer: crate::pki::subject_name_of(&ca).unwrap(),
+        issued: crate::clock::now_unix(),
+        not_after: crate::clock::now_unix() + 90,
     }
 }
 
@@ -75,6 +105,7 @@ fn start(
         conn,
         hello,
         subject(),
+        cert(state),
         peer,
         state.clone(),
         shutdown,
@@ -176,4 +207,75 @@ fn a_beat_flood_closes_the_stream() {
     });
     // A flood is not a goodbye: the node stays listed until its TTL.
     assert_eq!(count(&state), 1);
+}
+
+#[test]
+fn a_renewal_gets_a_certificate_named_by_auth_for_the_key_of_the_csr() {
+    let state = state();
+    let (mut node, task, _t) = start(&state, hello("web-1"));
+    block_on(async {
+        assert!(matches!(recv(&mut node).await, Some(Response::HelloAck { .. })));
+        let (_key, csr) = crate::pki::ca::new_key_and_csr("attacker-chosen").unwrap();
+        node.send(&Request::Renew { csr }).await.unwrap();
+        match recv(&mut node).await {
+            Some(Response::Renewed {
+                tls, tls_ca_certs, ..
+            }) => {
+                let der = crate::pki::certs_from_pem(&tls).unwrap().remove(0);
+                assert_eq!(crate::pki::subject_of(&der).unwrap(), subject());
+                assert_eq!(tls_ca_certs, state.trusted_pems());
+            }
+            other => panic!("expected renewed, got {other:?}"),
+        }
+        node.send(&Request::Renew {
+            csr: "not a csr".into(),
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            recv(&mut node).await,
+            Some(Response::Error {
+                code: ErrorCode::BadParameter,
+                ..
+            })
+        ));
+        drop(node);
+        task.await;
+    });
+}
+
+#[test]
+fn a_lock_closes_the_stream_at_once_with_its_message_and_refuses_the_next_hello() {
+    let state = state();
+    let (mut node, task, _t) = start(&state, hello("web-1"));
+    block_on(async {
+        assert!(matches!(recv(&mut node).await, Some(Response::HelloAck { .. })));
+        let target = crate::proto::LockTarget::ServerId(subject().host_id);
+        state
+            .revoke
+            .add_lock(crate::proto::LockInfo {
+                target,
+                message: "stolen laptop".into(),
+                created: 0,
+                expires: None,
+            })
+            .unwrap();
+        // No beat needed: the stream is closed with the reason as soon as the lock exists.
+        match recv(&mut node).await {
+            Some(Response::Error { code, message }) => {
+                assert_eq!(code, ErrorCode::AccessDenied);
+                assert!(message.contains("stolen laptop"), "{message}");
+            }
+            other => panic!("expected the lock's refusal, got {other:?}"),
+        }
+        assert!(recv(&mut node).await.is_none(), "then the stream closes");
+        task.await;
+        let (mut again, task, _t) = start(&state, hello("web-1"));
+        match recv(&mut again).await {
+            Some(Response::Error { message, .. }) => assert!(message.contains("stolen laptop")),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        task.await;
+    });
+    assert_eq!(count(&state), 0);
 }

@@ -70,7 +70,10 @@ pub fn sign(state: &AuthState, user: &str, ttl_secs: u64, csr: &str) -> Result<R
         cluster: state.cluster_name.clone(),
         node_name: String::new(),
     };
-    let cert = state.ca.sign_parsed_for(&csr, &subject, ttl)?;
+    let cas = state.ca.get();
+    let cert = cas
+        .signer(&subject.role)
+        .sign_parsed_for(&csr, &subject, ttl)?;
     let expires = clock::now_unix() + ttl_secs as i64;
     info!(
         "issued a user identity for {user:?}, valid until {}",
@@ -78,7 +81,7 @@ pub fn sign(state: &AuthState, user: &str, ttl_secs: u64, csr: &str) -> Result<R
     );
     Ok(Response::UserCert {
         cert,
-        ca_certs: vec![state.ca.cert_pem.clone()],
+        ca_certs: cas.trusted_pems(),
         expires,
     })
 }

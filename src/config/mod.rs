@@ -118,6 +118,8 @@ pub struct AuthSettings {
     pub cluster_name: String,
     pub static_tokens: Vec<StaticToken>,
     pub heartbeat_interval: Duration,
+    /// Lifetime of the host certificates auth signs (`auth_service.host_cert_ttl`).
+    pub host_cert_ttl: Duration,
     /// The address printed in join instructions.
     pub advertise_addr: String,
 }
@@ -335,6 +337,7 @@ impl Settings {
             cluster_name,
             static_tokens: parse_static_tokens(&a.tokens)?,
             heartbeat_interval,
+            host_cert_ttl: values::host_cert_ttl(a.host_cert_ttl.as_deref())?,
             advertise_addr: format!("{advertise_host}:{}", listen_addr.port()),
         };
 

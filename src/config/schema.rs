@@ -111,6 +111,8 @@ pub struct AuthServiceConf {
     pub proxy_listener_mode: Option<String>,
     /// teleport-lite extension: how often nodes heartbeat (auth tells them). Default 5s.
     pub heartbeat_interval: Option<String>,
+    /// teleport-lite extension: lifetime of host certificates, renewed at two thirds of it.
+    pub host_cert_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

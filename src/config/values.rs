@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{LogConf, LogOutput, LogSettings, StaticToken};
 use crate::error::{Error, Result};
@@ -202,4 +203,30 @@ pub fn parse_dial_ports(ports: Option<&[u16]>) -> Result<Vec<u16>> {
     ports.sort_unstable();
     ports.dedup();
     Ok(ports)
+}
+
+/// Shortest `auth_service.host_cert_ttl`: hosts renew at two thirds of it, over a stream that
+/// needs a heartbeat or two to carry the renewal.
+pub const MIN_HOST_CERT_TTL: Duration = Duration::from_secs(3);
+/// Longest `auth_service.host_cert_ttl`.
+pub const MAX_HOST_CERT_TTL: Duration = Duration::from_secs(8760 * 3600);
+
+/// `auth_service.host_cert_ttl`: 24h by default. A day, as Nomad's node identities: long
+/// enough that a host offline over a weekend night needs no new token, short enough that a
+/// stolen identity file stops working by itself; hosts renew at 16h, so a renewal missed for
+/// hours on a flaky network still leaves margin.
+pub fn host_cert_ttl(value: Option<&str>) -> Result<Duration> {
+    let Some(s) = value else {
+        return Ok(crate::pki::ca::HOST_CERT_VALIDITY);
+    };
+    let ttl = crate::clock::parse_duration(s)
+        .map_err(|e| Error::Config(format!("auth_service.host_cert_ttl: {e}")))?;
+    if !(MIN_HOST_CERT_TTL..=MAX_HOST_CERT_TTL).contains(&ttl) {
+        return Err(Error::Config(format!(
+            "auth_service.host_cert_ttl must be between {}s and {}h, e.g. 24h",
+            MIN_HOST_CERT_TTL.as_secs(),
+            MAX_HOST_CERT_TTL.as_secs() / 3600
+        )));
+    }
+    Ok(ttl)
 }

@@ -115,6 +115,28 @@ impl Inventory {
         }
     }
 
+    /// The name of node `uuid` if proxy `proxy_id` relays its beats now.
+    pub fn name_via(&self, uuid: &str, proxy_id: &str, now_ms: u64) -> Option<String> {
+        let e = self.nodes.get(uuid)?;
+        e.vias
+            .get(proxy_id)
+            .filter(|&&exp| exp > now_ms)
+            .map(|_| e.info.hostname.clone())
+    }
+
+    /// Forgets a node on every path at once (removed or locked).
+    pub fn forget(&mut self, uuid: &str) -> Option<NodeInfo> {
+        self.nodes.remove(uuid).map(|e| e.info)
+    }
+
+    /// Live nodes whose UUID or name is `key`.
+    pub fn find(&self, key: &str, now_ms: u64) -> Vec<NodeInfo> {
+        self.list(now_ms)
+            .into_iter()
+            .filter(|n| n.uuid == key || n.hostname == key)
+            .collect()
+    }
+
     fn proxy_name(&self, id: &str) -> String {
         self.proxies
             .get(id)
@@ -326,8 +348,22 @@ mod tests {
         let l = inv.list(1200);
         assert_eq!(l[0].tunnels, vec!["proxy-2"]);
         assert_eq!(inv.list_proxies(1200)[1].tunnels, 1);
+        assert_eq!(inv.name_via("a", "2", 1200).as_deref(), Some("host-a"));
+        assert_eq!(inv.name_via("a", "1", 1200), None, "proxy 1's path expired");
         inv.remove_via("a", "2");
         assert_eq!(inv.count(1200), 0);
+    }
+
+    #[test]
+    fn a_forgotten_node_is_gone_on_every_path() {
+        let mut inv = Inventory::default();
+        inv.upsert(n("a"), 1, 0, 1000);
+        inv.upsert_via(n("a"), "p", 0, 1000);
+        assert_eq!(inv.find("host-a", 0).len(), 1);
+        assert_eq!(inv.find("a", 0).len(), 1);
+        assert_eq!(inv.forget("a").unwrap().hostname, "host-a");
+        assert_eq!(inv.count(0), 0);
+        assert!(inv.find("a", 0).is_empty());
     }
 
     #[test]

@@ -16,11 +16,12 @@ use crate::proto::{ROLE_AUTH, ROLE_PROXY};
 
 /// Validity of the CA certificate.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// Validity of host certificates. Hosts have no renewal yet, so they live as long as the CA;
-/// a CA rotation (later issue) is the way to replace them.
-pub const HOST_CERT_VALIDITY: Duration = CA_VALIDITY;
-/// Clock skew tolerated between hosts.
-const BACKDATE: Duration = Duration::from_secs(3600);
+/// Default validity of host certificates (`auth_service.host_cert_ttl`): hosts renew them at
+/// two thirds of their life over their stream.
+pub const HOST_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+/// Clock skew tolerated between hosts: every certificate starts this long before it is
+/// issued, so its issue time is `not_before + BACKDATE`.
+pub const BACKDATE: Duration = Duration::from_secs(3600);
 
 /// The CA's certificate and private key, both PEM.
 #[derive(Clone)]
@@ -42,11 +43,20 @@ pub struct Sans {
 impl CertAuthority {
     /// A new self-signed CA for `cluster_name`.
     pub fn generate(cluster_name: &str) -> Result<Self> {
+        Self::generate_named(cluster_name, None)
+    }
+
+    /// A CA for a rotation: its name differs from every earlier CA of the cluster (by
+    /// `generation`), so a certificate's issuer name tells which CA signed it.
+    pub fn generate_named(cluster_name: &str, generation: Option<&str>) -> Result<Self> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cluster_name);
         dn.push(DnType::OrganizationName, cluster_name);
+        if let Some(g) = generation {
+            dn.push(DnType::OrganizationalUnitName, g);
+        }
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -124,10 +134,21 @@ impl CertAuthority {
         self.sign_parsed(&Self::parse_csr(csr_pem)?, subject, sans)
     }
 
-    /// Signs a CSR parsed by `parse_csr`.
-    pub fn sign_parsed(&self, csr: &Csr, subject: &Subject, sans: &Sans) -> Result<String> {
-        let params = Self::params_for(subject, sans, HOST_CERT_VALIDITY)?;
+    /// Signs a CSR parsed by `parse_csr` for a host, valid for `validity`.
+    pub fn sign_host(
+        &self,
+        csr: &Csr,
+        subject: &Subject,
+        sans: &Sans,
+        validity: Duration,
+    ) -> Result<String> {
+        let params = Self::params_for(subject, sans, validity)?;
         Ok(params.signed_by(&csr.0.public_key, &self.issuer()?)?.pem())
+    }
+
+    /// Signs a CSR parsed by `parse_csr` with the default host validity.
+    pub fn sign_parsed(&self, csr: &Csr, subject: &Subject, sans: &Sans) -> Result<String> {
+        self.sign_host(csr, subject, sans, HOST_CERT_VALIDITY)
     }
 
     /// Signs a CSR parsed by `parse_csr` with a validity other than a host's (user identities).

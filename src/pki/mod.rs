@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod identity;
+pub mod live;
 pub mod pin;
 pub mod verify;
 pub mod webpin;
@@ -62,4 +63,46 @@ pub fn subject_of(der: &[u8]) -> Result<Subject> {
         node_name: first(&mut subject.iter_by_oid(&name_oid)),
     };
     Ok(out)
+}
+
+/// What renewal decisions need of a certificate: its issuer's name, issue time and expiry.
+pub fn facts_of(der: &[u8]) -> Result<crate::core::rotation::CertFacts> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
+    let v = cert.validity();
+    Ok(crate::core::rotation::CertFacts {
+        issuer: cert.issuer().as_raw().to_vec(),
+        issued: v.not_before.timestamp() + ca::BACKDATE.as_secs() as i64,
+        not_after: v.not_after.timestamp(),
+    })
+}
+
+/// The DER of a CA certificate's own name, which the certificates it signs carry as issuer.
+pub fn subject_name_of(der: &[u8]) -> Result<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
+    Ok(cert.subject().as_raw().to_vec())
+}
+
+/// The names (DNS and IP) a certificate is valid for: what a proxy's renewed certificate
+/// keeps, as auth chose them at its join.
+pub fn sans_of(der: &[u8]) -> Result<ca::Sans> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
+    let mut sans = ca::Sans::default();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => sans.dns.push(d.to_string()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => sans.ips.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                    16 => sans.ips.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok(sans)
 }

@@ -1,0 +1,287 @@
+//! The cluster's host CAs as auth holds them: the current one, the next one during a rotation,
+//! and the rotation state, stored together under one key so they change in one write. The
+//! phase rules are in `core::rotation`; this applies their effects and answers "which CA signs
+//! this" and "which CAs are trusted".
+
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::backend::{Backend, Item};
+use crate::core::rotation::{Effect, Phase, Rotation, Which};
+use crate::error::{Error, Result};
+use crate::pki::ca::CertAuthority;
+use crate::pki::pin::Pin;
+use crate::proto::{TrustInfo, ROLE_AUTH, ROLE_PROXY};
+
+pub const CA_KEY: &str = "authorities/host";
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Pair {
+    cert_pem: String,
+    key_pem: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCa {
+    cluster_name: String,
+    cert_pem: String,
+    key_pem: String,
+    #[serde(default)]
+    next: Option<Pair>,
+    #[serde(default)]
+    rotation: Rotation,
+}
+
+/// One consistent view of the CAs.
+pub struct Cas {
+    pub current: CertAuthority,
+    pub next: Option<CertAuthority>,
+    pub rotation: Rotation,
+    current_name: Vec<u8>,
+    next_name: Option<Vec<u8>>,
+}
+
+impl Cas {
+    fn new(current: CertAuthority, next: Option<CertAuthority>, rotation: Rotation) -> Result<Cas> {
+        let name = |ca: &CertAuthority| crate::pki::subject_name_of(&ca.cert_der()?);
+        Ok(Cas {
+            current_name: name(&current)?,
+            next_name: next.as_ref().map(name).transpose()?,
+            current,
+            next,
+            rotation,
+        })
+    }
+
+    fn which(&self, w: Which) -> &CertAuthority {
+        match (w, &self.next) {
+            (Which::Next, Some(n)) => n,
+            _ => &self.current,
+        }
+    }
+
+    /// The CA that signs a certificate for `role` now.
+    pub fn signer(&self, role: &str) -> &CertAuthority {
+        self.which(self.rotation.signer(is_server(role)))
+    }
+
+    /// The issuer name certificates for `role` carry when signed now.
+    pub fn signer_name(&self, role: &str) -> &[u8] {
+        match (self.rotation.signer(is_server(role)), &self.next_name) {
+            (Which::Next, Some(n)) => n,
+            _ => &self.current_name,
+        }
+    }
+
+    /// Whether a certificate with this issuer name chains to a CA trusted now.
+    pub fn trusts_issuer(&self, issuer: &[u8]) -> bool {
+        issuer == self.current_name.as_slice()
+            || (self.rotation.trusts_next() && self.next_name.as_deref() == Some(issuer))
+    }
+
+    /// The CAs trusted now: the current one, and the next one during a rotation.
+    pub fn trusted(&self) -> Vec<&CertAuthority> {
+        let mut out = vec![&self.current];
+        if self.rotation.trusts_next() {
+            out.extend(self.next.as_ref());
+        }
+        out
+    }
+
+    pub fn trusted_pems(&self) -> Vec<String> {
+        self.trusted().iter().map(|c| c.cert_pem.clone()).collect()
+    }
+
+    /// The pins of the trusted CAs, as `tctl status` and join instructions show them.
+    pub fn pins(&self) -> Vec<String> {
+        self.trusted()
+            .iter()
+            .filter_map(|c| c.cert_der().ok())
+            .filter_map(|d| Pin::of_cert(&d).ok())
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// What proxies need to judge the certificates of their tunnels.
+    pub fn trust_info(&self, ttl_secs: u64) -> TrustInfo {
+        let trusted = self.trusted();
+        let index = |w: Which| {
+            let want = self.which(w);
+            trusted
+                .iter()
+                .position(|c| c.cert_pem == want.cert_pem)
+                .unwrap_or(0)
+        };
+        TrustInfo {
+            ca_certs: trusted.iter().map(|c| c.cert_pem.clone()).collect(),
+            client_signer: index(self.rotation.signer(false)),
+            server_signer: index(self.rotation.signer(true)),
+            changed: self.rotation.changed,
+            host_cert_ttl_secs: ttl_secs,
+        }
+    }
+}
+
+pub fn is_server(role: &str) -> bool {
+    role == ROLE_AUTH || role == ROLE_PROXY
+}
+
+/// The CAs, shared by every task of auth; changed only through `apply`.
+pub struct CaSet {
+    cluster_name: String,
+    backend: Arc<dyn Backend>,
+    cas: RwLock<Arc<Cas>>,
+}
+
+impl CaSet {
+    /// Loads the CAs, creating the first one on a new cluster. Blocking.
+    pub fn load_or_create(backend: Arc<dyn Backend>, cluster_name: &str, now: i64) -> Result<Self> {
+        let cas = match backend.get(CA_KEY, now)? {
+            Some(item) => decode(&item.value, cluster_name)?,
+            None => {
+                let ca = CertAuthority::generate(cluster_name)?;
+                let cas = Cas::new(ca, None, Rotation::default())?;
+                if backend.create(&encode(cluster_name, &cas)?, now)? {
+                    log::info!("created the host CA of cluster {cluster_name:?}");
+                    cas
+                } else {
+                    // Another process created it at the same moment: use theirs.
+                    let item = backend
+                        .get(CA_KEY, now)?
+                        .ok_or_else(|| Error::Storage("the stored CA vanished".into()))?;
+                    decode(&item.value, cluster_name)?
+                }
+            }
+        };
+        Ok(CaSet {
+            cluster_name: cluster_name.to_string(),
+            backend,
+            cas: RwLock::new(Arc::new(cas)),
+        })
+    }
+
+    /// The current view; cheap to take, consistent while held.
+    pub fn get(&self) -> Arc<Cas> {
+        self.cas.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes the rotation with `step` and applies its effect (a new CA, a promotion, a
+    /// dropped CA); stored before it is visible. Blocking. Returns the new view, or `None`
+    /// when `step` made no change.
+    pub fn apply(
+        &self,
+        step: impl FnOnce(&mut Rotation) -> std::result::Result<Option<Effect>, String>,
+    ) -> Result<Option<Arc<Cas>>> {
+        let mut guard = self.cas.write().unwrap_or_else(|p| p.into_inner());
+        let mut rotation = guard.rotation.clone();
+        let effect = match step(&mut rotation).map_err(|e| {
+            Error::remote(crate::proto::ErrorCode::BadParameter, e)
+        })? {
+            Some(e) => e,
+            None => return Ok(None),
+        };
+        let (current, next) = match effect {
+            Effect::GenerateNext => {
+                let generation = rotation.started.to_string();
+                let next = CertAuthority::generate_named(&self.cluster_name, Some(&generation))?;
+                (guard.current.clone(), Some(next))
+            }
+            Effect::Promote => {
+                let next = guard.next.clone().ok_or_else(|| {
+                    Error::Storage("a rotation reached standby without a new CA".into())
+                })?;
+                (next, None)
+            }
+            Effect::DropNext => (guard.current.clone(), None),
+            Effect::None => (guard.current.clone(), guard.next.clone()),
+        };
+        let cas = Cas::new(current, next, rotation)?;
+        self.backend.put(&encode(&self.cluster_name, &cas)?)?;
+        let cas = Arc::new(cas);
+        *guard = cas.clone();
+        Ok(Some(cas))
+    }
+
+    /// Moves a semi-automatic rotation on when its next phase is due. Blocking.
+    pub fn advance(&self, now: i64) -> Result<Option<(Phase, Arc<Cas>)>> {
+        let mut moved = None;
+        let cas = self.apply(|r| {
+            Ok(r.advance(now).map(|(phase, effect)| {
+                moved = Some(phase);
+                effect
+            }))
+        })?;
+        Ok(cas.and_then(|c| moved.map(|p| (p, c))))
+    }
+}
+
+fn decode(value: &[u8], cluster_name: &str) -> Result<Cas> {
+    let stored: StoredCa = serde_json::from_slice(value)
+        .map_err(|e| Error::Storage(format!("stored CA is unreadable: {e}")))?;
+    if stored.cluster_name != cluster_name {
+        return Err(Error::Config(format!(
+            "this data_dir holds the CA of cluster {:?}, but the config names the cluster \
+             {cluster_name:?}: set auth_service.cluster_name back, or use a new data_dir",
+            stored.cluster_name
+        )));
+    }
+    let current = CertAuthority {
+        cert_pem: stored.cert_pem,
+        key_pem: stored.key_pem,
+    };
+    let next = stored.next.map(|p| CertAuthority {
+        cert_pem: p.cert_pem,
+        key_pem: p.key_pem,
+    });
+    Cas::new(current, next, stored.rotation)
+}
+
+fn encode(cluster_name: &str, cas: &Cas) -> Result<Item> {
+    let stored = StoredCa {
+        cluster_name: cluster_name.to_string(),
+        cert_pem: cas.current.cert_pem.clone(),
+        key_pem: cas.current.key_pem.clone(),
+        next: cas.next.as_ref().map(|n| Pair {
+            cert_pem: n.cert_pem.clone(),
+            key_pem: n.key_pem.clone(),
+        }),
+        rotation: cas.rotation.clone(),
+    };
+    Ok(Item {
+        key: CA_KEY.into(),
+        value: serde_json::to_vec(&stored).map_err(|e| Error::Storage(e.to_string()))?,
+        expires: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::backend::sqlite::SqliteBackend;
+
+    #[test]
+    fn a_rotation_survives_a_restart_and_ends_with_only_the_new_ca() {
+        let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().unwrap());
+        let set = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
+        let old = set.get().current.cert_pem.clone();
+        set.apply(|r| r.start_auto(30, 100).map(Some)).unwrap();
+        let view = set.get();
+        assert_eq!(view.pins().len(), 2);
+        assert_eq!(view.signer("Node").cert_pem, old, "init signs with the old CA");
+        let again = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
+        assert_eq!(again.get().rotation.phase, Phase::Init);
+        assert_eq!(again.get().next.as_ref().unwrap().cert_pem, view.next.as_ref().unwrap().cert_pem);
+        set.advance(110).unwrap();
+        let view = set.get();
+        assert_ne!(view.signer("Node").cert_pem, old);
+        assert_eq!(view.signer("Proxy").cert_pem, old, "servers keep the old CA");
+        assert_eq!(view.trust_info(60).client_signer, 1);
+        set.advance(120).unwrap();
+        let (phase, view) = set.advance(130).unwrap().unwrap();
+        assert_eq!(phase, Phase::Standby);
+        assert_eq!(view.trusted().len(), 1);
+        assert_ne!(view.current.cert_pem, old);
+        assert!(CaSet::load_or_create(backend, "other", 0).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! Auth's own identities: the certificate it serves and the admin identity `tctl` uses on the
+//! auth host. Both live `host_cert_ttl` and are re-issued here at two thirds of their life and
+//! whenever a rotation phase changes which CA signs or is trusted, with no restart: the server
+//! certificate is swapped under the listener, the admin identity file is replaced atomically.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{info, warn};
+
+use super::state::{issue, AuthState};
+use crate::clock::now_unix;
+use crate::core::rotation::{self, Phase};
+use crate::error::Result;
+use crate::pki::ca::Sans;
+use crate::pki::identity::Identity;
+use crate::pki::Subject;
+use crate::proto::{AUTH_SERVER_NAME, ROLE_ADMIN, ROLE_AUTH};
+use crate::rt::Shutdown;
+
+/// What auth needs to re-issue its own identities.
+pub struct Own {
+    pub host_id: String,
+    pub listen_addr: SocketAddr,
+    pub admin_path: PathBuf,
+}
+
+impl Own {
+    fn server_subject(&self, state: &AuthState) -> Subject {
+        Subject {
+            host_id: self.host_id.clone(),
+            role: ROLE_AUTH.to_string(),
+            cluster: state.cluster_name.clone(),
+            node_name: String::new(),
+        }
+    }
+
+    /// The certificate auth serves: always for `teleport.cluster.local`, plus local names.
+    pub fn server_identity(&self, state: &AuthState) -> Result<Identity> {
+        let mut ips: Vec<IpAddr> = vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        ];
+        if !self.listen_addr.ip().is_unspecified() {
+            ips.push(self.listen_addr.ip());
+        }
+        let sans = Sans {
+            dns: vec![
+                AUTH_SERVER_NAME.to_string(),
+                "localhost".to_string(),
+                format!("{}.{}", self.host_id, state.cluster_name),
+            ],
+            ips,
+        };
+        issue(
+            &state.ca.get(),
+            &self.server_subject(state),
+            &sans,
+            state.host_ttl,
+        )
+    }
+
+    /// Writes a new admin identity. Blocking.
+    pub fn write_admin(&self, state: &AuthState) -> Result<Identity> {
+        let id = state.issue_local_identity("admin", ROLE_ADMIN, "", &[])?;
+        id.save(&self.admin_path)?;
+        Ok(id)
+    }
+
+    /// The admin identity on disk if it is current (trusted CAs, signer, not due), else a new
+    /// one. Blocking.
+    pub fn ensure_admin(&self, state: &AuthState) -> Result<()> {
+        if let Ok(Some(id)) = Identity::load_optional(&self.admin_path) {
+            if !due(state, &id, ROLE_ADMIN) {
+                return Ok(());
+            }
+        }
+        self.write_admin(state).map(|_| ())
+    }
+}
+
+/// Whether one of auth's own identities must be re-issued now.
+fn due(state: &AuthState, id: &Identity, role: &str) -> bool {
+    let cas = state.ca.get();
+    let facts = match id.cert_der().and_then(|d| crate::pki::facts_of(&d)) {
+        Ok(f) => f,
+        Err(_) => return true,
+    };
+    id.ca_pems != cas.trusted_pems()
+        || rotation::must_renew(
+            &facts,
+            cas.signer_name(role),
+            cas.rotation.changed,
+            state.host_ttl_secs(),
+            now_unix(),
+        )
+}
+
+/// Re-issues what is due after a phase change or with age. Blocking.
+fn refresh(state: &AuthState, own: &Own, served: &mut Identity) -> Result<()> {
+    let mut trusted = Vec::new();
+    for pem in state.trusted_pems() {
+        trusted.extend(crate::pki::certs_from_pem(&pem)?);
+    }
+    state.tls.set_trust(&trusted)?;
+    if due(state, served, ROLE_AUTH) {
+        *served = own.server_identity(state)?;
+        state.tls.set_cert(served)?;
+        info!(
+            "renewed the host certificate auth serves; valid until {}",
+            crate::clock::rfc3339(served.not_after()?)
+        );
+    }
+    own.ensure_admin(state)
+}
+
+/// Every second: moves a semi-automatic rotation on, and keeps auth's own certificates and
+/// the admin identity current.
+pub async fn keep_current(
+    state: Arc<AuthState>,
+    own: Arc<Own>,
+    mut served: Identity,
+    shutdown: Shutdown,
+) {
+    while shutdown.sleep(Duration::from_secs(1)).await {
+        let st = state.clone();
+        let o = own.clone();
+        let s = served.clone();
+        let result = smol::unblock(move || -> Result<(Identity, Option<Phase>)> {
+            let moved = st.ca.advance(now_unix())?.map(|(phase, _)| phase);
+            if let Some(phase) = moved {
+                phase_changed(&st, phase, "auto");
+            }
+            let mut s = s;
+            refresh(&st, &o, &mut s)?;
+            Ok((s, moved))
+        })
+        .await;
+        match result {
+            Ok((s, _)) => served = s,
+            Err(e) => warn!("keeping auth's certificates current failed: {e}; retrying"),
+        }
+        state.revoke.expire(now_unix());
+    }
+}
+
+/// Logs and audits a rotation phase change and tells every proxy. Blocking.
+pub fn phase_changed(state: &AuthState, phase: Phase, mode: &str) {
+    info!(
+        "host CA rotation: phase {} ({mode}); CA pins now {}",
+        phase.name(),
+        state.ca_pins().join(",")
+    );
+    state.audit.record(
+        "ca.rotation",
+        &[("phase", phase.name().into()), ("mode", mode.into())],
+    );
+    state.revoke.wake_links();
+}

@@ -1,0 +1,115 @@
+//! Renewals: a host connected over an authenticated stream asks for a certificate for a new
+//! key. Auth takes only the key from the CSR; the subject is the one of the stream's verified
+//! certificate (a direct node, a proxy for itself) or, for a node behind a proxy, the host
+//! the proxy relays beats for, with the name auth has on record for it, always as a Node.
+//! Locked and removed hosts are refused.
+
+use log::info;
+
+use super::state::AuthState;
+use crate::clock::now_unix;
+use crate::core::rotation::{self, CertFacts};
+use crate::pki::ca::{CertAuthority, Sans};
+use crate::pki::Subject;
+use crate::proto::{ErrorCode, LockTarget, Response, ROLE_NODE};
+
+/// The answer to a host that may not connect: removal is final (the host must join again),
+/// a lock may be lifted.
+pub fn refusal(state: &AuthState, host_id: &str) -> Option<Response> {
+    let target = LockTarget::ServerId(host_id.to_string());
+    let message = state.revoke.denial(&target, now_unix())?;
+    let code = if state.revoke.is_removed(host_id) {
+        ErrorCode::NotFound
+    } else {
+        ErrorCode::AccessDenied
+    };
+    Some(Response::error(code, message))
+}
+
+/// Signs a renewal for `subject` with `sans`. Blocking (signing, audit fsync).
+pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str) -> Response {
+    if let Some(refused) = refusal(state, &subject.host_id) {
+        return refused;
+    }
+    let csr = match CertAuthority::parse_csr(csr) {
+        Ok(c) => c,
+        Err(e) => return Response::error(ErrorCode::BadParameter, e.to_string()),
+    };
+    let (tls, tls_ca_certs) = match state.sign_host(&csr, subject, sans) {
+        Ok(signed) => signed,
+        Err(e) => return Response::error(ErrorCode::Internal, e.to_string()),
+    };
+    let expires = now_unix() + state.host_ttl_secs() as i64;
+    state.audit.record(
+        "cert.issued",
+        &[
+            ("host_id", subject.host_id.as_str().into()),
+            ("role", subject.role.as_str().into()),
+            ("via", "renewal".into()),
+            ("expires", expires.into()),
+        ],
+    );
+    info!(
+        "renewed the certificate of {} {:?} ({}) until {}",
+        subject.role,
+        subject.node_name,
+        subject.host_id,
+        crate::clock::rfc3339(expires)
+    );
+    Response::Renewed {
+        tls,
+        tls_ca_certs,
+        expires,
+    }
+}
+
+/// A node's renewal relayed by proxy `proxy_id`: only for a node whose beats that proxy relays
+/// now, with the name auth recorded from them. Blocking.
+pub fn sign_relayed(state: &AuthState, proxy_id: &str, host_id: &str, csr: &str) -> Response {
+    let name = state
+        .inventory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .name_via(host_id, proxy_id, state.now_ms());
+    let Some(node_name) = name else {
+        return Response::error(
+            ErrorCode::AccessDenied,
+            format!("host {host_id:?} holds no tunnel to this proxy"),
+        );
+    };
+    let subject = Subject {
+        host_id: host_id.to_string(),
+        role: ROLE_NODE.to_string(),
+        cluster: state.cluster_name.clone(),
+        node_name,
+    };
+    let sans = state.host_sans(host_id, ROLE_NODE, &[]);
+    sign(state, &subject, &sans, csr)
+}
+
+/// Whether a connection whose certificate is `cert` may go on: not expired, from a trusted CA.
+/// `Err` says why not.
+pub fn still_valid(state: &AuthState, cert: &CertFacts, now: i64) -> Result<(), String> {
+    if cert.not_after <= now {
+        return Err(format!(
+            "its certificate expired at {}",
+            crate::clock::rfc3339(cert.not_after)
+        ));
+    }
+    if !state.ca.get().trusts_issuer(&cert.issuer) {
+        return Err("its certificate is from a CA the cluster no longer trusts".into());
+    }
+    Ok(())
+}
+
+/// Whether the holder of `cert` (a certificate for `role`) must renew now.
+pub fn must_renew(state: &AuthState, cert: &CertFacts, role: &str, now: i64) -> bool {
+    let cas = state.ca.get();
+    rotation::must_renew(
+        cert,
+        cas.signer_name(role),
+        cas.rotation.changed,
+        state.host_ttl_secs(),
+        now,
+    )
+}

@@ -1,0 +1,345 @@
+//! Who may not connect, and closing them at once: locks (`tctl lock`, optionally expiring) and
+//! removed hosts (`tctl nodes rm`, kept for good so a removed host's identity never works
+//! again). Auth keeps them in storage and memory, closes the matching direct streams and proxy
+//! links through their kill switches, and wakes every proxy link so the proxies close the
+//! matching tunnels and dials.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use smol::channel::{Receiver, Sender};
+
+use super::backend::{Backend, Item};
+use crate::error::{Error, Result};
+use crate::proto::{Denial, LockInfo, LockTarget};
+use crate::rt::{shutdown_pair, Shutdown, Trigger};
+
+const LOCKS: &str = "locks/";
+const REMOVED: &str = "removed/";
+/// Removed hosts remembered at most; the oldest are forgotten first.
+const MAX_REMOVED: usize = 100_000;
+
+fn lock_key(t: &LockTarget) -> String {
+    match t {
+        LockTarget::ServerId(id) => format!("{LOCKS}server_id/{id}"),
+        LockTarget::User(u) => format!("{LOCKS}user/{u}"),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Removed {
+    hostname: String,
+    removed: i64,
+}
+
+/// What a refused host or user is told.
+pub fn lock_message(info: &LockInfo) -> String {
+    let why = if info.message.is_empty() {
+        "locked by an administrator".to_string()
+    } else {
+        info.message.clone()
+    };
+    format!("{} is locked: {why}", info.target)
+}
+
+pub fn removed_message(host_id: &str) -> String {
+    format!(
+        "host {host_id} was removed from the cluster (tctl nodes rm): its identity is revoked; \
+         remove the identity file and join again with a new token"
+    )
+}
+
+#[derive(Default)]
+struct Inner {
+    locks: BTreeMap<LockTarget, LockInfo>,
+    removed: HashMap<String, i64>,
+    /// Kill switches of live streams and links, by host ID.
+    conns: HashMap<String, Vec<(u64, Trigger)>>,
+    /// One waker per proxy link.
+    links: Vec<(u64, Sender<()>)>,
+    next: u64,
+}
+
+pub struct Revocations {
+    backend: Arc<dyn Backend>,
+    inner: Mutex<Inner>,
+}
+
+/// A live stream's place in the registry; dropping it leaves.
+pub struct ConnGuard {
+    rev: Arc<Revocations>,
+    host_id: String,
+    id: u64,
+    /// Fires when the host is locked or removed.
+    pub killed: Shutdown,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut inner = self.rev.lock();
+        if let Some(list) = inner.conns.get_mut(&self.host_id) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                inner.conns.remove(&self.host_id);
+            }
+        }
+    }
+}
+
+/// A proxy link's subscription to changes; dropping it leaves.
+pub struct LinkGuard {
+    rev: Arc<Revocations>,
+    id: u64,
+    /// Receives a wake-up after every change of denials or trust.
+    pub changed: Receiver<()>,
+}
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        self.rev.lock().links.retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl Revocations {
+    /// Loads locks and removed hosts. Blocking.
+    pub fn load(backend: Arc<dyn Backend>, now: i64) -> Result<Arc<Self>> {
+        let mut inner = Inner::default();
+        for item in backend.list(LOCKS, now)? {
+            if let Ok(info) = serde_json::from_slice::<LockInfo>(&item.value) {
+                inner.locks.insert(info.target.clone(), info);
+            }
+        }
+        for item in backend.list(REMOVED, now)? {
+            if let Ok(r) = serde_json::from_slice::<Removed>(&item.value) {
+                let id = item.key.trim_start_matches(REMOVED).to_string();
+                inner.removed.insert(id, r.removed);
+            }
+        }
+        Ok(Arc::new(Revocations {
+            backend,
+            inner: Mutex::new(inner),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why `target` may not connect at `now`, if it may not.
+    pub fn denial(&self, target: &LockTarget, now: i64) -> Option<String> {
+        let inner = self.lock();
+        if let LockTarget::ServerId(id) = target {
+            if inner.removed.contains_key(id) {
+                return Some(removed_message(id));
+            }
+        }
+        inner
+            .locks
+            .get(target)
+            .filter(|l| l.expires.map_or(true, |e| e > now))
+            .map(lock_message)
+    }
+
+    /// Whether `host_id` was removed (its identity is gone for good, unlike a lock).
+    pub fn is_removed(&self, host_id: &str) -> bool {
+        self.lock().removed.contains_key(host_id)
+    }
+
+    /// Everything denied at `now`, for proxies.
+    pub fn denials(&self, now: i64) -> Vec<Denial> {
+        let inner = self.lock();
+        let mut out: Vec<Denial> = inner
+            .locks
+            .values()
+            .filter(|l| l.expires.map_or(true, |e| e > now))
+            .map(|l| Denial {
+                target: l.target.clone(),
+                message: lock_message(l),
+            })
+            .collect();
+        out.extend(inner.removed.keys().map(|id| Denial {
+            target: LockTarget::ServerId(id.clone()),
+            message: removed_message(id),
+        }));
+        out.sort_by(|a, b| a.target.cmp(&b.target));
+        out
+    }
+
+    pub fn locks(&self, now: i64) -> Vec<LockInfo> {
+        self.lock()
+            .locks
+            .values()
+            .filter(|l| l.expires.map_or(true, |e| e > now))
+            .cloned()
+            .collect()
+    }
+
+    /// Stores a lock (replacing one on the same target) and closes the target's connections.
+    /// Blocking.
+    pub fn add_lock(&self, info: LockInfo) -> Result<()> {
+        let item = Item {
+            key: lock_key(&info.target),
+            value: serde_json::to_vec(&info).map_err(|e| Error::Storage(e.to_string()))?,
+            expires: info.expires,
+        };
+        self.backend.put(&item)?;
+        let target = info.target.clone();
+        self.lock().locks.insert(target.clone(), info);
+        self.enforce(&target);
+        Ok(())
+    }
+
+    /// Removes a lock; whether there was one. Blocking.
+    pub fn remove_lock(&self, target: &LockTarget, now: i64) -> Result<bool> {
+        self.backend.delete(&lock_key(target), now)?;
+        let had = self.lock().locks.remove(target).is_some();
+        self.wake_links();
+        Ok(had)
+    }
+
+    /// Revokes a host for good and closes its connections. Blocking.
+    pub fn remove_host(&self, host_id: &str, hostname: &str, now: i64) -> Result<()> {
+        let item = Item {
+            key: format!("{REMOVED}{host_id}"),
+            value: serde_json::to_vec(&Removed {
+                hostname: hostname.to_string(),
+                removed: now,
+            })
+            .map_err(|e| Error::Storage(e.to_string()))?,
+            expires: None,
+        };
+        self.backend.put(&item)?;
+        {
+            let mut inner = self.lock();
+            inner.removed.insert(host_id.to_string(), now);
+            if inner.removed.len() > MAX_REMOVED {
+                if let Some(oldest) = inner
+                    .removed
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(id, _)| id.clone())
+                {
+                    inner.removed.remove(&oldest);
+                    let _ = self.backend.delete(&format!("{REMOVED}{oldest}"), now);
+                }
+            }
+        }
+        self.enforce(&LockTarget::ServerId(host_id.to_string()));
+        Ok(())
+    }
+
+    /// Forgets locks that expired; wakes the links if any did.
+    pub fn expire(&self, now: i64) {
+        let gone = {
+            let mut inner = self.lock();
+            let before = inner.locks.len();
+            inner.locks.retain(|_, l| l.expires.map_or(true, |e| e > now));
+            before != inner.locks.len()
+        };
+        if gone {
+            self.wake_links();
+        }
+    }
+
+    /// Closes `target`'s streams and links here and tells every proxy.
+    fn enforce(&self, target: &LockTarget) {
+        if let LockTarget::ServerId(id) = target {
+            if let Some(list) = self.lock().conns.remove(id) {
+                for (_, trigger) in list {
+                    trigger.fire();
+                }
+            }
+        }
+        self.wake_links();
+    }
+
+    /// Wakes every proxy link so it sends what changed (denials, trust).
+    pub fn wake_links(&self) {
+        for (_, tx) in &self.lock().links {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Registers a live stream or link of `host_id`.
+    pub fn register(self: &Arc<Self>, host_id: &str) -> ConnGuard {
+        let (trigger, killed) = shutdown_pair();
+        let mut inner = self.lock();
+        inner.next += 1;
+        let id = inner.next;
+        inner
+            .conns
+            .entry(host_id.to_string())
+            .or_default()
+            .push((id, trigger));
+        ConnGuard {
+            rev: self.clone(),
+            host_id: host_id.to_string(),
+            id,
+            killed,
+        }
+    }
+
+    /// Subscribes a proxy link to changes.
+    pub fn subscribe(self: &Arc<Self>) -> LinkGuard {
+        let (tx, rx) = smol::channel::bounded(1);
+        let mut inner = self.lock();
+        inner.next += 1;
+        let id = inner.next;
+        inner.links.push((id, tx));
+        LinkGuard {
+            rev: self.clone(),
+            id,
+            changed: rx,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::backend::sqlite::SqliteBackend;
+
+    fn lock(target: LockTarget, expires: Option<i64>) -> LockInfo {
+        LockInfo {
+            target,
+            message: "stolen laptop".into(),
+            created: 0,
+            expires,
+        }
+    }
+
+    #[test]
+    fn a_lock_closes_live_streams_wakes_links_and_survives_a_restart() {
+        let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().unwrap());
+        let rev = Revocations::load(backend.clone(), 0).unwrap();
+        let conn = rev.register("h1");
+        let other = rev.register("h2");
+        let link = rev.subscribe();
+        let target = LockTarget::ServerId("h1".into());
+        rev.add_lock(lock(target.clone(), Some(100))).unwrap();
+        assert!(conn.killed.is_fired());
+        assert!(!other.killed.is_fired());
+        assert!(link.changed.try_recv().is_ok());
+        let msg = rev.denial(&target, 99).unwrap();
+        assert!(msg.contains("stolen laptop") && msg.contains("h1"), "{msg}");
+        assert!(rev.denial(&target, 100).is_none(), "expired");
+        let again = Revocations::load(backend, 50).unwrap();
+        assert!(again.denial(&target, 50).is_some());
+        assert!(again.remove_lock(&target, 50).unwrap());
+        assert!(again.denial(&target, 50).is_none());
+    }
+
+    #[test]
+    fn a_removed_host_stays_denied_and_is_told_to_join_again() {
+        let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().unwrap());
+        let rev = Revocations::load(backend.clone(), 0).unwrap();
+        rev.remove_host("h1", "web-1", 10).unwrap();
+        let again = Revocations::load(backend, i64::MAX - 1).unwrap();
+        let msg = again
+            .denial(&LockTarget::ServerId("h1".into()), i64::MAX - 1)
+            .unwrap();
+        assert!(msg.contains("join again"), "{msg}");
+        assert!(again.is_removed("h1"));
+        assert_eq!(again.denials(0).len(), 1);
+    }
+}

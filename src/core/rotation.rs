@@ -1,0 +1,330 @@
+//! Host CA rotation and certificate renewal, without I/O: which phase may follow which, when a
+//! semi-automatic rotation moves on, which CA signs what in each phase, and whether a
+//! certificate must be renewed. Time (Unix seconds) is passed in.
+//!
+//! Phases follow Teleport: `standby → init → update_clients → update_servers → standby`, with
+//! `rollback` (then `standby`) from any phase but standby. In `init` the new CA is trusted but
+//! signs nothing; in `update_clients` it signs client certificates (nodes, users, admins) while
+//! servers (auth, proxies) keep certificates of the old CA, so a host that has not yet learnt
+//! the new CA can still connect; in `update_servers` it signs everything; the final `standby`
+//! drops the old CA. Every phase change is a trust change: hosts renew at once.
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::RotationInfo;
+
+/// Teleport's default grace period (`defaults.RotationGracePeriod`).
+pub const DEFAULT_GRACE_SECS: u64 = 30 * 3600;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Standby,
+    Init,
+    UpdateClients,
+    UpdateServers,
+    Rollback,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Standby => "standby",
+            Phase::Init => "init",
+            Phase::UpdateClients => "update_clients",
+            Phase::UpdateServers => "update_servers",
+            Phase::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Phase, String> {
+        [
+            Phase::Standby,
+            Phase::Init,
+            Phase::UpdateClients,
+            Phase::UpdateServers,
+            Phase::Rollback,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
+        .ok_or_else(|| {
+            format!(
+                "unknown rotation phase {:?}: use init, update_clients, update_servers, standby \
+                 or rollback",
+                s.chars().take(40).collect::<String>()
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Auto,
+    Manual,
+}
+
+/// Which of the two CAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The CA in use before the rotation.
+    Current,
+    /// The CA the rotation introduces.
+    Next,
+}
+
+/// What the caller must do to the stored CAs when a phase begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// `init`: generate the next CA.
+    GenerateNext,
+    /// The final `standby` after `update_servers`: the next CA becomes the only one.
+    Promote,
+    /// `standby` after `rollback`: forget the next CA.
+    DropNext,
+    None,
+}
+
+/// The rotation state, stored with the CAs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    pub phase: Phase,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub started: i64,
+    #[serde(default)]
+    pub grace_secs: u64,
+    #[serde(default)]
+    pub last_rotated: i64,
+    /// When the CA set or a signer last changed: certificates issued before must be renewed.
+    #[serde(default)]
+    pub changed: i64,
+}
+
+impl Rotation {
+    /// The CA that signs a certificate for a server (auth, proxy) or a client (node, user,
+    /// admin) now.
+    pub fn signer(&self, server: bool) -> Which {
+        match self.phase {
+            Phase::UpdateServers => Which::Next,
+            Phase::UpdateClients if !server => Which::Next,
+            _ => Which::Current,
+        }
+    }
+
+    /// Whether the next CA is trusted (it exists) now.
+    pub fn trusts_next(&self) -> bool {
+        self.phase != Phase::Standby
+    }
+
+    /// Starts a semi-automatic rotation over `grace_secs`.
+    pub fn start_auto(&mut self, grace_secs: u64, now: i64) -> Result<Effect, String> {
+        if self.phase != Phase::Standby {
+            return Err(self.busy());
+        }
+        self.mode = Some(Mode::Auto);
+        self.started = now;
+        self.grace_secs = grace_secs;
+        Ok(self.enter(Phase::Init, now))
+    }
+
+    /// A manual step to phase `to`.
+    pub fn manual(&mut self, to: Phase, now: i64) -> Result<Effect, String> {
+        use Phase::*;
+        let allowed = matches!(
+            (self.phase, to),
+            (Standby, Init)
+                | (Init, UpdateClients)
+                | (UpdateClients, UpdateServers)
+                | (UpdateServers, Standby)
+                | (Init | UpdateClients | UpdateServers, Rollback)
+                | (Rollback, Standby)
+        );
+        if !allowed {
+            return Err(format!(
+                "cannot go from phase {} to {}: the order is init, update_clients, \
+                 update_servers, standby (or rollback, then standby)",
+                self.phase.name(),
+                to.name()
+            ));
+        }
+        if self.phase == Standby {
+            self.started = now;
+            self.grace_secs = 0;
+        }
+        self.mode = Some(Mode::Manual);
+        Ok(self.enter(to, now))
+    }
+
+    fn busy(&self) -> String {
+        format!(
+            "a rotation is already in progress (phase {}): wait for it, or move it on with \
+             --manual --phase",
+            self.phase.name()
+        )
+    }
+
+    fn enter(&mut self, to: Phase, now: i64) -> Effect {
+        let from = std::mem::replace(&mut self.phase, to);
+        self.changed = now;
+        match (from, to) {
+            (_, Phase::Init) => Effect::GenerateNext,
+            (Phase::UpdateServers, Phase::Standby) => {
+                self.last_rotated = now;
+                self.finish();
+                Effect::Promote
+            }
+            (Phase::Rollback, Phase::Standby) => {
+                self.finish();
+                Effect::DropNext
+            }
+            _ => Effect::None,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.mode = None;
+        self.started = 0;
+        self.grace_secs = 0;
+    }
+
+    /// In auto mode: when the next phase starts, and which it is.
+    pub fn next_step(&self) -> Option<(i64, Phase)> {
+        if self.mode != Some(Mode::Auto) {
+            return None;
+        }
+        let third = (self.grace_secs / 3) as i64;
+        match self.phase {
+            Phase::Init => Some((self.started + third, Phase::UpdateClients)),
+            Phase::UpdateClients => Some((self.started + 2 * third, Phase::UpdateServers)),
+            Phase::UpdateServers => Some((self.started + self.grace_secs as i64, Phase::Standby)),
+            _ => None,
+        }
+    }
+
+    /// Moves an auto rotation on if its next phase is due; the effect to apply, if it moved.
+    pub fn advance(&mut self, now: i64) -> Option<(Phase, Effect)> {
+        let (at, to) = self.next_step()?;
+        (now >= at).then(|| (to, self.enter(to, now)))
+    }
+
+    pub fn info(&self) -> RotationInfo {
+        RotationInfo {
+            state: if self.phase == Phase::Standby {
+                "standby"
+            } else {
+                "in_progress"
+            }
+            .into(),
+            phase: self.phase.name().into(),
+            mode: match self.mode {
+                Some(Mode::Auto) => "auto",
+                Some(Mode::Manual) => "manual",
+                None => "",
+            }
+            .into(),
+            started: self.started,
+            grace_secs: self.grace_secs,
+            last_rotated: self.last_rotated,
+            next_phase_at: self.next_step().map_or(0, |(at, _)| at),
+        }
+    }
+}
+
+/// What renewal decisions need to know of a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFacts {
+    /// The DER of the issuer's name: each CA of a cluster has its own.
+    pub issuer: Vec<u8>,
+    /// When auth signed it (Unix seconds).
+    pub issued: i64,
+    pub not_after: i64,
+}
+
+impl CertFacts {
+    /// About two thirds into its life (as Nomad renews node identities).
+    pub fn renew_at(&self) -> i64 {
+        self.issued + (self.not_after - self.issued) * 2 / 3
+    }
+}
+
+/// Whether a host presenting `cert` must renew now: it is two thirds into its life, its
+/// issuer is not the CA that signs its kind now, it was issued before the last trust change,
+/// or it lives far longer than the cluster's host certificate lifetime (issued by an older
+/// version).
+pub fn must_renew(cert: &CertFacts, signer: &[u8], changed: i64, ttl_secs: u64, now: i64) -> bool {
+    let life = cert.not_after - cert.issued;
+    now >= cert.renew_at()
+        || cert.issuer != signer
+        || cert.issued < changed
+        || life > (ttl_secs as i64).saturating_mul(3) / 2 + 60
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_auto_rotation_moves_on_each_third_of_the_grace_period() {
+        let mut r = Rotation::default();
+        assert_eq!(r.start_auto(30, 100), Ok(Effect::GenerateNext));
+        assert!(r.start_auto(30, 101).is_err(), "one rotation at a time");
+        assert_eq!(r.signer(false), Which::Current);
+        assert_eq!(r.advance(109), None);
+        assert_eq!(r.advance(110), Some((Phase::UpdateClients, Effect::None)));
+        assert_eq!((r.signer(false), r.signer(true)), (Which::Next, Which::Current));
+        assert_eq!(r.advance(120), Some((Phase::UpdateServers, Effect::None)));
+        assert_eq!(r.signer(true), Which::Next);
+        assert_eq!(r.info().next_phase_at, 130);
+        assert_eq!(r.advance(131), Some((Phase::Standby, Effect::Promote)));
+        assert_eq!(r.info().state, "standby");
+        assert_eq!(r.last_rotated, 131);
+        assert_eq!(r.changed, 131);
+        assert!(!r.trusts_next());
+        assert_eq!(r.advance(1000), None);
+    }
+
+    #[test]
+    fn manual_steps_follow_the_order_and_rollback_returns_to_the_old_ca() {
+        let mut r = Rotation::default();
+        assert!(r.manual(Phase::UpdateClients, 1).is_err());
+        assert!(r.manual(Phase::Rollback, 1).is_err());
+        assert_eq!(r.manual(Phase::Init, 1), Ok(Effect::GenerateNext));
+        assert!(r.manual(Phase::UpdateServers, 2).is_err());
+        assert_eq!(r.manual(Phase::UpdateClients, 2), Ok(Effect::None));
+        assert_eq!(r.advance(1_000_000), None, "manual rotations never move alone");
+        assert_eq!(r.manual(Phase::Rollback, 3), Ok(Effect::None));
+        assert_eq!(r.signer(false), Which::Current);
+        assert!(r.trusts_next(), "hosts may still hold certificates of the new CA");
+        assert!(r.manual(Phase::Init, 4).is_err());
+        assert_eq!(r.manual(Phase::Standby, 4), Ok(Effect::DropNext));
+        assert_eq!(r.last_rotated, 0, "a rollback is not a rotation");
+    }
+
+    #[test]
+    fn certificates_are_renewed_late_in_life_on_trust_changes_and_when_too_long() {
+        let cert = CertFacts {
+            issuer: b"ca-1".to_vec(),
+            issued: 0,
+            not_after: 90,
+        };
+        assert_eq!(cert.renew_at(), 60);
+        assert!(!must_renew(&cert, b"ca-1", 0, 90, 59));
+        assert!(must_renew(&cert, b"ca-1", 0, 90, 60));
+        assert!(must_renew(&cert, b"ca-2", 0, 90, 1), "signed by another CA");
+        assert!(must_renew(&cert, b"ca-1", 1, 90, 1), "issued before a change");
+        assert!(must_renew(&cert, b"ca-1", 0, 30, 1), "longer than the lifetime");
+    }
+
+    #[test]
+    fn phases_parse_by_their_teleport_names() {
+        for p in ["init", "update_clients", "update_servers", "standby", "rollback"] {
+            assert_eq!(Phase::parse(p).unwrap().name(), p);
+        }
+        assert!(Phase::parse("updateclients")
+            .unwrap_err()
+            .contains("update_clients"));
+    }
+}
