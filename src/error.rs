@@ -41,6 +41,9 @@ pub enum Error {
     },
     /// The stored identity does not belong to the cluster we talk to.
     StaleIdentity { files: Vec<PathBuf>, detail: String },
+    /// The stored identity belongs to the cluster but can no longer be used: it expired while
+    /// the host was offline, or the host was removed.
+    IdentityRevoked { files: Vec<PathBuf>, detail: String },
     /// Certificate or key handling failed.
     Pki(String),
     /// The durable store failed.
@@ -151,8 +154,10 @@ impl fmt::Display for Error {
                      trusted cluster CA ({cause}). Check that the address is right \
                      (auth_server / --auth-server, proxy_server / --proxy) and that nothing on \
                      the way intercepts TLS; with ca_pin set, compare it with \"tctl status\" \
-                     on this cluster's auth server. Only if this cluster was created anew (a new \
-                     CA at the same address) must this host join again, with a new token"
+                     on this cluster's auth server. If this host was offline while the \
+                     cluster's CA was rotated (tctl auth rotate), or the cluster was created \
+                     anew, it must join again: remove its identity file and start it with a new \
+                     token"
                 )
             }
             Error::Protocol(msg) => write!(f, "protocol error: {msg}"),
@@ -172,6 +177,16 @@ impl fmt::Display for Error {
                     "the identity stored in the data directory belongs to another cluster \
                      ({detail}). To join this cluster again, remove {} and start with a new \
                      token",
+                    list.join(" and ")
+                )
+            }
+            Error::IdentityRevoked { files, detail } => {
+                let list: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+                write!(
+                    f,
+                    "the identity stored in {} can no longer be used: {detail}. Remove {} and \
+                     join again with a new token (tctl tokens add)",
+                    list.first().cloned().unwrap_or_default(),
                     list.join(" and ")
                 )
             }

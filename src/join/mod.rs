@@ -3,10 +3,12 @@
 //! here and never leaves the host. Used by nodes and by proxies.
 
 pub mod datadir;
+pub mod renew;
 pub mod servers;
 
 // The framed-exchange helpers and the web paths, re-exported for older callers.
 pub use crate::net::rpc::{recv, unexpected};
+pub use renew::check_not_expired;
 pub use crate::proto::names::{CREDENTIALS_PATH, EXPORT_PATH};
 
 use std::collections::BTreeMap;

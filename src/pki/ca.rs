@@ -183,6 +183,17 @@ fn set_validity(params: &mut CertificateParams, validity: Duration) {
     params.not_after = now + validity;
 }
 
+/// A CSR for an existing key (a proxy renews over the same key, so the curl pins of its web
+/// certificate in printed install lines stay valid).
+pub fn csr_for_key(key_pem: &str, host_id: &str) -> Result<String> {
+    let key = KeyPair::from_pem(key_pem)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, host_id);
+    params.distinguished_name = dn;
+    Ok(params.serialize_request(&key)?.pem()?)
+}
+
 /// A fresh key pair and a CSR for it; the key stays with the caller.
 pub fn new_key_and_csr(host_id: &str) -> Result<(String, String)> {
     let key = KeyPair::generate()?;

@@ -4,10 +4,12 @@
 //! key to every service bound to a node's loopback (a Docker socket on TCP, a database).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::pki::Subject;
 use crate::proto::limits;
+use crate::rt::{shutdown_pair, Shutdown, Trigger};
 
 /// Dials one user identity may hold open at once on one proxy: enough for many ssh sessions
 /// and scp transfers, not enough to fill a node's stream table or this proxy's descriptors.
@@ -67,16 +69,27 @@ pub fn check(who: &Subject, addr: &str, user_ports: &[u16]) -> Result<(), Refusa
     Ok(())
 }
 
+/// A user's open dials: how many, and the switch that closes each.
+#[derive(Default)]
+struct Open {
+    count: usize,
+    kills: Vec<(u64, Trigger)>,
+}
+
 /// Open dials per user name on this proxy.
 #[derive(Default)]
 pub struct UserDials {
-    open: Arc<Mutex<HashMap<String, usize>>>,
+    open: Arc<Mutex<HashMap<String, Open>>>,
+    next: AtomicU64,
 }
 
 /// Held while a user's dial is open; gives its slot back when dropped.
 pub struct Slot {
-    open: Arc<Mutex<HashMap<String, usize>>>,
+    open: Arc<Mutex<HashMap<String, Open>>>,
     user: String,
+    id: u64,
+    /// Fires when the user is locked: the dial must close.
+    pub killed: Shutdown,
 }
 
 impl UserDials {
@@ -86,24 +99,40 @@ impl UserDials {
             return Ok(None);
         }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(who.host_id.clone()).or_default();
-        if *n >= MAX_DIALS_PER_USER {
+        let entry = open.entry(who.host_id.clone()).or_default();
+        if entry.count >= MAX_DIALS_PER_USER {
             return Err(Refusal::TooMany);
         }
-        *n += 1;
+        entry.count += 1;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (kill, killed) = shutdown_pair();
+        entry.kills.push((id, kill));
         Ok(Some(Slot {
             open: self.open.clone(),
             user: who.host_id.clone(),
+            id,
+            killed,
         }))
+    }
+
+    /// Closes every open dial of `user` (it was locked).
+    pub fn kill(&self, user: &str) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = open.get(user) {
+            for (_, kill) in &entry.kills {
+                kill.fire();
+            }
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(entry) = open.get_mut(&self.user) {
+            entry.count -= 1;
+            entry.kills.retain(|(id, _)| *id != self.id);
+            if entry.count == 0 {
                 open.remove(&self.user);
             }
         }
@@ -169,7 +198,9 @@ mod tests {
             .unwrap()
             .is_none());
         drop(slots);
-        assert!(dials.take(&user).is_ok());
-        assert!(dials.open.lock().unwrap().values().all(|n| *n == 1));
+        let slot = dials.take(&user).unwrap().unwrap();
+        assert!(dials.open.lock().unwrap().values().all(|o| o.count == 1));
+        dials.kill("alice");
+        assert!(slot.killed.is_fired(), "a locked user's dials close");
     }
 }

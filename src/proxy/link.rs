@@ -56,11 +56,8 @@ async fn session(
     ever_up: &mut bool,
 ) -> Result<()> {
     let addr = state.auth_addr.clone();
-    let config = verify::client_config(
-        &state.identity.ca_ders()?,
-        Some(&state.identity),
-        ServerRole::Auth,
-    )?;
+    let identity = state.identity();
+    let config = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Auth)?;
     let tls = net::connect_tls(&addr, config).await?;
     let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
     conn.send(&Request::ProxyHello(ProxyHello {
@@ -111,7 +108,15 @@ async fn session(
     let read_side = async move {
         loop {
             match net::with_timeout(ttl, reader.recv::<Response>()).await {
-                Some(Ok(Some(Response::HeartbeatAck { seq, proxies, .. }))) => {
+                Some(Ok(Some(Response::HeartbeatAck {
+                    seq,
+                    proxies,
+                    renew,
+                    ..
+                }))) => {
+                    if renew {
+                        let _ = st.renew_now.try_send(());
+                    }
                     if seq == last_beat.0.load(Ordering::Relaxed) {
                         let sent = Duration::from_micros(last_beat.1.load(Ordering::Relaxed));
                         METRICS
@@ -122,6 +127,11 @@ async fn session(
                 }
                 Some(Ok(Some(Response::ProxyWeb(web)))) => {
                     *st.cluster_web.lock().unwrap_or_else(|p| p.into_inner()) = web;
+                }
+                Some(Ok(Some(Response::RelayAnswer { id, answer }))) => st.answered(id, *answer),
+                Some(Ok(Some(Response::Trust(trust)))) => super::control::trust_changed(&st, trust),
+                Some(Ok(Some(Response::Denied { denials }))) => {
+                    super::control::denials_changed(&st, denials)
                 }
                 Some(Ok(Some(_))) => {}
                 Some(Ok(None)) => return Err(Error::net(&st.auth_addr, "auth closed the link")),

@@ -2,35 +2,40 @@
 //! for agent tunnels, `teleport-transport` for admin dials through tunnels), a link to auth that
 //! carries its heartbeats and relays those of tunnelled nodes, and the tunnel registry.
 
+mod control;
 pub mod dials;
 pub mod link;
+mod renew;
+pub mod state;
 pub mod tunnel;
 pub mod web;
 
+pub use state::{ProxyState, TunnelEntry};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use futures_rustls::server::TlsStream;
 use log::{info, warn};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use smol::channel::{Receiver, Sender};
+use smol::channel::Receiver;
 use smol::net::{TcpListener, TcpStream};
 
 use crate::config::Settings;
 use crate::core::limiter::Limiter;
 use crate::error::{Error, Result};
 use crate::join::{self, JoinSpec, Via};
-use crate::mux::Opener;
 use crate::net;
 use crate::pki;
 use crate::pki::identity::Identity;
+use crate::pki::live::LiveTls;
 use crate::proto::ROLE_PROXY;
 use crate::proto::{ProxyRef, Request, WebTrust};
 use crate::rt::Shutdown;
@@ -42,73 +47,6 @@ pub use crate::proto::names::{ALPN_HTTP, ALPN_TRANSPORT, ALPN_TUNNEL};
 /// one interval later). The link drains it in batches, so it stays short; a bounded channel
 /// allocates all its slots up front, so this is also memory the proxy holds from the start.
 const RELAY_QUEUE: usize = 4096;
-
-/// A node's tunnel as the proxy holds it.
-pub struct TunnelEntry {
-    pub node_name: String,
-    pub opener: Opener,
-    pub conn: u64,
-}
-
-pub struct ProxyState {
-    pub me: ProxyRef,
-    pub public_addr: String,
-    pub web_listen_addr: SocketAddr,
-    pub cluster_name: String,
-    pub auth_addr: String,
-    pub identity: Identity,
-    pub proxies: Mutex<Vec<ProxyRef>>,
-    /// Host ID -> its tunnels here, newest last. A node briefly has two when a re-dial lands on
-    /// a proxy it already holds (it closes the new one right away).
-    pub tunnels: Mutex<HashMap<String, Vec<TunnelEntry>>>,
-    pub relay_tx: Sender<Request>,
-    pub link_up: AtomicBool,
-    pub heartbeat_interval_ms: AtomicU64,
-    pub limiter: Mutex<Limiter>,
-    pub started: Instant,
-    pub next_conn: AtomicU64,
-    /// What this proxy's web listener serves (reported to auth in the hello).
-    pub own_web: WebTrust,
-    /// The web pins of every live proxy, as last told by auth.
-    pub cluster_web: Mutex<WebTrust>,
-    /// Ports a user identity may dial on a node (`proxy_service.user_dial_ports`).
-    pub user_dial_ports: Vec<u16>,
-    /// Dials each user identity holds open here.
-    pub user_dials: dials::UserDials,
-}
-
-impl ProxyState {
-    pub fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    pub fn interval(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_interval_ms.load(Ordering::Relaxed).max(100))
-    }
-
-    /// The proxy set as last told by auth; always includes this proxy.
-    pub fn proxy_set(&self) -> Vec<ProxyRef> {
-        let mut set = self
-            .proxies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if !set.contains(&self.me) {
-            set.push(self.me.clone());
-            set.sort();
-        }
-        set
-    }
-
-    /// Queues a message for auth; false if the link is down or the queue is full.
-    pub fn relay(&self, msg: Request) -> bool {
-        self.link_up.load(Ordering::Relaxed) && self.relay_tx.try_send(msg).is_ok()
-    }
-
-    pub fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<TunnelEntry>>> {
-        self.tunnels.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// A started Proxy Service.
 /// An auth server in this same process, as the composition root hands it over: the proxy's
@@ -195,9 +133,12 @@ impl ProxyServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::net(settings.proxy.web_listen_addr.to_string(), e))?;
-        let acceptor = net::acceptor(server_config(&identity, settings)?);
+        crate::join::check_not_expired(&identity, &path)?;
+        let tls = LiveTls::new(&identity)?;
+        let acceptor = net::acceptor(server_config(&tls, settings)?);
         let own_web = web_trust(&identity, settings)?;
         let (relay_tx, relay_rx) = smol::channel::bounded(RELAY_QUEUE);
+        let (renew_now, renew_rx) = smol::channel::bounded(1);
         let state = Arc::new(ProxyState {
             me: ProxyRef {
                 id: subject.host_id.clone(),
@@ -207,7 +148,14 @@ impl ProxyServer {
             web_listen_addr: local_addr,
             cluster_name: subject.cluster.clone(),
             auth_addr,
-            identity,
+            identity: RwLock::new(identity),
+            identity_path: path,
+            tls,
+            trust: RwLock::new(None),
+            denied: RwLock::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            renew_now,
             proxies: Mutex::new(Vec::new()),
             tunnels: Mutex::new(HashMap::new()),
             relay_tx,
@@ -232,6 +180,7 @@ impl ProxyServer {
             }
         );
         crate::rt::spawn(link::run(state.clone(), relay_rx, shutdown.clone())).detach();
+        crate::rt::spawn(renew::run(state.clone(), renew_rx, shutdown.clone())).detach();
         let (st, sd) = (state.clone(), shutdown.clone());
         // With proxy_protocol the address from the load balancer's PROXY header is `peer`
         // for the caps, the join rate limits and the logs.
@@ -254,14 +203,16 @@ impl ProxyServer {
 /// and, when configured, the operator's keypair to everyone else.
 #[derive(Debug)]
 struct CertBySni {
-    cluster: Arc<CertifiedKey>,
+    cluster: Arc<LiveTls>,
     public: Option<Arc<CertifiedKey>>,
 }
 
 impl ResolvesServerCert for CertBySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         match (hello.server_name(), &self.public) {
-            (Some(crate::proto::PROXY_SERVER_NAME), _) | (_, None) => Some(self.cluster.clone()),
+            (Some(crate::proto::PROXY_SERVER_NAME), _) | (_, None) => {
+                Some(self.cluster.current_cert())
+            }
             (_, Some(public)) => Some(public.clone()),
         }
     }
@@ -283,25 +234,6 @@ fn web_trust(identity: &Identity, settings: &Settings) -> Result<WebTrust> {
     })
 }
 
-impl ProxyState {
-    /// The `--pinnedpubkey` argument for curl in install scripts: this proxy's web pins and
-    /// every other live proxy's (a load balancer may send each download elsewhere). Empty when
-    /// every proxy serves a publicly trusted certificate: then plain curl verifies them.
-    pub fn curl_pins(&self) -> String {
-        let cluster = self
-            .cluster_web
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if self.own_web.public && (cluster.public || cluster.pins.is_empty()) {
-            return String::new();
-        }
-        let mut all = cluster.pins;
-        all.extend(self.own_web.pins.iter().cloned());
-        pki::webpin::curl_arg(&all)
-    }
-}
-
 fn certified_key(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -313,21 +245,9 @@ fn certified_key(
     Ok(Arc::new(CertifiedKey::new(certs, signing)))
 }
 
-fn server_config(identity: &Identity, settings: &Settings) -> Result<Arc<ServerConfig>> {
-    let roots = {
-        let mut store = rustls::RootCertStore::empty();
-        for ca in identity.ca_ders()? {
-            store
-                .add(ca)
-                .map_err(|e| Error::Pki(format!("unusable CA certificate: {e}")))?;
-        }
-        Arc::new(store)
-    };
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, net::provider())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| Error::Pki(format!("cannot build client verifier: {e}")))?;
-    let cluster = certified_key(vec![identity.cert_der()?], identity.key_der()?)?;
+/// The web listener's TLS: the cluster-issued certificate (renewed in place) to tunnel clients,
+/// the operator's keypair, if any, to everyone else.
+fn server_config(live: &Arc<LiveTls>, settings: &Settings) -> Result<Arc<ServerConfig>> {
     let public = match &settings.proxy.https_keypair {
         None => None,
         Some((cert, key)) => {
@@ -341,17 +261,16 @@ fn server_config(identity: &Identity, settings: &Settings) -> Result<Arc<ServerC
             Some(certified_key(certs, key)?)
         }
     };
-    let mut config = ServerConfig::builder_with_provider(net::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Pki(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(CertBySni { cluster, public }));
-    config.alpn_protocols = vec![
+    let resolver = Arc::new(CertBySni {
+        cluster: live.clone(),
+        public,
+    });
+    let alpn = vec![
         ALPN_TUNNEL.to_vec(),
         ALPN_TRANSPORT.to_vec(),
         ALPN_HTTP.to_vec(),
     ];
-    Ok(Arc::new(config))
+    live.server_config_with(alpn, resolver)
 }
 
 /// Serves one connection by ALPN. `peer` is the client (from the PROXY header when enabled);
@@ -366,17 +285,15 @@ async fn dispatch(
 ) {
     let _slot = slot;
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-    let subject = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
+    let der = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let facts = der.and_then(|c| pki::facts_of(c).ok());
+    let subject = der
         .and_then(|c| pki::subject_of(c).ok())
         .filter(|s| s.cluster == state.cluster_name);
     match alpn.as_deref() {
-        Some(ALPN_TUNNEL) => match subject {
-            Some(s) if s.role == crate::proto::ROLE_NODE => {
-                tunnel::serve(tls, s, peer, state, shutdown).await
+        Some(ALPN_TUNNEL) => match (subject, facts) {
+            (Some(s), Some(f)) if s.role == crate::proto::ROLE_NODE => {
+                tunnel::serve(tls, s, f, peer, state, shutdown).await
             }
             _ => warn!(
                 "rejected a tunnel from {peer}: it presented no node certificate of cluster {:?}",

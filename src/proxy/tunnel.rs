@@ -15,9 +15,9 @@ use super::{dials, ProxyState, TunnelEntry};
 use crate::mux;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
-use crate::proto::pace::{Beat, Pacer};
+use crate::core::rotation::CertFacts;
 use crate::proto::{
-    ErrorCode, RelayedBeat, Request, Response, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
+    ErrorCode, LockTarget, Request, Response, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
     PROTOCOL_VERSION,
 };
 use crate::rt::Shutdown;
@@ -33,6 +33,7 @@ const MAX_TUNNELS_PER_HOST: usize = 4;
 pub async fn serve<T>(
     io: T,
     subject: Subject,
+    cert: CertFacts,
     peer: SocketAddr,
     state: Arc<ProxyState>,
     shutdown: Shutdown,
@@ -77,7 +78,19 @@ pub async fn serve<T>(
         .await;
         return;
     }
+    // A locked or removed host is told why, and its tunnel closed.
+    if let Some(why) = state.denial(&LockTarget::ServerId(subject.host_id.clone())) {
+        warn!("rejected a tunnel from {peer} ({}): {why}", subject.host_id);
+        let code = if why.contains("was removed") {
+            ErrorCode::NotFound
+        } else {
+            ErrorCode::AccessDenied
+        };
+        refuse(&mut ctl, Response::error(code, why)).await;
+        return;
+    }
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (kill, killed) = crate::rt::shutdown_pair();
     let held = {
         let mut t = state.tunnels();
         let list = t.entry(subject.host_id.clone()).or_default();
@@ -87,6 +100,7 @@ pub async fn serve<T>(
                 node_name: hello.node_name.clone(),
                 opener: m.opener.clone(),
                 conn,
+                kill,
             });
         }
         held
@@ -112,7 +126,7 @@ pub async fn serve<T>(
         proxies: state.proxy_set(),
     };
     if ctl.send(&welcome).await.is_ok() {
-        control_loop(&mut ctl, &hello, &subject, &state, &shutdown).await;
+        super::control::run(&mut ctl, &hello, &subject, cert, &killed, &state, &shutdown).await;
     }
     {
         let mut t = state.tunnels();
@@ -143,93 +157,6 @@ fn what_came(got: &Option<crate::error::Result<Option<Request>>>, expected: &str
 async fn refuse(ctl: &mut Framed<mux::Stream>, why: Response) {
     if ctl.send(&why).await.is_ok() {
         let _ = net::with_timeout(Duration::from_secs(1), ctl.recv::<Request>()).await;
-    }
-}
-
-async fn control_loop(
-    ctl: &mut Framed<mux::Stream>,
-    hello: &crate::proto::StreamHello,
-    subject: &Subject,
-    state: &ProxyState,
-    shutdown: &Shutdown,
-) {
-    let beat = RelayedBeat {
-        host_id: subject.host_id.clone(),
-        node_name: hello.node_name.clone(),
-        server_version: hello.server_version.clone(),
-        labels: hello.labels.clone(),
-    };
-    // The set is sent in the welcome; acks repeat it only when it changed.
-    let mut last_sent = state.proxy_set();
-    // One relayed beat per half interval at most: a node that beats faster cannot fill the
-    // relay queue and crowd out every other node's beats.
-    let mut pacer = Pacer::default();
-    loop {
-        let idle = state.interval() * 3;
-        let msg = futures_lite::future::or(
-            async { net::with_timeout(idle, ctl.recv::<Request>()).await },
-            async {
-                shutdown.wait().await;
-                None
-            },
-        )
-        .await;
-        match msg {
-            Some(Ok(Some(Request::Heartbeat { seq }))) => {
-                let relayed = match pacer.on_beat(std::time::Instant::now(), state.interval()) {
-                    Beat::Due => state.relay(Request::Relay(beat.clone())),
-                    Beat::Early => state.link_up.load(Ordering::Relaxed),
-                    Beat::Flood => {
-                        warn!(
-                            "tunnel of {:?} sends heartbeats far faster than the interval; \
-                             closing it",
-                            hello.node_name
-                        );
-                        return;
-                    }
-                };
-                let set = state.proxy_set();
-                let proxies = if set != last_sent {
-                    last_sent = set.clone();
-                    set
-                } else {
-                    Vec::new()
-                };
-                let ack = Response::HeartbeatAck {
-                    seq,
-                    proxies,
-                    relayed,
-                    renew: false,
-                };
-                if ctl.send(&ack).await.is_err() {
-                    return;
-                }
-            }
-            Some(Ok(Some(Request::Goodbye))) => {
-                state.relay(Request::RelayGoodbye {
-                    host_id: subject.host_id.clone(),
-                });
-                // The ack leaves only while the multiplexer runs, which ends with this
-                // handler: wait (briefly) for the node to read it and close.
-                if ctl.send(&Response::GoodbyeAck).await.is_ok() {
-                    let _ = net::with_timeout(Duration::from_secs(1), ctl.recv::<Request>()).await;
-                }
-                info!("node {:?} said goodbye on its tunnel", hello.node_name);
-                return;
-            }
-            Some(Ok(Some(_))) => {
-                warn!(
-                    "tunnel of {:?} sent a message that is not valid on a tunnel; closing it",
-                    hello.node_name
-                );
-                return;
-            }
-            Some(Err(e)) => {
-                warn!("tunnel of {:?} failed: {e}", hello.node_name);
-                return;
-            }
-            _ => return,
-        }
     }
 }
 
@@ -330,9 +257,17 @@ pub async fn serve_dial(
         }
     };
     let m = &crate::diag::METRICS;
+    if subject.role == crate::proto::ROLE_USER {
+        if let Some(why) = state.denial(&LockTarget::User(subject.host_id.clone())) {
+            warn!("refused a dial by {who} at {peer}: {why}");
+            m.proxy_dials_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = f.send(&Response::error(ErrorCode::AccessDenied, why)).await;
+            return;
+        }
+    }
     let policy = dials::check(subject, &addr, &state.user_dial_ports)
         .and_then(|()| state.user_dials.take(subject));
-    let _slot = match policy {
+    let slot = match policy {
         Ok(slot) => slot,
         Err(why) => {
             warn!("refused a dial by {who} at {peer} to {addr:?} on node {node:?}: {why}");
@@ -375,7 +310,18 @@ pub async fn serve_dial(
             {
                 return;
             }
-            crate::diag::splice(tls, stream, &m.proxy_bytes, &m.proxy_streams_active).await;
+            let splice = crate::diag::splice(tls, stream, &m.proxy_bytes, &m.proxy_streams_active);
+            match &slot {
+                // A user's dial ends when the user is locked.
+                Some(slot) => {
+                    futures_lite::future::or(splice, async {
+                        slot.killed.wait().await;
+                        info!("closed a dial by {who}: the user is locked");
+                    })
+                    .await
+                }
+                None => splice.await,
+            }
         }
         Err(resp) => {
             m.proxy_dials_failed.fetch_add(1, Ordering::Relaxed);

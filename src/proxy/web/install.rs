@@ -94,7 +94,7 @@ pub async fn script(state: &Arc<ProxyState>, token: Option<&str>, peer: SocketAd
         if let Some(refusal) = check_token(state, token, peer).await {
             return refusal;
         }
-        let ders = state.identity.ca_ders().unwrap_or_default();
+        let ders = state.identity().ca_ders().unwrap_or_default();
         pins = ders
             .iter()
             .filter_map(|d| crate::pki::pin::Pin::of_cert(d).ok())

@@ -171,7 +171,7 @@ fn export(state: &ProxyState, query: &str) -> Reply {
     if !query.split('&').any(|kv| kv == "type=tls-host") {
         return Reply::error(400, "only type=tls-host is exported");
     }
-    let pem: String = state.identity.ca_pems.concat();
+    let pem: String = state.identity().ca_pems.concat();
     Reply::new(200, "application/x-pem-file", pem.into_bytes())
 }
 
@@ -216,9 +216,10 @@ async fn credentials(state: &Arc<ProxyState>, peer: SocketAddr, body: &[u8]) -> 
 }
 
 async fn ask_auth(state: &ProxyState, req: Request) -> crate::error::Result<Response> {
+    let identity = state.identity();
     let config = crate::pki::verify::client_config(
-        &state.identity.ca_ders()?,
-        Some(&state.identity),
+        &identity.ca_ders()?,
+        Some(&identity),
         crate::pki::verify::ServerRole::Auth,
     )?;
     let tls = net::connect_tls(&state.auth_addr, config).await?;

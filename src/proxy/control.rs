@@ -1,0 +1,262 @@
+//! A tunnel's control stream on the proxy, after the hello: heartbeats relayed to auth (with
+//! a renewal request when the node's certificate is due), renewals relayed to auth, refreshes
+//! (the node renewed over another proxy), goodbye. And what auth pushes that concerns tunnels:
+//! the CAs to trust, and the hosts and users to shut out at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use log::{info, warn};
+
+use super::state::Judge;
+use super::ProxyState;
+use crate::clock::now_unix;
+use crate::core::rotation::CertFacts;
+use crate::mux;
+use crate::net::{self, Framed};
+use crate::pki::{self, Subject};
+use crate::proto::pace::{Beat, Pacer};
+use crate::proto::{
+    Denial, ErrorCode, LockTarget, RelayedBeat, Request, Response, StreamHello, TrustInfo,
+};
+use crate::rt::Shutdown;
+
+/// How long auth has to answer a relayed renewal.
+const RENEW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Auth's new trust: client certificates of these CAs only, from the next handshake on;
+/// established tunnels are judged at their next heartbeat.
+pub fn trust_changed(state: &ProxyState, info: TrustInfo) {
+    let judge = match Judge::new(info) {
+        Ok(j) => j,
+        Err(e) => {
+            warn!("auth sent CA certificates this proxy cannot read: {e}");
+            return;
+        }
+    };
+    let ders: Vec<_> = judge
+        .info
+        .ca_certs
+        .iter()
+        .filter_map(|p| pki::certs_from_pem(p).ok())
+        .flatten()
+        .collect();
+    if let Err(e) = state.tls.set_trust(&ders) {
+        warn!("cannot trust the cluster's CAs: {e}");
+        return;
+    }
+    *state.trust.write().unwrap_or_else(|p| p.into_inner()) = Some(judge);
+}
+
+/// Auth's new denials: close the tunnels of denied hosts and the dials of denied users now.
+pub fn denials_changed(state: &ProxyState, denials: Vec<Denial>) {
+    let map: HashMap<LockTarget, String> = denials
+        .into_iter()
+        .map(|d| (d.target, d.message))
+        .collect();
+    for (target, message) in &map {
+        match target {
+            LockTarget::ServerId(id) => {
+                if let Some(list) = state.tunnels().get(id) {
+                    for entry in list {
+                        info!("closing the tunnel of host {id}: {message}");
+                        entry.kill.fire();
+                    }
+                }
+            }
+            LockTarget::User(user) => state.user_dials.kill(user),
+        }
+    }
+    *state.denied.write().unwrap_or_else(|p| p.into_inner()) = map;
+}
+
+/// What ended a wait on the control stream.
+enum Wake {
+    Msg(Option<crate::error::Result<Option<Request>>>),
+    Killed,
+}
+
+/// Serves the control stream until the node leaves, fails, is shut out or the proxy stops.
+/// `cert` describes the node certificate the tunnel was opened with (and, after a renewal or
+/// refresh, the newer one).
+pub async fn run(
+    ctl: &mut Framed<mux::Stream>,
+    hello: &StreamHello,
+    subject: &Subject,
+    mut cert: CertFacts,
+    killed: &Shutdown,
+    state: &ProxyState,
+    shutdown: &Shutdown,
+) {
+    let beat = RelayedBeat {
+        host_id: subject.host_id.clone(),
+        node_name: hello.node_name.clone(),
+        server_version: hello.server_version.clone(),
+        labels: hello.labels.clone(),
+    };
+    // The set is sent in the welcome; acks repeat it only when it changed.
+    let mut last_sent = state.proxy_set();
+    // One relayed beat per half interval at most: a node that beats faster cannot fill the
+    // relay queue and crowd out every other node's beats.
+    let mut pacer = Pacer::default();
+    loop {
+        let idle = state.interval() * 3;
+        let wake = futures_lite::future::or(
+            async { Wake::Msg(net::with_timeout(idle, ctl.recv::<Request>()).await) },
+            async {
+                futures_lite::future::or(shutdown.wait(), killed.wait()).await;
+                if killed.is_fired() {
+                    Wake::Killed
+                } else {
+                    Wake::Msg(None)
+                }
+            },
+        )
+        .await;
+        let msg = match wake {
+            Wake::Killed => {
+                let why = state
+                    .denial(&LockTarget::ServerId(subject.host_id.clone()))
+                    .unwrap_or_else(|| "this host may no longer connect".into());
+                let _ = ctl
+                    .send(&Response::error(ErrorCode::AccessDenied, why))
+                    .await;
+                return;
+            }
+            Wake::Msg(m) => m,
+        };
+        match msg {
+            Some(Ok(Some(Request::Heartbeat { seq }))) => {
+                let now = now_unix();
+                let judged = state
+                    .trust
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map(|j| (j.still_valid(&cert, now), j.must_renew(&cert, now)));
+                let renew = match judged {
+                    Some((Err(why), _)) => {
+                        warn!("closing the tunnel of {:?}: {why}", hello.node_name);
+                        let msg =
+                            format!("{why}: remove the identity and join again with a new token");
+                        let _ = ctl
+                            .send(&Response::error(ErrorCode::AccessDenied, msg))
+                            .await;
+                        return;
+                    }
+                    Some((Ok(()), renew)) => renew,
+                    // Auth has not said yet: the certificate's own age decides.
+                    None => now >= cert.renew_at(),
+                };
+                let relayed = match pacer.on_beat(std::time::Instant::now(), state.interval()) {
+                    Beat::Due => state.relay(Request::Relay(beat.clone())),
+                    Beat::Early => state.link_up.load(Ordering::Relaxed),
+                    Beat::Flood => {
+                        warn!(
+                            "tunnel of {:?} sends heartbeats far faster than the interval; \
+                             closing it",
+                            hello.node_name
+                        );
+                        return;
+                    }
+                };
+                let set = state.proxy_set();
+                let proxies = if set != last_sent {
+                    last_sent = set.clone();
+                    set
+                } else {
+                    Vec::new()
+                };
+                let ack = Response::HeartbeatAck {
+                    seq,
+                    proxies,
+                    relayed,
+                    renew,
+                };
+                if ctl.send(&ack).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(Some(Request::Renew { csr }))) => {
+                let host_id = subject.host_id.clone();
+                let answer = state
+                    .ask_over_link(
+                        |id| Request::RelayRenew { id, host_id, csr },
+                        RENEW_TIMEOUT,
+                    )
+                    .await;
+                if let Some(facts) = renewed_facts(&answer) {
+                    cert = facts;
+                }
+                if ctl.send(&answer).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(Some(Request::Refresh { cert: pem }))) => {
+                let answer = match refreshed(state, subject, &pem) {
+                    Ok(facts) => {
+                        let expires = facts.not_after;
+                        cert = facts;
+                        Response::Refreshed { expires }
+                    }
+                    Err(why) => Response::error(ErrorCode::BadParameter, why),
+                };
+                if ctl.send(&answer).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(Some(Request::Goodbye))) => {
+                state.relay(Request::RelayGoodbye {
+                    host_id: subject.host_id.clone(),
+                });
+                // The ack leaves only while the multiplexer runs, which ends with this
+                // handler: wait (briefly) for the node to read it and close.
+                if ctl.send(&Response::GoodbyeAck).await.is_ok() {
+                    let _ = net::with_timeout(Duration::from_secs(1), ctl.recv::<Request>()).await;
+                }
+                info!("node {:?} said goodbye on its tunnel", hello.node_name);
+                return;
+            }
+            Some(Ok(Some(_))) => {
+                warn!(
+                    "tunnel of {:?} sent a message that is not valid on a tunnel; closing it",
+                    hello.node_name
+                );
+                return;
+            }
+            Some(Err(e)) => {
+                warn!("tunnel of {:?} failed: {e}", hello.node_name);
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The facts of the certificate in a `Renewed` answer.
+fn renewed_facts(answer: &Response) -> Option<CertFacts> {
+    let Response::Renewed { tls, .. } = answer else {
+        return None;
+    };
+    let der = pki::certs_from_pem(tls).ok()?.into_iter().next()?;
+    pki::facts_of(&der).ok()
+}
+
+/// Checks a certificate a node shows after renewing over another proxy: issued by a CA this
+/// proxy trusts, valid now, and for exactly the host this tunnel authenticated as.
+fn refreshed(state: &ProxyState, subject: &Subject, pem: &str) -> Result<CertFacts, String> {
+    let bad = || "the refreshed certificate is not a valid certificate of this host".to_string();
+    let der = pki::certs_from_pem(pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(bad)?;
+    if !state.tls.verifies(&der) {
+        return Err(bad());
+    }
+    match pki::subject_of(&der) {
+        Ok(s) if &s == subject => {}
+        _ => return Err(bad()),
+    }
+    pki::facts_of(&der).map_err(|_| bad())
+}
