@@ -11,6 +11,7 @@ use log::{debug, info, warn};
 use rustls::ClientConfig;
 use smol::net::TcpStream;
 
+use super::renew::Renewer;
 use super::{rejected_our_cert, stale};
 use crate::config::Settings;
 use crate::core::backoff::os_seed;
@@ -18,8 +19,7 @@ use crate::core::session::{Action, Cause, Session};
 use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::net::{self, Framed};
-use crate::pki::identity::Identity;
-use crate::pki::verify::{self, ServerRole};
+use crate::pki::verify::ServerRole;
 use crate::proto::{Request, Response, MAX_RESPONSE_FRAME};
 use crate::rt::Shutdown;
 
@@ -54,10 +54,10 @@ enum Wake {
 pub async fn run(
     settings: &Settings,
     addr: &str,
-    identity: Identity,
+    renewer: Arc<Renewer>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    run_any(settings, &[addr.to_string()], 0, identity, shutdown).await
+    run_any(settings, &[addr.to_string()], 0, renewer, shutdown).await
 }
 
 /// Like `run`, over several auth servers: starts with `addrs[first]` and, when a stream is
@@ -66,11 +66,10 @@ pub async fn run_any(
     settings: &Settings,
     addrs: &[String],
     first: usize,
-    identity: Identity,
+    renewer: Arc<Renewer>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let subject = identity.subject()?;
-    let config = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Auth)?;
+    let subject = renewer.identity().subject()?;
     let mut s = Session::new(Instant::now(), os_seed());
     let mut current = first;
     let mut rotate = false;
@@ -91,12 +90,17 @@ pub async fn run_any(
                         }
                     }
                     let addr = addrs[current % addrs.len()].as_str();
+                    // The newest identity: a renewal may have happened since.
+                    let config = renewer.client_config(ServerRole::Auth)?;
                     match open(settings, addr, &config, &subject.cluster, s.ever_up()).await {
                         Ok((stream, interval)) => {
                             conn = Some(stream);
                             s.connected(Instant::now(), interval);
                         }
                         Err(e @ Error::StaleIdentity { .. }) => return Err(e),
+                        Err(e) if super::revoked(settings, &e).is_some() => {
+                            return Err(super::revoked(settings, &e).unwrap_or(e));
+                        }
                         Err(e) if !s.ever_up() => {
                             match super::fatal_before_up(&subject.cluster, e) {
                                 Ok(fatal) => return Err(fatal),
@@ -202,10 +206,11 @@ pub async fn run_any(
                 Wake::Shutdown
             }
         };
-        // Read only while a beat waits for its ack, as auth speaks only then; `recv` is
-        // cancel-safe, so losing the race to the timer loses no bytes.
+        // Read whenever the stream is up: auth answers beats, and when it closes the stream
+        // (a lock) it says why at once. `recv` is cancel-safe, so losing the race to the
+        // timer loses no bytes.
         let wake = match conn.as_mut() {
-            Some(c) if s.awaiting_ack() => {
+            Some(c) => {
                 future::or(
                     async { Wake::Recv(Box::new(c.recv::<Response>().await)) },
                     timer,
@@ -220,9 +225,29 @@ pub async fn run_any(
             Wake::Timer => s.tick(now),
             Wake::Shutdown => s.shutdown(),
             Wake::Recv(got) => match *got {
-                Ok(Some(Response::HeartbeatAck { seq, .. })) => s.acked(now, seq),
+                Ok(Some(Response::HeartbeatAck { seq, renew, .. })) => {
+                    s.acked(now, seq);
+                    // Between beats the stream is ours: renew when auth asks or it is due.
+                    if (renew || renewer.due()) && !s.awaiting_ack() {
+                        if let Some(c) = conn.as_mut() {
+                            let via = format!("the heartbeat stream to {addr}");
+                            if let Err(e) = renewer.renew_over(c, &via).await {
+                                warn!("renewing the host certificate over {via} failed: {e}");
+                            }
+                        }
+                    }
+                }
                 other => {
                     METRICS.heartbeats_failed.fetch_add(1, Relaxed);
+                    if let Ok(Some(Response::Error { code, message })) = &other {
+                        let e = Error::Remote {
+                            code: *code,
+                            message: message.clone(),
+                        };
+                        if let Some(fatal) = super::revoked(settings, &e) {
+                            return Err(fatal);
+                        }
+                    }
                     error = Some(match other {
                         Ok(Some(r)) => super::join::unexpected(r),
                         Ok(None) => Error::net(addr, "auth closed the stream"),

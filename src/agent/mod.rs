@@ -4,6 +4,8 @@
 pub mod dataplane;
 pub mod heartbeat;
 pub mod pool;
+pub mod renew;
+mod tunnel;
 
 // The enrolment client is shared with proxies; these paths stay for the agent's modules.
 pub use crate::join::{self, datadir, servers};
@@ -58,6 +60,23 @@ pub(crate) fn fatal_before_up(
     }
 }
 
+/// The fatal error for a refusal that says this host was removed (`tctl nodes rm`): its
+/// identity will never work again, so retrying is pointless.
+pub(crate) fn revoked(settings: &Settings, e: &crate::error::Error) -> Option<crate::error::Error> {
+    match e {
+        crate::error::Error::Remote {
+            code: crate::proto::ErrorCode::NotFound,
+            message,
+        } if message.contains("was removed from the cluster") => {
+            Some(crate::error::Error::IdentityRevoked {
+                files: crate::join::renew::identity_files(&settings.identity_path()),
+                detail: message.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// How the node introduces itself on a heartbeat stream or a tunnel.
 pub(crate) fn hello(settings: &Settings) -> crate::proto::StreamHello {
     crate::proto::StreamHello {
@@ -87,6 +106,7 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
     let stored = Identity::load_optional(&path)?;
     if let Some(id) = &stored {
         info!("using the identity stored in {}", path.display());
+        join::check_not_expired(id, &path)?;
         // Auth checks this too; failing here names the fix before any connection is made.
         crate::proto::limits::check_hello(&hello(settings), &id.subject()?.node_name)
             .map_err(|e| crate::error::Error::Config(format!("{}: {e}", path.display())))?;
@@ -99,7 +119,8 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
     };
     match target {
         NodeTarget::Local { identity, addr } => {
-            heartbeat::run(settings, &addr, identity, shutdown).await
+            let renewer = renew::Renewer::new(identity, path);
+            heartbeat::run(settings, &addr, renewer, shutdown).await
         }
         NodeTarget::Auth(addr) => {
             // Several auth servers: join through the first that answers, in order.
@@ -123,7 +144,8 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
                     }
                 }
             };
-            heartbeat::run_any(settings, &addrs, first, identity, shutdown).await
+            let renewer = renew::Renewer::new(identity, path);
+            heartbeat::run_any(settings, &addrs, first, renewer, shutdown).await
         }
         NodeTarget::Proxy(addr) => {
             let identity = match stored {
@@ -136,7 +158,13 @@ pub async fn run(settings: &Settings, target: NodeTarget, shutdown: Shutdown) ->
                     }
                 }
             };
-            pool::run(settings, &addr, identity, shutdown).await
+            pool::run(
+                settings,
+                &addr,
+                renew::Renewer::new(identity, path),
+                shutdown,
+            )
+            .await
         }
     }
 }

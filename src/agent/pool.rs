@@ -12,27 +12,25 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use log::{info, warn};
-use rustls::ClientConfig;
-use smol::channel::{self, Sender};
+use smol::channel;
 
-use super::{dataplane, rejected_our_cert, stale};
+use super::renew::Renewer;
+use super::{rejected_our_cert, stale};
 use crate::config::Settings;
 use crate::core::backoff::os_seed;
-use crate::core::beats::{Beat, Beats};
 use crate::core::pool::{Action, ConnId, TunnelPool};
 use crate::diag::{self, METRICS};
 use crate::error::{Error, Result};
 use crate::mux::{self, Mux};
 use crate::net::{self, Framed};
-use crate::pki::identity::Identity;
-use crate::pki::verify::{self, ServerRole};
+use crate::pki::verify::ServerRole;
 use crate::proto::ALPN_TUNNEL;
 use crate::proto::PROXY_SERVER_NAME;
 use crate::proto::{ProxyRef, Request, Response, MAX_RESPONSE_FRAME};
 use crate::rt::Shutdown;
 
 /// What tunnels tell the pool.
-enum Event {
+pub(super) enum Event {
     /// The proxy set as a proxy announced it (empty: unchanged).
     Set(Vec<ProxyRef>),
     /// A heartbeat was acknowledged; `true`: relayed to auth.
@@ -42,20 +40,22 @@ enum Event {
 }
 
 /// A freshly dialed tunnel, after the proxy's welcome.
-struct Dialed {
-    mux: Mux,
-    ctl: Framed<mux::Stream>,
-    proxy: ProxyRef,
-    cluster_name: String,
-    interval: Duration,
-    proxies: Vec<ProxyRef>,
+pub(super) struct Dialed {
+    pub mux: Mux,
+    pub ctl: Framed<mux::Stream>,
+    pub proxy: ProxyRef,
+    pub cluster_name: String,
+    pub interval: Duration,
+    pub proxies: Vec<ProxyRef>,
+    /// The renewal generation of the certificate this tunnel was opened with.
+    pub generation: u64,
 }
 
 /// How long tunnels get to say goodbye at shutdown.
 const GOODBYE_WINDOW: Duration = Duration::from_millis(1200);
 
 /// What ended a wait.
-enum Wake<T> {
+pub(super) enum Wake<T> {
     Timer,
     Shutdown,
     Got(T),
@@ -64,12 +64,10 @@ enum Wake<T> {
 pub async fn run(
     settings: &Settings,
     addr: &str,
-    identity: Identity,
+    renewer: Arc<Renewer>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let subject = identity.subject()?;
-    let base = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Proxy)?;
-    let config = net::with_alpn(&base, &[ALPN_TUNNEL]);
+    let subject = renewer.identity().subject()?;
     let (tx, rx) = channel::unbounded::<Event>();
     let mut pool = TunnelPool::new(Instant::now(), os_seed());
     // Tunnel tasks by connection; dropping one cancels it.
@@ -96,7 +94,7 @@ pub async fn run(
             match action {
                 Action::Dial => {
                     last_conn += 1;
-                    match dial(settings, addr, &config).await {
+                    match dial(settings, addr, &renewer).await {
                         Ok(t) => {
                             if t.cluster_name != subject.cluster {
                                 return Err(stale(
@@ -113,6 +111,9 @@ pub async fn run(
                             pool.landed(Instant::now(), last_conn, proxy, others);
                         }
                         Err(e) => {
+                            if let Some(fatal) = super::revoked(settings, &e) {
+                                return Err(fatal);
+                            }
                             METRICS.failures_tunnel.fetch_add(1, Relaxed);
                             diag::not_ready_because(format!(
                                 "opening a tunnel through {addr}: {e}"
@@ -143,11 +144,12 @@ pub async fn run(
                     if reconnect {
                         METRICS.reconnects_tunnel.fetch_add(1, Relaxed);
                     }
-                    let tunnel = tunnel(
+                    let tunnel = super::tunnel::run(
                         t,
                         conn,
                         settings.nodename.clone(),
                         tx.clone(),
+                        renewer.clone(),
                         shutdown.clone(),
                     );
                     tasks.insert(conn, crate::rt::spawn(tunnel));
@@ -226,8 +228,12 @@ pub async fn run(
     Ok(())
 }
 
-async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Result<Dialed> {
-    let tls = net::connect_tls_as(addr, config.clone(), PROXY_SERVER_NAME).await?;
+async fn dial(settings: &Settings, addr: &str, renewer: &Renewer) -> Result<Dialed> {
+    // The newest identity: a renewal may have happened since the last dial.
+    let generation = renewer.generation();
+    let base = renewer.client_config(ServerRole::Proxy)?;
+    let config = net::with_alpn(&base, &[ALPN_TUNNEL]);
+    let tls = net::connect_tls_as(addr, config, PROXY_SERVER_NAME).await?;
     if tls.get_ref().1.alpn_protocol() != Some(ALPN_TUNNEL) {
         return Err(Error::net(
             addr,
@@ -254,6 +260,7 @@ async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Re
             cluster_name,
             interval: Duration::from_millis(heartbeat_interval_ms.max(100)),
             proxies,
+            generation,
         }),
         Ok(other) => Err(super::join::unexpected(other)),
         Err(e) => {
@@ -263,91 +270,4 @@ async fn dial(settings: &Settings, addr: &str, config: &Arc<ClientConfig>) -> Re
             Err(e)
         }
     }
-}
-
-/// One tunnel: heartbeats on the control stream, and streams the proxy opens to local services.
-async fn tunnel(t: Dialed, conn: ConnId, node: String, events: Sender<Event>, shutdown: Shutdown) {
-    let Dialed {
-        mux,
-        mut ctl,
-        proxy,
-        interval,
-        ..
-    } = t;
-    let inbound = mux.inbound.clone();
-    let _acceptor = crate::rt::spawn(async move {
-        while let Ok(stream) = inbound.recv().await {
-            crate::rt::spawn(dataplane::serve(stream)).detach();
-        }
-    });
-    let mut beats = Beats::new(Instant::now(), interval, os_seed());
-    loop {
-        match beats.tick(Instant::now()) {
-            Some(Beat::Send(seq)) => {
-                if ctl.send(&Request::Heartbeat { seq }).await.is_err() {
-                    break;
-                }
-                METRICS.heartbeats_sent.fetch_add(1, Relaxed);
-            }
-            Some(Beat::Missed(seq)) => {
-                METRICS.heartbeats_failed.fetch_add(1, Relaxed);
-                log::debug!(
-                    "tunnel of {node:?} to {:?}: beat {seq} not acknowledged",
-                    proxy.name
-                );
-                break;
-            }
-            None => {}
-        }
-        let wait = beats
-            .poll_timeout()
-            .saturating_duration_since(Instant::now());
-        let timer = async {
-            if shutdown.sleep(wait).await {
-                Wake::Timer
-            } else {
-                Wake::Shutdown
-            }
-        };
-        // `recv` is cancel-safe: losing the race to the timer loses no bytes.
-        let wake = if beats.in_flight() {
-            future::or(async { Wake::Got(ctl.recv::<Response>().await) }, timer).await
-        } else {
-            timer.await
-        };
-        match wake {
-            Wake::Timer => {}
-            Wake::Shutdown => {
-                let _ = ctl.send(&Request::Goodbye).await;
-                let _ = net::with_timeout(Duration::from_secs(1), ctl.recv::<Response>()).await;
-                info!("said goodbye to proxy {:?}", proxy.name);
-                break;
-            }
-            Wake::Got(Ok(Some(Response::HeartbeatAck {
-                seq,
-                proxies,
-                relayed,
-                ..
-            }))) => match beats.on_ack(Instant::now(), seq) {
-                Ok(rtt) => {
-                    METRICS.rtt_tunnel.observe(rtt);
-                    METRICS.heartbeats_acked.fetch_add(1, Relaxed);
-                    let _ = events.try_send(Event::Set(proxies));
-                    let _ = events.try_send(Event::Acked(relayed));
-                }
-                Err(bad) => {
-                    METRICS.heartbeats_failed.fetch_add(1, Relaxed);
-                    log::debug!("tunnel of {node:?} to {:?} ended: {bad}", proxy.name);
-                    break;
-                }
-            },
-            Wake::Got(other) => {
-                METRICS.heartbeats_failed.fetch_add(1, Relaxed);
-                log::debug!("tunnel of {node:?} to {:?} ended: {other:?}", proxy.name);
-                break;
-            }
-        }
-    }
-    let _ = events.try_send(Event::Closed(conn));
-    drop(mux);
 }

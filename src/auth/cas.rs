@@ -175,9 +175,9 @@ impl CaSet {
     ) -> Result<Option<Arc<Cas>>> {
         let mut guard = self.cas.write().unwrap_or_else(|p| p.into_inner());
         let mut rotation = guard.rotation.clone();
-        let effect = match step(&mut rotation).map_err(|e| {
-            Error::remote(crate::proto::ErrorCode::BadParameter, e)
-        })? {
+        let effect = match step(&mut rotation)
+            .map_err(|e| Error::remote(crate::proto::ErrorCode::BadParameter, e))?
+        {
             Some(e) => e,
             None => return Ok(None),
         };
@@ -268,14 +268,25 @@ mod tests {
         set.apply(|r| r.start_auto(30, 100).map(Some)).unwrap();
         let view = set.get();
         assert_eq!(view.pins().len(), 2);
-        assert_eq!(view.signer("Node").cert_pem, old, "init signs with the old CA");
+        assert_eq!(
+            view.signer("Node").cert_pem,
+            old,
+            "init signs with the old CA"
+        );
         let again = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
         assert_eq!(again.get().rotation.phase, Phase::Init);
-        assert_eq!(again.get().next.as_ref().unwrap().cert_pem, view.next.as_ref().unwrap().cert_pem);
+        assert_eq!(
+            again.get().next.as_ref().unwrap().cert_pem,
+            view.next.as_ref().unwrap().cert_pem
+        );
         set.advance(110).unwrap();
         let view = set.get();
         assert_ne!(view.signer("Node").cert_pem, old);
-        assert_eq!(view.signer("Proxy").cert_pem, old, "servers keep the old CA");
+        assert_eq!(
+            view.signer("Proxy").cert_pem,
+            old,
+            "servers keep the old CA"
+        );
         assert_eq!(view.trust_info(60).client_signer, 1);
         set.advance(120).unwrap();
         let (phase, view) = set.advance(130).unwrap().unwrap();

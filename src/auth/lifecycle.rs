@@ -63,10 +63,7 @@ pub fn remove_node(state: &AuthState, key: &str) -> Result<Response> {
         ],
     );
     info!("node {hostname:?} ({uuid}) removed; its identity is revoked");
-    Ok(Response::NodeRemoved {
-        hostname,
-        uuid,
-    })
+    Ok(Response::NodeRemoved { hostname, uuid })
 }
 
 fn printable(s: &str) -> String {

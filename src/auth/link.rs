@@ -67,7 +67,10 @@ pub async fn proxy_link<S: Io>(
         return;
     }
     if let Some(refused) = renew::refusal(&state, &subject.host_id) {
-        warn!("refused the link of proxy {} from {peer}: it is locked or removed", subject.host_id);
+        warn!(
+            "refused the link of proxy {} from {peer}: it is locked or removed",
+            subject.host_id
+        );
         let _ = conn.send(&refused).await;
         return;
     }
@@ -135,7 +138,10 @@ pub async fn proxy_link<S: Io>(
         let msg = match wake {
             Wake::Killed => {
                 lock(&state).remove_proxy(&me.id, conn_id);
-                info!("closed the link of proxy {:?}: it was locked or removed", me.name);
+                info!(
+                    "closed the link of proxy {:?}: it was locked or removed",
+                    me.name
+                );
                 if let Some(why) = renew::refusal(&state, &me.id) {
                     let _ = conn.send(&why).await;
                 }
@@ -172,7 +178,9 @@ pub async fn proxy_link<S: Io>(
                     warn!("closed the link of proxy {:?}: {why}", me.name);
                     lock(&state).remove_proxy(&me.id, conn_id);
                     let msg = format!("{why}: remove the identity and join again with a new token");
-                    let _ = conn.send(&Response::error(ErrorCode::AccessDenied, msg)).await;
+                    let _ = conn
+                        .send(&Response::error(ErrorCode::AccessDenied, msg))
+                        .await;
                     return;
                 }
                 let (proxies, web) = refresh(&state);
@@ -186,7 +194,10 @@ pub async fn proxy_link<S: Io>(
                     return;
                 }
                 acked_once = true;
-                if push(&mut conn, &state, &mut pushed, Some(web)).await.is_err() {
+                if push(&mut conn, &state, &mut pushed, Some(web))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -232,7 +243,15 @@ pub async fn proxy_link<S: Io>(
                     continue;
                 }
                 in_flight.fetch_add(1, Ordering::Relaxed);
-                spawn_renewal(&state, &subject, &sans, id, host_id, csr, answers_tx.clone());
+                spawn_renewal(
+                    &state,
+                    &subject,
+                    &sans,
+                    id,
+                    host_id,
+                    csr,
+                    answers_tx.clone(),
+                );
             }
             Some(Request::Goodbye) => {
                 lock(&state).remove_proxy(&me.id, conn_id);

@@ -233,7 +233,9 @@ impl Revocations {
         let gone = {
             let mut inner = self.lock();
             let before = inner.locks.len();
-            inner.locks.retain(|_, l| l.expires.map_or(true, |e| e > now));
+            inner
+                .locks
+                .retain(|_, l| l.expires.map_or(true, |e| e > now));
             before != inner.locks.len()
         };
         if gone {

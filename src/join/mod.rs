@@ -8,8 +8,8 @@ pub mod servers;
 
 // The framed-exchange helpers and the web paths, re-exported for older callers.
 pub use crate::net::rpc::{recv, unexpected};
-pub use renew::check_not_expired;
 pub use crate::proto::names::{CREDENTIALS_PATH, EXPORT_PATH};
+pub use renew::check_not_expired;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -50,7 +50,12 @@ pub fn csr(identity: &Identity, fresh: bool) -> Result<(String, String)> {
 }
 
 /// The identity an answer to a renewal makes, stored at `path`. Blocking (fsync).
-pub fn apply(current: &Identity, key_pem: String, answer: Response, path: &Path) -> Result<Identity> {
+pub fn apply(
+    current: &Identity,
+    key_pem: String,
+    answer: Response,
+    path: &Path,
+) -> Result<Identity> {
     let (tls, tls_ca_certs) = match answer {
         Response::Renewed {
             tls, tls_ca_certs, ..

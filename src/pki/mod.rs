@@ -96,8 +96,12 @@ pub fn sans_of(der: &[u8]) -> Result<ca::Sans> {
             match name {
                 GeneralName::DNSName(d) => sans.dns.push(d.to_string()),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 => sans.ips.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
-                    16 => sans.ips.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                    4 => sans.ips.push(std::net::IpAddr::from(
+                        <[u8; 4]>::try_from(*b).unwrap_or_default(),
+                    )),
+                    16 => sans.ips.push(std::net::IpAddr::from(
+                        <[u8; 16]>::try_from(*b).unwrap_or_default(),
+                    )),
                     _ => {}
                 },
                 _ => {}

@@ -51,10 +51,8 @@ pub fn trust_changed(state: &ProxyState, info: TrustInfo) {
 
 /// Auth's new denials: close the tunnels of denied hosts and the dials of denied users now.
 pub fn denials_changed(state: &ProxyState, denials: Vec<Denial>) {
-    let map: HashMap<LockTarget, String> = denials
-        .into_iter()
-        .map(|d| (d.target, d.message))
-        .collect();
+    let map: HashMap<LockTarget, String> =
+        denials.into_iter().map(|d| (d.target, d.message)).collect();
     for (target, message) in &map {
         match target {
             LockTarget::ServerId(id) => {
@@ -181,10 +179,7 @@ pub async fn run(
             Some(Ok(Some(Request::Renew { csr }))) => {
                 let host_id = subject.host_id.clone();
                 let answer = state
-                    .ask_over_link(
-                        |id| Request::RelayRenew { id, host_id, csr },
-                        RENEW_TIMEOUT,
-                    )
+                    .ask_over_link(|id| Request::RelayRenew { id, host_id, csr }, RENEW_TIMEOUT)
                     .await;
                 if let Some(facts) = renewed_facts(&answer) {
                     cert = facts;

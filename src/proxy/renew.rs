@@ -24,10 +24,9 @@ pub async fn run(state: Arc<ProxyState>, asked: Receiver<()>, shutdown: Shutdown
     loop {
         let due = renew::due_at(&state.identity());
         let wait = Duration::from_secs(due.saturating_sub(now_unix()).max(0) as u64);
-        let woke = futures_lite::future::or(
-            async { shutdown.sleep(wait).await },
-            async { asked.recv().await.is_ok() },
-        )
+        let woke = futures_lite::future::or(async { shutdown.sleep(wait).await }, async {
+            asked.recv().await.is_ok()
+        })
         .await;
         if !woke || shutdown.is_fired() {
             return;
@@ -57,17 +56,12 @@ async fn renew_once(state: &Arc<ProxyState>) -> crate::error::Result<()> {
     let host_id = state.me.id.clone();
     let answer = state
         .ask_over_link(
-            |id| Request::RelayRenew {
-                id,
-                host_id,
-                csr,
-            },
+            |id| Request::RelayRenew { id, host_id, csr },
             ANSWER_TIMEOUT,
         )
         .await;
     let path = state.identity_path.clone();
-    let renewed =
-        smol::unblock(move || renew::apply(&current, key, answer, &path)).await?;
+    let renewed = smol::unblock(move || renew::apply(&current, key, answer, &path)).await?;
     state.tls.set_cert(&renewed)?;
     let until = renewed.not_after()?;
     *state.identity.write().unwrap_or_else(|p| p.into_inner()) = renewed;

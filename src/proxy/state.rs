@@ -150,7 +150,6 @@ impl ProxyState {
     }
 }
 
-
 impl ProxyState {
     /// The `--pinnedpubkey` argument for curl in install scripts: this proxy's web pins and
     /// every other live proxy's (a load balancer may send each download elsewhere). Empty when
@@ -169,7 +168,6 @@ impl ProxyState {
         pki::webpin::curl_arg(&all)
     }
 }
-
 
 impl ProxyState {
     /// This proxy's identity now.
@@ -190,7 +188,11 @@ impl ProxyState {
     }
 
     /// Sends a request to auth over the link and waits (at most `timeout`) for its answer.
-    pub async fn ask_over_link(&self, make: impl FnOnce(u64) -> Request, timeout: Duration) -> Response {
+    pub async fn ask_over_link(
+        &self,
+        make: impl FnOnce(u64) -> Request,
+        timeout: Duration,
+    ) -> Response {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = smol::channel::bounded(1);
         {
@@ -201,7 +203,9 @@ impl ProxyState {
             pending.insert(id, tx);
         }
         let answer = if self.relay(make(id)) {
-            crate::net::with_timeout(timeout, rx.recv()).await.and_then(|r| r.ok())
+            crate::net::with_timeout(timeout, rx.recv())
+                .await
+                .and_then(|r| r.ok())
         } else {
             None
         };

@@ -12,10 +12,10 @@ use log::{debug, info, warn};
 use smol::net::TcpStream;
 
 use super::{dials, ProxyState, TunnelEntry};
+use crate::core::rotation::CertFacts;
 use crate::mux;
 use crate::net::{self, Framed};
 use crate::pki::Subject;
-use crate::core::rotation::CertFacts;
 use crate::proto::{
     ErrorCode, LockTarget, Request, Response, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
     PROTOCOL_VERSION,

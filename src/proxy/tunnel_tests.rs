@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use smol::channel::Receiver;
@@ -28,6 +28,21 @@ const HOST: &str = "9b6c1c3e-2a7f-4a4e-9d7e-3f1f0c2b5a11";
 /// A proxy whose link to auth is up; returns the queue of what it relays to auth.
 fn state() -> (Arc<ProxyState>, Receiver<Request>) {
     let (relay_tx, relay_rx) = smol::channel::bounded(64);
+    let ca = crate::pki::ca::CertAuthority::generate("test").unwrap();
+    let me = Subject {
+        host_id: "p-1".into(),
+        role: crate::proto::ROLE_PROXY.into(),
+        cluster: "test".into(),
+        node_name: String::new(),
+    };
+    let (key_pem, cert_pem) = ca
+        .issue_local(&me, &Default::default(), Duration::from_secs(60))
+        .unwrap();
+    let identity = Identity {
+        key_pem,
+        cert_pem,
+        ca_pems: vec![ca.cert_pem.clone()],
+    };
     let state = ProxyState {
         me: ProxyRef {
             id: "p-1".into(),
@@ -37,11 +52,14 @@ fn state() -> (Arc<ProxyState>, Receiver<Request>) {
         web_listen_addr: "127.0.0.1:0".parse().unwrap(),
         cluster_name: "test".into(),
         auth_addr: String::new(),
-        identity: Identity {
-            key_pem: String::new(),
-            cert_pem: String::new(),
-            ca_pems: Vec::new(),
-        },
+        identity: RwLock::new(identity.clone()),
+        identity_path: std::path::PathBuf::new(),
+        tls: crate::pki::live::LiveTls::new(&identity).unwrap(),
+        trust: RwLock::new(None),
+        denied: RwLock::new(HashMap::new()),
+        pending: Mutex::new(HashMap::new()),
+        next_request: AtomicU64::new(1),
+        renew_now: smol::channel::bounded(1).0,
         proxies: Mutex::new(Vec::new()),
         tunnels: Mutex::new(HashMap::new()),
         relay_tx,
@@ -81,7 +99,19 @@ async fn connect(state: &Arc<ProxyState>, name: &str) -> Node {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let (stop, shutdown) = shutdown_pair();
     let peer = "192.0.2.7:40000".parse().unwrap();
-    let handler = crate::rt::spawn(serve(theirs, subject(), peer, state.clone(), shutdown));
+    let cert = crate::core::rotation::CertFacts {
+        issuer: Vec::new(),
+        issued: crate::clock::now_unix(),
+        not_after: crate::clock::now_unix() + 60,
+    };
+    let handler = crate::rt::spawn(serve(
+        theirs,
+        subject(),
+        cert,
+        peer,
+        state.clone(),
+        shutdown,
+    ));
     let m = mux::start(ours, true);
     let stream = m.opener.open().await.unwrap();
     let mut ctl = Framed::new(stream, MAX_RESPONSE_FRAME);

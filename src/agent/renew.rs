@@ -1,0 +1,130 @@
+//! The node's identity while it runs: renewed over a heartbeat stream or one tunnel, with a new
+//! key each time, stored atomically; every other tunnel then shows the new certificate to its
+//! proxy (`Refresh`) so no tunnel is re-established. New connections use the newest identity.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use log::info;
+use rustls::ClientConfig;
+
+use crate::clock::{now_unix, rfc3339};
+use crate::error::{Error, Result};
+use crate::join::renew;
+use crate::net::Framed;
+use crate::pki::identity::Identity;
+use crate::pki::verify::{self, ServerRole};
+use crate::proto::{Request, Response};
+
+/// How long the far side has to answer a renewal or a refresh.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Renewer {
+    identity: RwLock<Identity>,
+    path: PathBuf,
+    /// Counts renewals: a tunnel that showed an older certificate refreshes.
+    generation: AtomicU64,
+    busy: AtomicBool,
+}
+
+/// Clears the busy flag however a renewal ends.
+struct Busy<'a>(&'a AtomicBool);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Renewer {
+    pub fn new(identity: Identity, path: PathBuf) -> Arc<Renewer> {
+        Arc::new(Renewer {
+            identity: RwLock::new(identity),
+            path,
+            generation: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+        })
+    }
+
+    pub fn identity(&self) -> Identity {
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the certificate is two thirds into its life.
+    pub fn due(&self) -> bool {
+        now_unix() >= renew::due_at(&self.identity())
+    }
+
+    /// A client config with the newest identity, trusting its CAs, for a server of `role`.
+    pub fn client_config(&self, role: ServerRole) -> Result<Arc<ClientConfig>> {
+        let id = self.identity();
+        verify::client_config(&id.ca_ders()?, Some(&id), role)
+    }
+
+    /// Renews over `conn` (a heartbeat stream or a tunnel's control stream, between beats).
+    /// `Ok(false)`: another renewal is under way elsewhere.
+    pub async fn renew_over<S>(&self, conn: &mut Framed<S>, via: &str) -> Result<bool>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let _busy = Busy(&self.busy);
+        let current = self.identity();
+        let id = current.clone();
+        let (key, csr) = smol::unblock(move || renew::csr(&id, true)).await?;
+        conn.send(&Request::Renew { csr })
+            .await
+            .map_err(|e| Error::net(via, e))?;
+        let answer = answer(conn, via).await?;
+        let path = self.path.clone();
+        let renewed = smol::unblock(move || renew::apply(&current, key, answer, &path)).await?;
+        let until = renewed.not_after()?;
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = renewed;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        info!(
+            "renewed the host certificate over {via}; valid until {}",
+            rfc3339(until)
+        );
+        Ok(true)
+    }
+
+    /// Shows the newest certificate to the proxy at the end of `conn`.
+    pub async fn refresh_over<S>(&self, conn: &mut Framed<S>, via: &str) -> Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let cert = self.identity().cert_pem;
+        conn.send(&Request::Refresh { cert })
+            .await
+            .map_err(|e| Error::net(via, e))?;
+        match answer(conn, via).await? {
+            Response::Refreshed { .. } => Ok(()),
+            Response::Error { code, message } => Err(Error::Remote { code, message }),
+            other => Err(crate::net::rpc::unexpected(other)),
+        }
+    }
+}
+
+async fn answer<S>(conn: &mut Framed<S>, via: &str) -> Result<Response>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match crate::net::with_timeout(ANSWER_TIMEOUT, conn.recv::<Response>()).await {
+        Some(Ok(Some(r))) => Ok(r),
+        Some(Ok(None)) => Err(Error::net(via, "the stream closed")),
+        Some(Err(e)) => Err(e),
+        None => Err(Error::net(via, "no answer in time")),
+    }
+}
