@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod certs;
+pub mod lifecycle;
 pub mod rt;
 pub mod web;
 pub mod wire;
