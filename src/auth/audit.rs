@@ -152,22 +152,20 @@ impl AuditLog {
         };
         let limit = limit.clamp(1, MAX_LIST);
         // A consistent snapshot: both files opened, and the current one's end taken, while no
-        // event is being written and no rotation can happen.
+        // event is being written and no rotation can happen. Later events are not listed.
+        let read_err = |e| Error::io("read the audit log", &self.path, e);
         let files = {
             let _writer = file.lock().unwrap_or_else(|p| p.into_inner());
-            let current = open_read(&self.path)
-                .map_err(|e| Error::io("read the audit log", &self.path, e))?;
-            let older = open_read(&self.rotated_path()).ok();
-            [Some(current), older]
+            let current = open_read(&self.path).map_err(read_err)?;
+            let end = current.metadata().map_err(read_err)?.len();
+            let older = open_read(&self.rotated_path())
+                .and_then(|f| Ok((f.metadata()?.len(), f)))
+                .ok();
+            [Some((end, current)), older]
         };
         let mut picked = Picker::new(since, limit);
-        for f in files.iter().flatten() {
-            let len = f
-                .metadata()
-                .map_err(|e| Error::io("read the audit log", &self.path, e))?
-                .len();
-            let stopped = lines_backwards(f, len, |line| picked.take(line))
-                .map_err(|e| Error::io("read the audit log", &self.path, e))?;
+        for (len, f) in files.iter().flatten() {
+            let stopped = lines_backwards(f, *len, |line| picked.take(line)).map_err(read_err)?;
             if stopped {
                 break;
             }
