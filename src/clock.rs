@@ -108,6 +108,61 @@ pub fn rfc3339(unix: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// Days since the epoch of a civil date (the inverse of `civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = y - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses RFC 3339 ("2026-11-25T14:30:00Z", "2026-11-25T15:30:00.5+01:00") to Unix seconds,
+/// fractions dropped; `None` if it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    let sep = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if sep(i, b".") {
+        i += 1;
+        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        i += digits;
+    }
+    let offset = match b.get(i..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            (oh * 3600 + om * 60) * if *sign == b'-' { -1 } else { 1 }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
 /// RFC 822 as Go formats it: "30 Mar 23 18:15 UTC".
 pub fn rfc822(unix: i64) -> String {
     let (y, mo, d, h, mi, _) = split(unix);
@@ -150,5 +205,32 @@ mod tests {
         assert_eq!(rfc822(1_680_200_100), "30 Mar 23 18:15 UTC");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_680_200_100), "2023-03-30T18:15:00Z");
+    }
+
+    #[test]
+    fn parses_rfc3339_back() {
+        for t in [0, 1_680_200_100, 951_782_400, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2023-03-30T20:15:00.25+02:00"),
+            Some(1_680_200_100)
+        );
+        assert_eq!(
+            parse_rfc3339("2023-03-30T13:15:00-05:00"),
+            Some(1_680_200_100)
+        );
+        for bad in [
+            "",
+            "2023-03-30",
+            "2023-03-30T18:15:00",
+            "2023-13-30T18:15:00Z",
+            "2023-03-30T18:15:00+0200",
+            "2023-03-30T18:15:00.Z",
+            "１２３４-03-30T18:15:00Z",
+            "2023-03-30T18:15:00Zjunk",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

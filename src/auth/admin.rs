@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use log::info;
+use serde_json::Value;
 
 use super::state::AuthState;
 use super::tokens::parse_supported_roles;
 use crate::clock::{self, now_unix};
 use crate::error::{Error, Result};
 use crate::proto::{AdminCmd, ClusterStatus, ErrorCode, Response, TokenCreated};
+use crate::secret::public_id;
 use crate::VERSION;
 
 pub(super) async fn admin(state: &Arc<AuthState>, cmd: AdminCmd) -> Response {
@@ -29,15 +31,22 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             roles,
             ttl_secs,
             labels,
-            ..
+            uses,
         } => {
             let roles = parse_supported_roles(&roles)
                 .map_err(|e| Error::remote(ErrorCode::BadParameter, e))?;
-            let (token, expires) = state.tokens.add(&roles, ttl_secs, labels, now)?;
-            info!(
-                "token id {} created for {}",
-                crate::secret::public_id(&token.hash_hex()),
-                roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
+            let (token, expires) = state.tokens.add(&roles, ttl_secs, labels, uses, now)?;
+            let token_id = public_id(&token.hash_hex()).to_string();
+            let role_names: Vec<String> = roles.iter().map(|r| r.name().to_string()).collect();
+            info!("token id {token_id} created for {}", role_names.join(","));
+            state.audit.record(
+                "token.created",
+                &[
+                    ("token_id", token_id.into()),
+                    ("roles", role_names.clone().into()),
+                    ("ttl_secs", ttl_secs.into()),
+                    ("uses", uses.map_or(Value::Null, Value::from)),
+                ],
             );
             let inv = state.inventory.lock().unwrap_or_else(|p| p.into_inner());
             let proxy_web = inv.web_trust(state.now_ms());
@@ -49,7 +58,7 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             drop(inv);
             Response::TokenCreated(TokenCreated {
                 token,
-                roles: roles.iter().map(|r| r.name().to_string()).collect(),
+                roles: role_names,
                 expires: clock::rfc3339(expires),
                 ttl_secs,
                 ca_pins: state.ca_pins(),
@@ -62,8 +71,11 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             tokens: state.tokens.list(now)?,
         },
         AdminCmd::TokensRemove { token } => {
-            let masked = state.tokens.remove(token.expose(), now)?;
-            info!("token {masked} deleted");
+            let (masked, token_id) = state.tokens.remove(token.expose(), now)?;
+            info!("token {masked} (id {token_id}) deleted");
+            state
+                .audit
+                .record("token.removed", &[("token_id", token_id.into())]);
             Response::TokenRemoved { masked }
         }
         AdminCmd::NodesList => Response::Nodes {
@@ -109,12 +121,9 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
         },
         AdminCmd::LockDelete { target } => super::lifecycle::unlock(state, target)?,
         AdminCmd::Rotate(req) => super::lifecycle::rotate(state, req)?,
-        // Filled in by the lifecycle work in progress.
-        _ => {
-            return Err(Error::remote(
-                ErrorCode::BadParameter,
-                "this command is not available yet",
-            ))
+        AdminCmd::AuditList { since, limit } => {
+            let (events, truncated) = state.audit.list(since, audit_limit(limit)?)?;
+            Response::Audit { events, truncated }
         }
     })
 }
@@ -125,5 +134,21 @@ fn rotation_summary(r: &crate::proto::RotationInfo) -> String {
         ("standby", 0) => "never updated".into(),
         ("standby", at) => format!("rotated {}", clock::rfc3339(at)),
         _ => format!("{} (mode {})", r.phase, r.mode),
+    }
+}
+
+/// `tctl audit ls --limit`: 0 means the default; more than the cap is refused.
+fn audit_limit(limit: u32) -> Result<usize> {
+    match limit {
+        0 => Ok(super::audit::DEFAULT_LIST),
+        n if n as usize > super::audit::MAX_LIST => Err(Error::remote(
+            ErrorCode::BadParameter,
+            format!(
+                "--limit {n} is too large: at most {} events are listed at once; narrow it \
+                 with --since",
+                super::audit::MAX_LIST
+            ),
+        )),
+        n => Ok(n as usize),
     }
 }

@@ -257,7 +257,10 @@ async fn handle_conn(
                 let source = join::real_source(peer.ip(), true, &remote_addr);
                 match join::rate_limit(&state, source) {
                     Some(refusal) => refusal,
-                    None => join::check_token(&state, token, &role).await,
+                    None => {
+                        let from = format!("{source} via proxy {peer}");
+                        join::check_token(&state, token, &role, &from).await
+                    }
                 }
             }
             Some(_) if version != PROTOCOL_VERSION => proto::version_mismatch(version),

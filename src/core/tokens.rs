@@ -1,7 +1,8 @@
 //! Join-token rules, without storage: how a token is generated and stored (only its SHA-256
 //! hash and last four characters), how it is masked and listed, and whether a presented token
-//! allows a join at time `now` (unix seconds, passed in). Auth keeps the records in its
-//! `Backend`; the decisions are here so they are tested without a database.
+//! allows a join at time `now` (unix seconds, passed in), and how a use-limited token counts
+//! its joins down. Auth keeps the records in its `Backend`; the decisions are here so they are
+//! tested without a database.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,17 +18,35 @@ pub const EXPIRED_RETENTION_SECS: i64 = 3600;
 /// Longest TTL `tctl tokens add` accepts.
 pub const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
 
-/// A TTL outside 1s..=8760h.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BadTtl;
+/// Most joins `tctl tokens add --uses` may allow.
+pub const MAX_USES: u32 = 10_000;
 
-impl fmt::Display for BadTtl {
+/// A token request outside the rules; the message names the fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadToken {
+    /// A TTL outside 1s..=8760h.
+    Ttl,
+    /// `--uses` outside 1..=MAX_USES.
+    Uses,
+    /// `--uses` other than 1 on a bot token, which is single-use.
+    BotUses,
+}
+
+impl fmt::Display for BadToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("--ttl must be between 1s and 8760h")
+        match self {
+            BadToken::Ttl => f.write_str("--ttl must be between 1s and 8760h"),
+            BadToken::Uses => write!(
+                f,
+                "--uses must be between 1 and {MAX_USES}; leave it out for a token that any \
+                 number of joins may use until it expires"
+            ),
+            BadToken::BotUses => f.write_str("bot tokens are single-use: leave out --uses"),
+        }
     }
 }
 
-impl std::error::Error for BadTtl {}
+impl std::error::Error for BadToken {}
 
 /// The stored form of a dynamic token: no secret, only what checks and listings need.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,13 +58,20 @@ pub struct TokenRecord {
     #[serde(default)]
     labels: BTreeMap<String, String>,
     pub expires: i64,
+    /// Joins this token still allows (`--uses`; bot tokens 1); `None`: unlimited. Absent in
+    /// records written before use limits existed, which read as unlimited (bot: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uses_left: Option<u32>,
+    /// The limit it was created with, for the "used up" message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uses: Option<u32>,
 }
 
 /// A join was refused; the message says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub message: String,
-    /// For metrics: invalid_token, expired_token or wrong_role.
+    /// For metrics and the audit log: invalid_token, expired_token, used_up or wrong_role.
     pub reason: &'static str,
 }
 
@@ -53,26 +79,43 @@ pub struct Refusal {
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub token_id: String,
+    /// Joins the token allows after this one, once it is used; `None`: unlimited, or a check
+    /// that used nothing.
+    pub uses_left: Option<u32>,
 }
 
 impl Grant {
     fn of(hash: &str) -> Self {
         Grant {
             token_id: public_id(hash).to_string(),
+            uses_left: None,
         }
     }
 }
 
-/// A fresh random token for `roles`, valid `ttl_secs` from `now`, and its stored form.
+/// A fresh random token for `roles`, valid `ttl_secs` from `now`, allowing `uses` joins
+/// (`None`: any number until it expires; bot tokens always allow one), and its stored form.
 pub fn issue(
     roles: &[TokenRole],
     ttl_secs: u64,
     labels: BTreeMap<String, String>,
+    uses: Option<u32>,
     now: i64,
-) -> Result<(Token, TokenRecord), BadTtl> {
+) -> Result<(Token, TokenRecord), BadToken> {
     if ttl_secs == 0 || ttl_secs > MAX_TTL_SECS {
-        return Err(BadTtl);
+        return Err(BadToken::Ttl);
     }
+    if uses.is_some_and(|n| n == 0 || n > MAX_USES) {
+        return Err(BadToken::Uses);
+    }
+    let uses = if roles.contains(&TokenRole::Bot) {
+        if uses.is_some_and(|n| n != 1) {
+            return Err(BadToken::BotUses);
+        }
+        Some(1)
+    } else {
+        uses
+    };
     let token = Token::generate();
     let record = TokenRecord {
         hash: token.hash_hex(),
@@ -81,6 +124,8 @@ pub fn issue(
         roles: roles.iter().map(|r| r.flag().to_string()).collect(),
         labels,
         expires: now.saturating_add(ttl_secs as i64),
+        uses_left: uses,
+        uses,
     };
     Ok((token, record))
 }
@@ -128,9 +173,21 @@ impl TokenRecord {
         self.expires.saturating_add(EXPIRED_RETENTION_SECS)
     }
 
-    /// A bot token is consumed by its first join.
-    pub fn single_use(&self) -> bool {
-        self.roles().contains(&TokenRole::Bot)
+    /// Joins left; `None`: unlimited. A bot token from before use limits allows one.
+    pub fn uses_left(&self) -> Option<u32> {
+        self.uses_left
+            .or_else(|| self.roles().contains(&TokenRole::Bot).then_some(1))
+    }
+
+    /// The record after one more join, or `None` if the token counts no joins. Call it only
+    /// for a token `judge` accepted (so at least one use is left).
+    pub fn after_one_use(&self) -> Option<TokenRecord> {
+        let left = self.uses_left()?;
+        Some(TokenRecord {
+            uses_left: Some(left.saturating_sub(1)),
+            uses: self.uses.or(Some(1)),
+            ..self.clone()
+        })
     }
 
     pub fn info(&self) -> TokenInfo {
@@ -141,7 +198,7 @@ impl TokenRecord {
             labels: self.labels.clone(),
             expires: Some(self.expires),
             is_static: false,
-            uses_left: None,
+            uses_left: self.uses_left(),
         }
     }
 
@@ -156,6 +213,18 @@ impl TokenRecord {
                 message: format!(
                     "the token expired at {}; create a new one with \"tctl tokens add --type={}\"",
                     crate::clock::rfc3339(self.expires),
+                    role.flag()
+                ),
+            });
+        }
+        if self.uses_left() == Some(0) {
+            let n = self.uses.unwrap_or(1);
+            return Err(Refusal {
+                reason: "used_up",
+                message: format!(
+                    "the token is not valid: the join token has been used {n} time{}, its \
+                     limit: create a new one with \"tctl tokens add --type={}\"",
+                    if n == 1 { "" } else { "s" },
                     role.flag()
                 ),
             });
@@ -217,106 +286,5 @@ impl StaticTokens {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node_token(now: i64) -> (Token, TokenRecord) {
-        issue(&[TokenRole::Node], 300, BTreeMap::new(), now).unwrap()
-    }
-
-    #[test]
-    fn ttl_is_bounded() {
-        assert_eq!(
-            issue(&[TokenRole::Node], 0, BTreeMap::new(), 0).unwrap_err(),
-            BadTtl
-        );
-        let too_long = MAX_TTL_SECS + 1;
-        assert!(issue(&[TokenRole::Node], too_long, BTreeMap::new(), 0).is_err());
-        assert!(issue(&[TokenRole::Node], MAX_TTL_SECS, BTreeMap::new(), 0).is_ok());
-    }
-
-    #[test]
-    fn a_token_expires_at_its_deadline_and_is_kept_an_hour_longer() {
-        let (t, r) = node_token(1000);
-        assert_eq!(r.expires, 1300);
-        assert_eq!(r.keep_until(), 1300 + EXPIRED_RETENTION_SECS);
-        assert!(r.judge(&t.hash_hex(), TokenRole::Node, 1299).is_ok());
-        let err = r.judge(&t.hash_hex(), TokenRole::Node, 1300).unwrap_err();
-        assert_eq!(err.reason, "expired_token");
-        assert!(err.message.contains("expired at"), "{}", err.message);
-    }
-
-    #[test]
-    fn wrong_role_says_what_the_token_allows() {
-        let (t, r) = node_token(0);
-        let err = r.judge(&t.hash_hex(), TokenRole::Proxy, 1).unwrap_err();
-        assert_eq!(err.reason, "wrong_role");
-        assert!(
-            err.message
-                .contains("does not allow joining as Proxy (it allows Node)"),
-            "{}",
-            err.message
-        );
-        assert!(err.message.contains("--type=proxy"), "{}", err.message);
-    }
-
-    #[test]
-    fn another_token_is_unknown() {
-        let (_, r) = node_token(0);
-        let other = Token::new("not-the-token").hash_hex();
-        assert_eq!(
-            r.judge(&other, TokenRole::Node, 1).unwrap_err().reason,
-            "invalid_token"
-        );
-    }
-
-    #[test]
-    fn the_stored_and_listed_forms_hold_no_secret() {
-        let (t, r) = node_token(0);
-        let stored = serde_json::to_string(&r).unwrap();
-        let info = r.info();
-        for shown in [stored, format!("{info:?}")] {
-            assert!(!shown.contains(t.expose()), "{shown}");
-            assert!(!shown.contains(&t.expose()[..28]), "{shown}");
-        }
-        assert!(info.masked.ends_with(&t.last4()));
-        assert_eq!(info.roles, vec!["Node"]);
-        assert!(!r.single_use());
-    }
-
-    #[test]
-    fn bot_tokens_are_single_use() {
-        let (_, r) = issue(&[TokenRole::Bot], 60, BTreeMap::new(), 0).unwrap();
-        assert!(r.single_use());
-    }
-
-    #[test]
-    fn static_tokens_match_by_hash_and_check_roles() {
-        let s = StaticTokens::new(vec![(
-            Token::new("static-secret"),
-            vec![TokenRole::Proxy, TokenRole::Node],
-        )]);
-        let h = Token::new("static-secret").hash_hex();
-        assert!(s.judge(&h, TokenRole::Proxy).unwrap().is_ok());
-        assert_eq!(
-            s.judge(&h, TokenRole::Db).unwrap().unwrap_err().reason,
-            "wrong_role"
-        );
-        assert!(s.judge("other", TokenRole::Node).is_none());
-        assert!(s.names("static-secret"));
-        assert!(s.names(public_id(&h)));
-        assert!(!s.names("something-else"));
-        let infos: Vec<TokenInfo> = s.infos().collect();
-        assert!(infos[0].is_static && infos[0].expires.is_none());
-        assert!(!infos[0].masked.contains("static-secret"));
-    }
-
-    #[test]
-    fn role_names_parse_both_spellings() {
-        assert_eq!(TokenRole::parse("node").unwrap(), TokenRole::Node);
-        assert_eq!(TokenRole::parse("Node").unwrap(), TokenRole::Node);
-        assert!(TokenRole::parse("nodes")
-            .unwrap_err()
-            .contains("windowsdesktop"));
-    }
-}
+#[path = "tokens_tests.rs"]
+mod tests;

@@ -22,8 +22,15 @@ pub trait Backend: Send + Sync {
     /// Inserts or replaces.
     fn put(&self, item: &Item) -> Result<()>;
     /// Deletes a live item; returns whether one was deleted. Exactly one of several concurrent
-    /// callers gets `true`, which is how single-use tokens are consumed.
+    /// callers gets `true`.
     fn delete(&self, key: &str, now: i64) -> Result<bool>;
+    /// Replaces the live item `expected.key` by `new` (value and expiry) only if its stored
+    /// value is still `expected.value`, atomically; returns whether it did. Of several callers
+    /// that read the same value, exactly one gets `true`: the others read again and retry.
+    /// This is how use-limited tokens count joins down across auth servers. `new.key` must be
+    /// `expected.key`. A shared SQL backend does it in one statement: `UPDATE kv SET value =
+    /// $3, expires = $4 WHERE key = $1 AND value = $2 AND (expires IS NULL OR expires > $5)`.
+    fn compare_and_swap(&self, expected: &Item, new: &Item, now: i64) -> Result<bool>;
     /// Live items whose key starts with `prefix`, ordered by key.
     fn list(&self, prefix: &str, now: i64) -> Result<Vec<Item>>;
     /// Removes expired items; returns how many.

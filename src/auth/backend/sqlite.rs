@@ -24,9 +24,10 @@ impl SqliteBackend {
             .open(path)
             .map_err(|e| Error::io("create database", path, e))?;
         let conn = Connection::open(path)?;
+        // First, so that even switching the journal waits for another connection's lock.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS kv (
                 key TEXT PRIMARY KEY,
@@ -93,6 +94,22 @@ impl Backend for SqliteBackend {
         Ok(self.conn().execute(&sql, params![key, now])? == 1)
     }
 
+    fn compare_and_swap(&self, expected: &Item, new: &Item, now: i64) -> Result<bool> {
+        if expected.key != new.key {
+            return Err(Error::Storage(format!(
+                "compare_and_swap of {:?} was given the key {:?}",
+                expected.key, new.key
+            )));
+        }
+        // One statement: SQLite runs it atomically, whichever connection or process races it.
+        let n = self.conn().execute(
+            "UPDATE kv SET value = ?3, expires = ?4 WHERE key = ?1 AND value = ?2 \
+             AND (expires IS NULL OR expires > ?5)",
+            params![expected.key, expected.value, new.value, new.expires, now],
+        )?;
+        Ok(n == 1)
+    }
+
     fn list(&self, prefix: &str, now: i64) -> Result<Vec<Item>> {
         let c = self.conn();
         let sql = format!(
@@ -153,6 +170,61 @@ mod tests {
         // An expired item does not block a new one.
         b.put(&item("e", Some(5))).unwrap();
         assert!(b.create(&item("e", None), 10).unwrap());
+    }
+
+    #[test]
+    fn compare_and_swap_replaces_only_the_value_it_was_given() {
+        let b = SqliteBackend::in_memory().unwrap();
+        let v1 = item("k", Some(100));
+        b.put(&v1).unwrap();
+        let v2 = Item {
+            value: b"v2".to_vec(),
+            ..v1.clone()
+        };
+        assert!(b.compare_and_swap(&v1, &v2, 0).unwrap());
+        // A second caller that read v1 loses, and nothing changes.
+        let v3 = Item {
+            value: b"v3".to_vec(),
+            ..v1.clone()
+        };
+        assert!(!b.compare_and_swap(&v1, &v3, 0).unwrap());
+        assert_eq!(b.get("k", 0).unwrap().unwrap().value, b"v2");
+        // Expired or missing items are never swapped in.
+        assert!(!b.compare_and_swap(&v2, &v3, 100).unwrap());
+        assert!(!b
+            .compare_and_swap(&item("gone", None), &item("gone", None), 0)
+            .unwrap());
+        let other_key = Item {
+            key: "other".into(),
+            ..v3
+        };
+        assert!(b.compare_and_swap(&v2, &other_key, 0).is_err());
+    }
+
+    #[test]
+    fn compare_and_swap_lets_exactly_one_of_racing_threads_win_on_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.db");
+        let start = item("k", None);
+        SqliteBackend::open(&path).unwrap().put(&start).unwrap();
+        // Each thread has its own connection, as separate auth processes would.
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (path, start) = (path.clone(), start.clone());
+                    s.spawn(move || {
+                        let b = SqliteBackend::open(&path).unwrap();
+                        let new = Item {
+                            value: format!("t{i}").into_bytes(),
+                            ..start.clone()
+                        };
+                        usize::from(b.compare_and_swap(&start, &new, 0).unwrap())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
     }
 
     #[test]

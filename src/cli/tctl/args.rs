@@ -31,6 +31,11 @@ pub enum Sub {
     Version(VersionCmd),
     Auth(AuthCmd),
     SshConfig(SshConfigCmd),
+    Audit(AuditCmd),
+    Rm(RmCmd),
+    Lock(LockCmd),
+    Locks(LocksCmd),
+    Unlock(UnlockCmd),
 }
 
 /// Manage join tokens.
@@ -62,6 +67,9 @@ pub struct TokensAdd {
     /// labels of the token, k=v,k2=v2
     #[argh(option)]
     pub labels: Option<String>,
+    /// how many joins the token allows, 1 to 10000 (default: any number until it expires)
+    #[argh(option)]
+    pub uses: Option<u32>,
     /// output format: text (only the token) or json; default prints join instructions
     #[argh(option)]
     pub format: Option<String>,
@@ -99,6 +107,17 @@ pub enum NodesSub {
     Add(NodesAdd),
     Ls(NodesLs),
     Dial(NodesDial),
+    Rm(NodesRm),
+}
+
+/// Remove a node from the inventory and revoke its identity: it cannot connect again until it
+/// joins anew with a new token.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "rm")]
+pub struct NodesRm {
+    /// node name or UUID (as tctl nodes ls shows them)
+    #[argh(positional)]
+    pub node: String,
 }
 
 /// Connect stdin/stdout to a TCP service on a node's loopback, through a proxy and the node's
@@ -168,7 +187,7 @@ pub struct NodesLs {
     pub format: String,
 }
 
-/// Show the cluster's name, version and CA pin.
+/// Show the cluster's name, version, host CA rotation and CA pins.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "status")]
 pub struct StatusCmd {}
@@ -190,6 +209,27 @@ pub struct AuthCmd {
 #[argh(subcommand)]
 pub enum AuthSub {
     Sign(AuthSign),
+    Rotate(AuthRotate),
+}
+
+/// Rotate the host CA: automatically over a grace period (default 30h), or phase by phase
+/// with --manual --phase=init|update_clients|update_servers|standby|rollback.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "rotate")]
+pub struct AuthRotate {
+    /// which CA: host (the only one in this build)
+    #[argh(option, long = "type")]
+    pub kind: String,
+    /// automatic rotation: how long hosts have to renew while both CAs are trusted, e.g.
+    /// 30h (default 30h)
+    #[argh(option)]
+    pub grace_period: Option<String>,
+    /// move through the phases by hand, one --phase at a time
+    #[argh(switch)]
+    pub manual: bool,
+    /// with --manual: init, update_clients, update_servers, standby or rollback
+    #[argh(option)]
+    pub phase: Option<String>,
 }
 
 /// Create a short-lived user identity that can dial nodes (tctl nodes dial, ssh) and nothing
@@ -221,4 +261,97 @@ pub struct SshConfigCmd {
     /// proxy address, HOST:PORT
     #[argh(option)]
     pub proxy: String,
+}
+
+/// Read the audit log of auth: tokens, joins, certificates, locks, removals, rotations.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "audit")]
+pub struct AuditCmd {
+    #[argh(subcommand)]
+    pub cmd: AuditSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum AuditSub {
+    Ls(AuditLs),
+}
+
+/// List audit events, oldest first.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ls")]
+pub struct AuditLs {
+    /// only events since this long ago (e.g. 1h, 30m) or since an RFC 3339 time
+    /// (e.g. 2026-11-25T14:30:00Z)
+    #[argh(option)]
+    pub since: Option<String>,
+    /// at most this many events, the newest ones: 1 to 10000 (default 1000)
+    #[argh(option, default = "1000")]
+    pub limit: u32,
+    /// output format: text (default) or json
+    #[argh(option, default = "String::from(\"text\")")]
+    pub format: String,
+}
+
+/// Remove a resource: node/NAME_OR_UUID, lock/server_id=UUID or lock/user=NAME.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "rm")]
+pub struct RmCmd {
+    /// what to remove, KIND/NAME
+    #[argh(positional)]
+    pub resource: String,
+}
+
+/// Lock a host or a user: its tunnels, streams and dials are closed now, and it cannot
+/// connect until unlocked (or the lock expires).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "lock")]
+pub struct LockCmd {
+    /// host UUID to lock (see tctl nodes ls)
+    #[argh(option)]
+    pub server_id: Option<String>,
+    /// user name to lock (of a tctl auth sign --user identity)
+    #[argh(option)]
+    pub user: Option<String>,
+    /// what the locked host or user is told
+    #[argh(option, default = "String::new()")]
+    pub message: String,
+    /// how long the lock lasts, e.g. 1h (default: until tctl unlock)
+    #[argh(option)]
+    pub ttl: Option<String>,
+}
+
+/// Manage locks.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "locks")]
+pub struct LocksCmd {
+    #[argh(subcommand)]
+    pub cmd: LocksSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum LocksSub {
+    Ls(LocksLs),
+}
+
+/// List locks in force.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ls")]
+pub struct LocksLs {
+    /// output format: text (default) or json
+    #[argh(option, default = "String::from(\"text\")")]
+    pub format: String,
+}
+
+/// Remove the lock on a host or a user.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "unlock")]
+pub struct UnlockCmd {
+    /// host UUID of the lock
+    #[argh(option)]
+    pub server_id: Option<String>,
+    /// user name of the lock
+    #[argh(option)]
+    pub user: Option<String>,
 }

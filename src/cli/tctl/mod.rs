@@ -2,18 +2,20 @@
 //!
 //! `args` is the command line, `client` finds auth and makes one call, `output` turns answers
 //! into text (pure), `access` is the user-facing part (`auth sign`, `nodes dial`,
-//! `ssh-config`), `refusal` tells why a server refused our certificate. This file only
-//! validates and dispatches.
+//! `ssh-config`), `refusal` tells why a server refused our certificate, `requests` checks the
+//! lifecycle commands (audit, locks, removal, rotation) and builds their requests. This file
+//! only validates and dispatches.
 
 mod access;
 mod args;
 mod client;
 mod output;
 mod refusal;
+mod requests;
 
 use args::{
-    AuthCmd, AuthSub, Cli, NodesCmd, NodesSub, ProxiesCmd, ProxiesLs, ProxiesSub, Sub, TokensCmd,
-    TokensSub,
+    AuditCmd, AuditSub, AuthCmd, AuthSub, Cli, LocksCmd, LocksSub, NodesCmd, NodesSub, ProxiesCmd,
+    ProxiesLs, ProxiesSub, Sub, TokensCmd, TokensSub,
 };
 use client::{access_identity, call, target, unexpected, Target};
 use output::{check_format, LIST_FORMATS};
@@ -24,6 +26,7 @@ use crate::clock;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::proto::{AdminCmd, Response};
+use requests::{audit_limit, audit_since};
 
 /// Options that may appear anywhere on the line, as in Teleport's tctl.
 const GLOBAL_OPTS: [&str; 6] = [
@@ -86,6 +89,27 @@ fn check_local(cmd: &Sub) -> Result<()> {
         Sub::Auth(AuthCmd {
             cmd: AuthSub::Sign(a),
         }) => access::check_sign(a),
+        Sub::Auth(AuthCmd {
+            cmd: AuthSub::Rotate(r),
+        }) => requests::rotate(r).map(drop),
+        Sub::Tokens(TokensCmd {
+            cmd: TokensSub::Add(a),
+        }) => requests::token_uses(a.uses).map(drop),
+        Sub::Audit(AuditCmd {
+            cmd: AuditSub::Ls(a),
+        }) => {
+            check_format(&a.format, &LIST_FORMATS)?;
+            audit_limit(a.limit)?;
+            audit_since(a.since.as_deref(), 0).map(drop)
+        }
+        Sub::Locks(LocksCmd {
+            cmd: LocksSub::Ls(l),
+        }) => check_format(&l.format, &LIST_FORMATS),
+        Sub::Lock(l) => requests::lock(l).map(drop),
+        Sub::Unlock(u) => {
+            requests::lock_target(u.server_id.as_deref(), u.user.as_deref(), "unlock").map(drop)
+        }
+        Sub::Rm(r) => requests::rm(&r.resource).map(drop),
         _ => Ok(()),
     }
 }
@@ -114,7 +138,14 @@ fn run(cli: Cli) -> Result<()> {
     let t = target(&cli)?;
     match cli.cmd {
         Sub::Tokens(TokensCmd { cmd }) => match cmd {
-            TokensSub::Add(a) => add_token(&t, &a.kind, &a.ttl, a.labels.as_deref(), a.format),
+            TokensSub::Add(a) => add_token(
+                &t,
+                &a.kind,
+                &a.ttl,
+                a.labels.as_deref(),
+                requests::token_uses(a.uses)?,
+                a.format,
+            ),
             TokensSub::Ls(l) => match call(&t, AdminCmd::TokensList)? {
                 Response::Tokens { tokens } => {
                     show(output::tokens(&tokens, &l.format, clock::now_unix()))
@@ -130,12 +161,13 @@ fn run(cli: Cli) -> Result<()> {
             }
         },
         Sub::Nodes(NodesCmd { cmd }) => match cmd {
-            NodesSub::Add(a) => add_token(&t, &a.roles, &a.ttl, None, a.format),
+            NodesSub::Add(a) => add_token(&t, &a.roles, &a.ttl, None, None, a.format),
             NodesSub::Ls(l) => match call(&t, AdminCmd::NodesList)? {
                 Response::Nodes { nodes } => show(output::nodes(&nodes, &l.format)),
                 other => Err(unexpected(other)),
             },
             NodesSub::Dial(_) => Ok(()),
+            NodesSub::Rm(r) => removal(&t, AdminCmd::NodesRemove { node: r.node }),
         },
         Sub::Proxies(ProxiesCmd {
             cmd: ProxiesSub::Ls(ProxiesLs { format }),
@@ -150,7 +182,55 @@ fn run(cli: Cli) -> Result<()> {
         Sub::Auth(AuthCmd {
             cmd: AuthSub::Sign(a),
         }) => access::sign(|cmd| call(&t, cmd), &a),
+        Sub::Auth(AuthCmd {
+            cmd: AuthSub::Rotate(r),
+        }) => match call(&t, AdminCmd::Rotate(requests::rotate(&r)?))? {
+            Response::Rotation(info) => show(output::rotation(&info)),
+            other => Err(unexpected(other)),
+        },
+        Sub::Audit(AuditCmd {
+            cmd: AuditSub::Ls(a),
+        }) => {
+            let cmd = AdminCmd::AuditList {
+                since: audit_since(a.since.as_deref(), clock::now_unix())?,
+                limit: audit_limit(a.limit)?,
+            };
+            match call(&t, cmd)? {
+                Response::Audit { events, truncated } => {
+                    if truncated {
+                        eprintln!("{}", output::AUDIT_TRUNCATED);
+                    }
+                    show(output::audit(&events, &a.format))
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        Sub::Lock(l) => match call(&t, requests::lock(&l)?)? {
+            Response::LockCreated(info) => show(output::lock_created(&info)),
+            other => Err(unexpected(other)),
+        },
+        Sub::Locks(LocksCmd {
+            cmd: LocksSub::Ls(l),
+        }) => match call(&t, AdminCmd::LocksList)? {
+            Response::Locks { locks } => show(output::locks(&locks, &l.format)),
+            other => Err(unexpected(other)),
+        },
+        Sub::Unlock(u) => {
+            let target =
+                requests::lock_target(u.server_id.as_deref(), u.user.as_deref(), "unlock")?;
+            removal(&t, AdminCmd::LockDelete { target })
+        }
+        Sub::Rm(r) => removal(&t, requests::rm(&r.resource)?),
         Sub::Version(_) | Sub::SshConfig(_) => Ok(()),
+    }
+}
+
+/// `nodes rm`, `unlock` and `rm`: sends the removal, prints what auth removed.
+fn removal(t: &Target, cmd: AdminCmd) -> Result<()> {
+    match call(t, cmd)? {
+        Response::NodeRemoved { hostname, uuid } => show(output::node_removed(&hostname, &uuid)),
+        Response::LockDeleted { target } => show(output::lock_deleted(&target)),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -160,6 +240,7 @@ fn add_token(
     kinds: &str,
     ttl: &str,
     labels: Option<&str>,
+    uses: Option<u32>,
     format: Option<String>,
 ) -> Result<()> {
     if let Some(f) = &format {
@@ -179,7 +260,7 @@ fn add_token(
         roles,
         ttl_secs: ttl.as_secs(),
         labels,
-        uses: None,
+        uses,
     };
     match call(t, cmd)? {
         Response::TokenCreated(c) => show(output::token_created(&c, format.as_deref())),

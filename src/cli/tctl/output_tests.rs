@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::proto::WebTrust;
+use crate::proto::{LockInfo, LockTarget, RotationInfo, WebTrust};
 use crate::secret::Token;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -51,18 +51,27 @@ fn created() -> TokenCreated {
 }
 
 #[test]
-fn tokens_table_has_masked_values_expiry_and_ids() {
-    let list = [
-        token_info("id-1", &["Node"], Some(3600)),
-        token_info("id-2", &["Proxy", "Node"], None),
-    ];
+fn tokens_table_has_masked_values_expiry_uses_left_and_ids() {
+    let mut limited = token_info("id-1", &["Node"], Some(3600));
+    limited.uses_left = Some(3);
+    let list = [limited, token_info("id-2", &["Proxy", "Node"], None)];
     assert_eq!(
         tokens(&list, "text", 0),
-        "Token            Type       Labels         Expiry Time (UTC)            ID\n\
-         ---------------- ---------- -------------- ---------------------------- ----\n\
-         ************abcd Node       env=dev,team=a 01 Jan 70 01:00 UTC (1h0m0s) id-1\n\
-         ************abcd Proxy,Node env=dev,team=a never                        id-2\n"
+        "Token            Type       Labels         Expiry Time (UTC)            Uses Left ID\n\
+         ---------------- ---------- -------------- ---------------------------- --------- ----\n\
+         ************abcd Node       env=dev,team=a 01 Jan 70 01:00 UTC (1h0m0s) 3         id-1\n\
+         ************abcd Proxy,Node env=dev,team=a never                        unlimited id-2\n"
     );
+}
+
+#[test]
+fn tokens_json_keeps_uses_left_only_for_limited_tokens() {
+    let mut limited = token_info("id-1", &["Node"], Some(3600));
+    limited.uses_left = Some(0);
+    let out = tokens(&[limited, token_info("id-2", &["Node"], None)], "json", 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["uses_left"], 0);
+    assert!(v[1].get("uses_left").is_none(), "{out}");
 }
 
 #[test]
@@ -134,26 +143,209 @@ fn proxies_table_counts_tunnels() {
     assert_eq!(v[0]["tunnels"], 12);
 }
 
+fn cluster_status(rotation: RotationInfo, pins: &[&str], ttl: u64) -> ClusterStatus {
+    ClusterStatus {
+        cluster_name: "example.test".into(),
+        version: "16.4.0".into(),
+        host_ca_rotation: String::new(),
+        ca_pins: pins.iter().map(|p| p.to_string()).collect(),
+        nodes_online: 3,
+        rotation: Box::new(rotation),
+        host_cert_ttl_secs: ttl,
+    }
+}
+
 #[test]
 fn status_aligns_keys_lists_every_pin_and_escapes_values() {
-    let s = ClusterStatus {
-        cluster_name: "example\u{1b}[31m".into(),
-        version: "16.4.0".into(),
-        host_ca_rotation: "never updated".into(),
-        ca_pins: vec!["sha256:aa".into(), "sha256:bb".into()],
-        nodes_online: 3,
-        rotation: Default::default(),
-        host_cert_ttl_secs: 0,
-    };
+    let mut s = cluster_status(Default::default(), &["sha256:aa"], 0);
+    s.cluster_name = "example\u{1b}[31m".into();
     assert_eq!(
         status(&s),
-        "Cluster  example\\u{1b}[31m\n\
-         Version  16.4.0\n\
-         host CA  never updated\n\
-         Nodes    3\n\
-         CA pin   sha256:aa\n\
-         CA pin   sha256:bb\n"
+        "Cluster       example\\u{1b}[31m\n\
+         Version       16.4.0\n\
+         host CA       standby (never rotated)\n\
+         CA pin        sha256:aa\n\
+         Nodes online  3\n"
     );
+}
+
+#[test]
+fn status_shows_the_rotation_both_pins_and_the_cert_ttl() {
+    let rotating = RotationInfo {
+        state: "in_progress".into(),
+        phase: "update_clients".into(),
+        mode: "auto".into(),
+        started: 1_680_200_100,
+        grace_secs: 108_000,
+        last_rotated: 0,
+        next_phase_at: 1_680_236_100,
+    };
+    let s = cluster_status(rotating, &["sha256:new", "sha256:old"], 30 * 3600);
+    assert_eq!(
+        status(&s),
+        "Cluster        example.test\n\
+         Version        16.4.0\n\
+         host CA        in progress: phase update_clients (mode auto, started \
+         2023-03-30T18:15:00Z, next phase at 2023-03-31T04:15:00Z)\n\
+         CA pin         sha256:new\n\
+         CA pin         sha256:old\n\
+         Nodes online   3\n\
+         Host cert TTL  30h\n"
+    );
+    let rotated = RotationInfo {
+        state: "standby".into(),
+        phase: "standby".into(),
+        mode: "manual".into(),
+        last_rotated: 1_680_200_100,
+        ..Default::default()
+    };
+    let out = status(&cluster_status(rotated, &["sha256:new"], 0));
+    assert!(
+        out.contains("host CA       standby (rotated 2023-03-30T18:15:00Z)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn rotate_prints_the_state_phase_and_timing() {
+    let r = RotationInfo {
+        state: "in_progress".into(),
+        phase: "update_clients".into(),
+        mode: "auto".into(),
+        started: 1_680_200_100,
+        grace_secs: 108_000,
+        last_rotated: 0,
+        next_phase_at: 1_680_236_100,
+    };
+    assert_eq!(
+        rotation(&r),
+        "Host CA rotation: in_progress, phase update_clients (mode auto, started \
+         2023-03-30T18:15:00Z, grace period 30h, next phase at 2023-03-31T04:15:00Z)\n"
+    );
+    let manual = RotationInfo {
+        mode: "manual".into(),
+        grace_secs: 0,
+        next_phase_at: 0,
+        phase: "init".into(),
+        ..r
+    };
+    assert_eq!(
+        rotation(&manual),
+        "Host CA rotation: in_progress, phase init (mode manual, started 2023-03-30T18:15:00Z)\n"
+    );
+    assert_eq!(
+        rotation(&RotationInfo::default()),
+        "Host CA rotation: standby (never rotated)\n"
+    );
+    assert_eq!(duration(5400), "1h30m");
+    assert_eq!(duration(45), "45s");
+    assert_eq!(duration(0), "0s");
+}
+
+const HOST: &str = "5f0c7b2e-0000-4000-8000-000000000001";
+
+#[test]
+fn removals_and_locks_print_their_target() {
+    assert_eq!(
+        node_removed("web-1", HOST),
+        format!("Node \"web-1\" ({HOST}) has been removed; its identity is revoked.\n")
+    );
+    assert!(node_removed("evil\n\u{1b}[2J", HOST).starts_with("Node \"evil\\n\\u{1b}[2J\""));
+    let lock = LockInfo {
+        target: LockTarget::ServerId(HOST.into()),
+        message: "maintenance".into(),
+        created: 1_680_200_100,
+        expires: None,
+    };
+    assert_eq!(
+        lock_created(&lock),
+        format!("Created a lock on server_id={HOST}.\n")
+    );
+    let expiring = LockInfo {
+        expires: Some(1_680_203_700),
+        ..lock.clone()
+    };
+    assert_eq!(
+        lock_created(&expiring),
+        format!("Created a lock on server_id={HOST}.\nIt expires at 2023-03-30T19:15:00Z.\n")
+    );
+    assert_eq!(
+        lock_deleted(&LockTarget::User("alice".into())),
+        "Removed the lock on user=alice.\n"
+    );
+}
+
+#[test]
+fn locks_table_says_never_for_locks_without_expiry() {
+    let locks_list = [
+        LockInfo {
+            target: LockTarget::ServerId(HOST.into()),
+            message: "disk\nswap".into(),
+            created: 1_680_200_100,
+            expires: None,
+        },
+        LockInfo {
+            target: LockTarget::User("alice".into()),
+            message: String::new(),
+            created: 1_680_200_100,
+            expires: Some(1_680_203_700),
+        },
+    ];
+    assert_eq!(
+        locks(&locks_list, "text"),
+        format!(
+            "Target                                         Message    Created              \
+             Expires\n\
+             ---------------------------------------------- ---------- -------------------- \
+             --------------------\n\
+             server_id={HOST} disk\\nswap 2023-03-30T18:15:00Z never\n\
+             user=alice                                                2023-03-30T18:15:00Z \
+             2023-03-30T19:15:00Z\n"
+        )
+    );
+    assert_eq!(locks(&[], "text"), "No locks found.\n");
+    let v: serde_json::Value = serde_json::from_str(&locks(&locks_list, "json")).unwrap();
+    assert_eq!(v[0]["target"]["server_id"], HOST);
+    assert!(v[0]["expires"].is_null());
+}
+
+fn event(pairs: serde_json::Value) -> AuditEvent {
+    pairs.as_object().unwrap().clone()
+}
+
+#[test]
+fn audit_text_is_one_escaped_line_per_event() {
+    let events = [
+        event(serde_json::json!({
+            "time": "2026-11-25T14:30:00Z", "event": "token.created",
+            "token_id": "ab12cd34", "roles": ["Node"], "ttl_secs": 1800, "uses": 3
+        })),
+        event(serde_json::json!({
+            "time": "2026-11-25T14:31:00Z", "event": "join.refused",
+            "node_name": "evil\n2026 forged", "reason": "used_up",
+            "detail": "the token is \"used\"", "source": "127.0.0.2 via proxy 127.0.0.1:4000"
+        })),
+    ];
+    assert_eq!(
+        audit(&events, "text"),
+        "2026-11-25T14:30:00Z  token.created  roles=Node token_id=ab12cd34 ttl_secs=1800 uses=3\n\
+         2026-11-25T14:31:00Z  join.refused   detail=\"the token is \\\"used\\\"\" \
+         node_name=\"evil\\n2026 forged\" reason=used_up source=\"127.0.0.2 via proxy \
+         127.0.0.1:4000\"\n"
+    );
+    assert_eq!(audit(&[], "text"), "No audit events found.\n");
+}
+
+#[test]
+fn audit_json_is_an_array_of_the_events_as_logged() {
+    let e = event(serde_json::json!({
+        "time": "2026-11-25T14:30:00Z", "event": "token.used", "token_id": "ab12cd34",
+        "uses_left": null
+    }));
+    let out = audit(std::slice::from_ref(&e), "json");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, serde_json::json!([e]));
+    assert_eq!(audit(&[], "json"), "[]\n");
 }
 
 #[test]
