@@ -46,7 +46,7 @@ pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str) -> Res
             ("host_id", subject.host_id.as_str().into()),
             ("role", subject.role.as_str().into()),
             ("via", "renewal".into()),
-            ("expires", expires.into()),
+            ("expires", crate::clock::rfc3339(expires).into()),
         ],
     );
     info!(

@@ -136,7 +136,10 @@ impl AuthState {
                 ("host_id", host_id.into()),
                 ("role", role.into()),
                 ("via", "local".into()),
-                ("expires", id.not_after().unwrap_or_default().into()),
+                (
+                    "expires",
+                    crate::clock::rfc3339(id.not_after().unwrap_or_default()).into(),
+                ),
             ],
         );
         Ok(id)
