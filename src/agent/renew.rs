@@ -83,8 +83,13 @@ impl Renewer {
         let _busy = Busy(&self.busy);
         let current = self.identity();
         let id = current.clone();
-        let (key, csr) = smol::unblock(move || renew::csr(&id, true)).await?;
-        conn.send(&Request::Renew { csr })
+        let (key, csr, proof) = smol::unblock(move || -> Result<_> {
+            let (key, csr) = renew::csr(&id, true)?;
+            let proof = crate::pki::proof::sign(&id.key_pem, &csr)?;
+            Ok((key, csr, proof))
+        })
+        .await?;
+        conn.send(&Request::Renew { csr, proof })
             .await
             .map_err(|e| Error::net(via, e))?;
         let answer = answer(conn, via).await?;

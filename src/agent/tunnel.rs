@@ -108,19 +108,23 @@ pub(super) async fn run(
                     METRICS.heartbeats_acked.fetch_add(1, Relaxed);
                     let _ = events.try_send(Event::Set(proxies));
                     let _ = events.try_send(Event::Acked(relayed));
-                    // Between beats the control stream is ours: renew or refresh here.
-                    if renew || renewer.due() {
-                        match renewer.renew_over(&mut ctl, &via).await {
-                            Ok(true) => shown = renewer.generation(),
-                            Ok(false) => {}
-                            Err(e) => warn!("renewing the host certificate over {via} failed: {e}"),
-                        }
-                    } else if shown != renewer.generation() {
+                    // Between beats the control stream is ours. A proxy that still knows an
+                    // older certificate is shown the newest first (it may be why it asks for
+                    // a renewal, and a renewal's proof is checked against what it knows).
+                    if shown != renewer.generation() {
                         let now = renewer.generation();
                         match renewer.refresh_over(&mut ctl, &via).await {
                             Ok(()) => shown = now,
                             Err(e) => {
                                 warn!("showing the renewed certificate over {via} failed: {e}")
+                            }
+                        }
+                    } else if renew || renewer.due() {
+                        match renewer.renew_over(&mut ctl, &via).await {
+                            Ok(true) => shown = renewer.generation(),
+                            Ok(false) => {}
+                            Err(e) => {
+                                warn!("renewing the host certificate over {via} failed: {e}")
                             }
                         }
                     }

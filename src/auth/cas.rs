@@ -31,6 +31,9 @@ struct StoredCa {
     next: Option<Pair>,
     #[serde(default)]
     rotation: Rotation,
+    /// The CA the last rotation dropped (certificate only), for late renewals.
+    #[serde(default)]
+    retired: Option<String>,
 }
 
 /// One consistent view of the CAs.
@@ -38,12 +41,19 @@ pub struct Cas {
     pub current: CertAuthority,
     pub next: Option<CertAuthority>,
     pub rotation: Rotation,
+    /// The certificate of the CA the last rotation (or rollback) dropped.
+    pub retired: Option<String>,
     current_name: Vec<u8>,
     next_name: Option<Vec<u8>>,
 }
 
 impl Cas {
-    fn new(current: CertAuthority, next: Option<CertAuthority>, rotation: Rotation) -> Result<Cas> {
+    fn new(
+        current: CertAuthority,
+        next: Option<CertAuthority>,
+        rotation: Rotation,
+        retired: Option<String>,
+    ) -> Result<Cas> {
         let name = |ca: &CertAuthority| crate::pki::subject_name_of(&ca.cert_der()?);
         Ok(Cas {
             current_name: name(&current)?,
@@ -51,6 +61,7 @@ impl Cas {
             current,
             next,
             rotation,
+            retired,
         })
     }
 
@@ -141,7 +152,7 @@ impl CaSet {
             Some(item) => decode(&item.value, cluster_name)?,
             None => {
                 let ca = CertAuthority::generate(cluster_name)?;
-                let cas = Cas::new(ca, None, Rotation::default())?;
+                let cas = Cas::new(ca, None, Rotation::default(), None)?;
                 if backend.create(&encode(cluster_name, &cas)?, now)? {
                     log::info!("created the host CA of cluster {cluster_name:?}");
                     cas
@@ -181,6 +192,7 @@ impl CaSet {
             Some(e) => e,
             None => return Ok(None),
         };
+        let mut retired = guard.retired.clone();
         let (current, next) = match effect {
             Effect::GenerateNext => {
                 let generation = rotation.started.to_string();
@@ -191,12 +203,16 @@ impl CaSet {
                 let next = guard.next.clone().ok_or_else(|| {
                     Error::Storage("a rotation reached standby without a new CA".into())
                 })?;
+                retired = Some(guard.current.cert_pem.clone());
                 (next, None)
             }
-            Effect::DropNext => (guard.current.clone(), None),
+            Effect::DropNext => {
+                retired = guard.next.as_ref().map(|n| n.cert_pem.clone());
+                (guard.current.clone(), None)
+            }
             Effect::None => (guard.current.clone(), guard.next.clone()),
         };
-        let cas = Cas::new(current, next, rotation)?;
+        let cas = Cas::new(current, next, rotation, retired)?;
         self.backend.put(&encode(&self.cluster_name, &cas)?)?;
         let cas = Arc::new(cas);
         *guard = cas.clone();
@@ -234,7 +250,7 @@ fn decode(value: &[u8], cluster_name: &str) -> Result<Cas> {
         cert_pem: p.cert_pem,
         key_pem: p.key_pem,
     });
-    Cas::new(current, next, stored.rotation)
+    Cas::new(current, next, stored.rotation, stored.retired)
 }
 
 fn encode(cluster_name: &str, cas: &Cas) -> Result<Item> {
@@ -247,6 +263,7 @@ fn encode(cluster_name: &str, cas: &Cas) -> Result<Item> {
             key_pem: n.key_pem.clone(),
         }),
         rotation: cas.rotation.clone(),
+        retired: cas.retired.clone(),
     };
     Ok(Item {
         key: CA_KEY.into(),

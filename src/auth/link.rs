@@ -227,7 +227,13 @@ pub async fn proxy_link<S: Io>(
             Some(Request::RelayGoodbye { host_id }) => {
                 lock(&state).remove_via(&host_id, &me.id);
             }
-            Some(Request::RelayRenew { id, host_id, csr }) => {
+            Some(Request::RelayRenew {
+                id,
+                host_id,
+                csr,
+                cert,
+                proof,
+            }) => {
                 if in_flight.load(Ordering::Relaxed) >= MAX_RENEWALS {
                     let busy = Response::error(
                         ErrorCode::RateLimited,
@@ -243,15 +249,14 @@ pub async fn proxy_link<S: Io>(
                     continue;
                 }
                 in_flight.fetch_add(1, Ordering::Relaxed);
-                spawn_renewal(
-                    &state,
-                    &subject,
-                    &sans,
+                let relayed = Relayed {
                     id,
                     host_id,
                     csr,
-                    answers_tx.clone(),
-                );
+                    cert,
+                    proof,
+                };
+                spawn_renewal(&state, &subject, &sans, relayed, answers_tx.clone());
             }
             Some(Request::Goodbye) => {
                 lock(&state).remove_proxy(&me.id, conn_id);
@@ -267,18 +272,26 @@ pub async fn proxy_link<S: Io>(
     }
 }
 
+/// A renewal a proxy relays: its own (its host ID) or a node's.
+struct Relayed {
+    id: u64,
+    host_id: String,
+    csr: String,
+    cert: String,
+    proof: String,
+}
+
 /// Signs a renewal off the executor and queues its answer for the link.
 fn spawn_renewal(
     state: &Arc<AuthState>,
     proxy: &Subject,
     sans: &Sans,
-    id: u64,
-    host_id: String,
-    csr: String,
+    r: Relayed,
     answers: Sender<(u64, Response, bool)>,
 ) {
     let (st, proxy, sans) = (state.clone(), proxy.clone(), sans.clone());
-    let own = host_id == proxy.host_id;
+    let own = r.host_id == proxy.host_id;
+    let id = r.id;
     crate::rt::spawn(async move {
         let answer = smol::unblock(move || {
             if own {
@@ -290,9 +303,9 @@ fn spawn_renewal(
                     .chain(sans.ips.iter().map(|ip| ip.to_string()))
                     .collect();
                 let sans = st.host_sans(&proxy.host_id, ROLE_PROXY, &names);
-                renew::sign(&st, &proxy, &sans, &csr)
+                renew::sign(&st, &proxy, &sans, &r.csr)
             } else {
-                renew::sign_relayed(&st, &proxy.host_id, &host_id, &csr)
+                renew::sign_relayed(&st, &r.host_id, &r.csr, &r.cert, &r.proof)
             }
         })
         .await;

@@ -63,26 +63,41 @@ pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str) -> Res
     }
 }
 
-/// A node's renewal relayed by proxy `proxy_id`: only for a node whose beats that proxy relays
-/// now, with the name auth recorded from them. Blocking.
-pub fn sign_relayed(state: &AuthState, proxy_id: &str, host_id: &str, csr: &str) -> Response {
-    let name = state
-        .inventory
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .name_via(host_id, proxy_id, state.now_ms());
-    let Some(node_name) = name else {
-        return Response::error(
+/// A node's renewal relayed by a proxy. The proxy is trusted for nothing: the node's current
+/// certificate must chain to a CA auth trusts, name `host_id` as a Node of this cluster, and
+/// its key must have signed the CSR (`proof`); the new certificate keeps that subject.
+/// Blocking.
+pub fn sign_relayed(
+    state: &AuthState,
+    host_id: &str,
+    csr: &str,
+    cert_pem: &str,
+    proof: &str,
+) -> Response {
+    let denied = |why: &str| {
+        Response::error(
             ErrorCode::AccessDenied,
-            format!("host {host_id:?} holds no tunnel to this proxy"),
-        );
+            format!("the renewal of host {host_id:?} was refused: {why}"),
+        )
     };
-    let subject = Subject {
-        host_id: host_id.to_string(),
-        role: ROLE_NODE.to_string(),
-        cluster: state.cluster_name.clone(),
-        node_name,
+    let Some(der) = crate::pki::certs_from_pem(cert_pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+    else {
+        return denied("no certificate came with it");
     };
+    if !state.verifies_renewing(&der, now_unix()) {
+        return denied("its certificate is not one this cluster issued and trusts");
+    }
+    let subject = match crate::pki::subject_of(&der) {
+        Ok(s) if s.host_id == host_id && s.role == ROLE_NODE && s.cluster == state.cluster_name => {
+            s
+        }
+        _ => return denied("its certificate is not a node certificate of this host"),
+    };
+    if !crate::pki::proof::verify(&der, csr, proof) {
+        return denied("it was not signed with the key of the host's certificate");
+    }
     let sans = state.host_sans(host_id, ROLE_NODE, &[]);
     sign(state, &subject, &sans, csr)
 }
@@ -96,7 +111,8 @@ pub fn still_valid(state: &AuthState, cert: &CertFacts, now: i64) -> Result<(), 
             crate::clock::rfc3339(cert.not_after)
         ));
     }
-    if !state.ca.get().trusts_issuer(&cert.issuer) {
+    let cas = state.ca.get();
+    if !cas.trusts_issuer(&cert.issuer) && !rotation::may_renew_late(cas.rotation.changed, now) {
         return Err("its certificate is from a CA the cluster no longer trusts".into());
     }
     Ok(())

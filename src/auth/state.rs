@@ -58,6 +58,22 @@ impl AuthState {
         self.tls.verifies(cert)
     }
 
+    /// Like `verifies_client`, and shortly after a rotation also a certificate of the CA it
+    /// dropped (a host renewing late over an open connection).
+    pub fn verifies_renewing(&self, cert: &rustls_pki_types::CertificateDer<'_>, now: i64) -> bool {
+        if self.tls.verifies(cert) {
+            return true;
+        }
+        let cas = self.ca.get();
+        match &cas.retired {
+            Some(pem) if crate::core::rotation::may_renew_late(cas.rotation.changed, now) => {
+                crate::pki::certs_from_pem(pem)
+                    .is_ok_and(|roots| crate::pki::live::verifies_with(&roots, cert))
+            }
+            _ => false,
+        }
+    }
+
     /// The pins of the trusted CAs (two during a rotation).
     pub fn ca_pins(&self) -> Vec<String> {
         self.ca.get().pins()

@@ -212,7 +212,8 @@ pub async fn heartbeat_stream<S: Io>(
                     return;
                 }
             }
-            Wake::Msg(Some(Request::Renew { csr })) => {
+            // The stream's TLS already proved the node holds its key: no proof needed.
+            Wake::Msg(Some(Request::Renew { csr, .. })) => {
                 let (st, subj) = (state.clone(), subject.clone());
                 let sans = state.host_sans(&subject.host_id, ROLE_NODE, &[]);
                 let answer = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr)).await;

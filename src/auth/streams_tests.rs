@@ -219,7 +219,12 @@ fn a_renewal_gets_a_certificate_named_by_auth_for_the_key_of_the_csr() {
             Some(Response::HelloAck { .. })
         ));
         let (_key, csr) = crate::pki::ca::new_key_and_csr("attacker-chosen").unwrap();
-        node.send(&Request::Renew { csr }).await.unwrap();
+        node.send(&Request::Renew {
+            csr,
+            proof: String::new(),
+        })
+        .await
+        .unwrap();
         match recv(&mut node).await {
             Some(Response::Renewed {
                 tls, tls_ca_certs, ..
@@ -231,6 +236,7 @@ fn a_renewal_gets_a_certificate_named_by_auth_for_the_key_of_the_csr() {
             other => panic!("expected renewed, got {other:?}"),
         }
         node.send(&Request::Renew {
+            proof: String::new(),
             csr: "not a csr".into(),
         })
         .await

@@ -15,6 +15,17 @@ use crate::proto::RotationInfo;
 
 /// Teleport's default grace period (`defaults.RotationGracePeriod`).
 pub const DEFAULT_GRACE_SECS: u64 = 30 * 3600;
+/// After a CA is dropped, a host still connected with a certificate it signed has this long to
+/// renew over its open connection before the connection is closed: an operator who runs the
+/// last phases back to back does not cut off hosts that were about to renew. New connections
+/// with such a certificate are refused at once.
+pub const LATE_RENEWAL_SECS: i64 = 30;
+
+/// Whether an open connection whose certificate is from an untrusted CA may still renew: only
+/// shortly after the CA set changed.
+pub fn may_renew_late(changed: i64, now: i64) -> bool {
+    now.saturating_sub(changed) <= LATE_RENEWAL_SECS
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -114,6 +114,11 @@ impl LiveTls {
     }
 }
 
+/// Whether `cert` is a client certificate of one of `cas`, valid now.
+pub fn verifies_with(cas: &[CertificateDer<'static>], cert: &CertificateDer<'_>) -> bool {
+    verifier(cas).is_ok_and(|v| v.verify_client_cert(cert, &[], UnixTime::now()).is_ok())
+}
+
 #[derive(Debug)]
 struct Resolver(Arc<LiveTls>);
 

@@ -4,6 +4,7 @@ pub mod ca;
 pub mod identity;
 pub mod live;
 pub mod pin;
+pub mod proof;
 pub mod verify;
 pub mod webpin;
 
@@ -109,4 +110,16 @@ pub fn sans_of(der: &[u8]) -> Result<ca::Sans> {
         }
     }
     Ok(sans)
+}
+
+/// A DER certificate as PEM.
+pub fn der_to_pem(der: &[u8]) -> String {
+    let b64 = webpin::base64(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }

@@ -62,7 +62,7 @@ pub fn curl_arg(pins: &[String]) -> String {
 }
 
 /// Standard base64 with padding (RFC 4648), for the 32-byte digests above.
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

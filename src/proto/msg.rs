@@ -52,7 +52,13 @@ pub enum Request {
     /// On an authenticated stream (a node's direct stream, a proxy's link, a tunnel's control
     /// stream): sign a new certificate for the key of `csr`. Auth takes only the key from the
     /// CSR; every name comes from its record of the host.
-    Renew { csr: String },
+    Renew {
+        csr: String,
+        /// The CSR signed by the key of the certificate being renewed (hex), so that a proxy
+        /// relaying the renewal cannot forge one (`pki::proof`).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        proof: String,
+    },
     /// On a tunnel's control stream, after the node renewed over another tunnel: its new
     /// certificate, so this proxy extends the tunnel's life to the new expiry.
     Refresh { cert: String },
@@ -63,6 +69,11 @@ pub enum Request {
         #[serde(rename = "hostID")]
         host_id: String,
         csr: String,
+        /// For a node: the certificate its tunnel presented (PEM) and its proof.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        cert: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        proof: String,
     },
     /// Admin identity required, on a proxy's `teleport-transport` ALPN: open a stream to a
     /// node's local service through its tunnel.

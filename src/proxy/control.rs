@@ -76,13 +76,14 @@ enum Wake {
 }
 
 /// Serves the control stream until the node leaves, fails, is shut out or the proxy stops.
-/// `cert` describes the node certificate the tunnel was opened with (and, after a renewal or
-/// refresh, the newer one).
+/// `cert` describes the node certificate the tunnel was opened with, `cert_pem` is that
+/// certificate (both follow renewals and refreshes).
 pub async fn run(
     ctl: &mut Framed<mux::Stream>,
     hello: &StreamHello,
     subject: &Subject,
     mut cert: CertFacts,
+    mut cert_pem: String,
     killed: &Shutdown,
     state: &ProxyState,
     shutdown: &Shutdown,
@@ -176,13 +177,20 @@ pub async fn run(
                     return;
                 }
             }
-            Some(Ok(Some(Request::Renew { csr }))) => {
+            Some(Ok(Some(Request::Renew { csr, proof }))) => {
                 let host_id = subject.host_id.clone();
-                let answer = state
-                    .ask_over_link(|id| Request::RelayRenew { id, host_id, csr }, RENEW_TIMEOUT)
-                    .await;
-                if let Some(facts) = renewed_facts(&answer) {
+                let shown = cert_pem.clone();
+                let relay = |id| Request::RelayRenew {
+                    id,
+                    host_id,
+                    csr,
+                    cert: shown,
+                    proof,
+                };
+                let answer = state.ask_over_link(relay, RENEW_TIMEOUT).await;
+                if let Some((facts, pem)) = renewed(&answer) {
                     cert = facts;
+                    cert_pem = pem;
                 }
                 if ctl.send(&answer).await.is_err() {
                     return;
@@ -193,6 +201,7 @@ pub async fn run(
                     Ok(facts) => {
                         let expires = facts.not_after;
                         cert = facts;
+                        cert_pem = pem;
                         Response::Refreshed { expires }
                     }
                     Err(why) => Response::error(ErrorCode::BadParameter, why),
@@ -229,13 +238,13 @@ pub async fn run(
     }
 }
 
-/// The facts of the certificate in a `Renewed` answer.
-fn renewed_facts(answer: &Response) -> Option<CertFacts> {
+/// The facts and PEM of the certificate in a `Renewed` answer.
+fn renewed(answer: &Response) -> Option<(CertFacts, String)> {
     let Response::Renewed { tls, .. } = answer else {
         return None;
     };
     let der = pki::certs_from_pem(tls).ok()?.into_iter().next()?;
-    pki::facts_of(&der).ok()
+    Some((pki::facts_of(&der).ok()?, tls.clone()))
 }
 
 /// Checks a certificate a node shows after renewing over another proxy: issued by a CA this

@@ -286,7 +286,7 @@ async fn dispatch(
     let _slot = slot;
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let der = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-    let facts = der.and_then(|c| pki::facts_of(c).ok());
+    let facts = der.and_then(|c| Some((pki::facts_of(c).ok()?, pki::der_to_pem(c))));
     let subject = der
         .and_then(|c| pki::subject_of(c).ok())
         .filter(|s| s.cluster == state.cluster_name);

@@ -56,7 +56,14 @@ async fn renew_once(state: &Arc<ProxyState>) -> crate::error::Result<()> {
     let host_id = state.me.id.clone();
     let answer = state
         .ask_over_link(
-            |id| Request::RelayRenew { id, host_id, csr },
+            // Its own: the link's TLS already proved the key.
+            |id| Request::RelayRenew {
+                id,
+                host_id,
+                csr,
+                cert: String::new(),
+                proof: String::new(),
+            },
             ANSWER_TIMEOUT,
         )
         .await;

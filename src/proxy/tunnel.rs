@@ -33,7 +33,7 @@ const MAX_TUNNELS_PER_HOST: usize = 4;
 pub async fn serve<T>(
     io: T,
     subject: Subject,
-    cert: CertFacts,
+    cert: (CertFacts, String),
     peer: SocketAddr,
     state: Arc<ProxyState>,
     shutdown: Shutdown,
@@ -126,7 +126,11 @@ pub async fn serve<T>(
         proxies: state.proxy_set(),
     };
     if ctl.send(&welcome).await.is_ok() {
-        super::control::run(&mut ctl, &hello, &subject, cert, &killed, &state, &shutdown).await;
+        let (facts, pem) = cert;
+        super::control::run(
+            &mut ctl, &hello, &subject, facts, pem, &killed, &state, &shutdown,
+        )
+        .await;
     }
     {
         let mut t = state.tunnels();

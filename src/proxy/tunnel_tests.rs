@@ -107,7 +107,7 @@ async fn connect(state: &Arc<ProxyState>, name: &str) -> Node {
     let handler = crate::rt::spawn(serve(
         theirs,
         subject(),
-        cert,
+        (cert, String::new()),
         peer,
         state.clone(),
         shutdown,

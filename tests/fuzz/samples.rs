@@ -166,13 +166,18 @@ pub fn requests(csr: &str) -> Vec<Request> {
             node: "node-1".into(),
             addr: "127.0.0.1:22".into(),
         },
-        Request::Renew { csr: csr.into() },
+        Request::Renew {
+            csr: csr.into(),
+            proof: "30440220".into(),
+        },
         // The shape of a refresh; its certificate is checked, not parsed, by the decoder.
         Request::Refresh { cert: csr.into() },
         Request::RelayRenew {
             id: 9,
             host_id: HOST_ID.into(),
             csr: csr.into(),
+            cert: String::new(),
+            proof: "30440220".into(),
         },
     ];
     for cmd in admin_cmds() {

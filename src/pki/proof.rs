@@ -1,0 +1,86 @@
+//! Proof that a renewal comes from the host itself: the node signs its renewal CSR with the key
+//! of its current certificate. A proxy relays node renewals; with the proof, auth needs to
+//! trust the proxy for nothing, as a proxy cannot sign with a node's key.
+
+use ring::rand::SystemRandom;
+use ring::signature::{
+    EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
+
+use crate::error::{Error, Result};
+use crate::secret::{hex, unhex};
+
+/// Domain separation: a proof signs nothing but a renewal CSR.
+const CONTEXT: &[u8] = b"teleport-lite renewal proof v1\n";
+/// Longest proof accepted (an ECDSA P-256 signature is at most 72 bytes).
+pub const MAX_PROOF_HEX: usize = 2 * 80;
+
+fn message(csr_pem: &str) -> Vec<u8> {
+    [CONTEXT, csr_pem.as_bytes()].concat()
+}
+
+/// Signs `csr_pem` with the private key `key_pem` (PKCS#8 P-256, as rcgen writes it).
+pub fn sign(key_pem: &str, csr_pem: &str) -> Result<String> {
+    let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| Error::Pki(format!("cannot parse private key: {e}")))?;
+    let rng = SystemRandom::new();
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.secret_der(), &rng)
+        .map_err(|e| Error::Pki(format!("unusable private key: {e}")))?;
+    let sig = key
+        .sign(&rng, &message(csr_pem))
+        .map_err(|_| Error::Pki("signing the renewal failed".into()))?;
+    Ok(hex(sig.as_ref()))
+}
+
+/// Whether `proof` is a signature of `csr_pem` by the key of the certificate `cert_der`.
+pub fn verify(cert_der: &[u8], csr_pem: &str, proof: &str) -> bool {
+    if proof.len() > MAX_PROOF_HEX {
+        return false;
+    }
+    let Some(sig) = unhex(proof) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return false;
+    };
+    let key = cert.public_key().subject_public_key.data.as_ref();
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
+        .verify(&message(csr_pem), &sig)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::ca::{new_key_and_csr, CertAuthority, Sans};
+    use crate::pki::Subject;
+
+    #[test]
+    fn only_the_certificate_key_proves_a_renewal_and_only_of_that_csr() {
+        let ca = CertAuthority::generate("c").unwrap();
+        let subject = Subject {
+            host_id: "h".into(),
+            role: "Node".into(),
+            cluster: "c".into(),
+            node_name: "n".into(),
+        };
+        let ttl = std::time::Duration::from_secs(60);
+        let (key, cert) = ca.issue_local(&subject, &Sans::default(), ttl).unwrap();
+        let der = crate::pki::certs_from_pem(&cert).unwrap().remove(0);
+        let (_, csr) = new_key_and_csr("h").unwrap();
+        let proof = sign(&key, &csr).unwrap();
+        assert!(verify(&der, &csr, &proof));
+        let (_, other_csr) = new_key_and_csr("h").unwrap();
+        assert!(!verify(&der, &other_csr, &proof), "another CSR");
+        let (other_key, _) = new_key_and_csr("h").unwrap();
+        assert!(
+            !verify(&der, &csr, &sign(&other_key, &csr).unwrap()),
+            "another key"
+        );
+        assert!(!verify(&der, &csr, "zz"));
+        assert!(!verify(&der, &csr, &"00".repeat(200)));
+        assert!(!verify(b"garbage", &csr, &proof));
+    }
+}
