@@ -156,8 +156,7 @@ impl fmt::Display for Error {
                      the way intercepts TLS; with ca_pin set, compare it with \"tctl status\" \
                      on this cluster's auth server. If this host was offline while the \
                      cluster's CA was rotated (tctl auth rotate), or the cluster was created \
-                     anew, it must join again: remove its identity file and start it with a new \
-                     token"
+                     anew, it must join again with a new token"
                 )
             }
             Error::Protocol(msg) => write!(f, "protocol error: {msg}"),

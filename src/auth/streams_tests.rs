@@ -235,6 +235,35 @@ fn a_renewal_gets_a_certificate_named_by_auth_for_the_key_of_the_csr() {
             }
             other => panic!("expected renewed, got {other:?}"),
         }
+        // At once again: too soon, so a node cannot keep auth signing in a loop.
+        let (_key, csr) = crate::pki::ca::new_key_and_csr("h").unwrap();
+        node.send(&Request::Renew {
+            csr,
+            proof: String::new(),
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            recv(&mut node).await,
+            Some(Response::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            })
+        ));
+        drop(node);
+        task.await;
+    });
+}
+
+#[test]
+fn a_renewal_with_a_broken_csr_is_refused_and_the_stream_goes_on() {
+    let state = state();
+    let (mut node, task, _t) = start(&state, hello("web-1"));
+    block_on(async {
+        assert!(matches!(
+            recv(&mut node).await,
+            Some(Response::HelloAck { .. })
+        ));
         node.send(&Request::Renew {
             proof: String::new(),
             csr: "not a csr".into(),
@@ -247,6 +276,11 @@ fn a_renewal_gets_a_certificate_named_by_auth_for_the_key_of_the_csr() {
                 code: ErrorCode::BadParameter,
                 ..
             })
+        ));
+        node.send(&Request::Heartbeat { seq: 1 }).await.unwrap();
+        assert!(matches!(
+            recv(&mut node).await,
+            Some(Response::HeartbeatAck { seq: 1, .. })
         ));
         drop(node);
         task.await;

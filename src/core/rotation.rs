@@ -21,6 +21,22 @@ pub const DEFAULT_GRACE_SECS: u64 = 30 * 3600;
 /// with such a certificate are refused at once.
 pub const LATE_RENEWAL_SECS: i64 = 30;
 
+/// Whether a connection that last renewed at `last` may renew again at `now`: at most once per
+/// tenth of the certificate lifetime (between 1 s and 10 s), so a host cannot make auth sign
+/// (and fsync an audit event) in a loop.
+pub fn may_renew_again(
+    last: Option<std::time::Instant>,
+    now: std::time::Instant,
+    ttl_secs: u64,
+) -> bool {
+    let gap = std::time::Duration::from_secs((ttl_secs / 10).clamp(1, 10));
+    last.map_or(true, |l| now.saturating_duration_since(l) >= gap)
+}
+
+/// The answer to a renewal that came too soon after the last one.
+pub const TOO_SOON: &str =
+    "a renewal came too soon after the last one on this connection; retry shortly";
+
 /// Whether an open connection whose certificate is from an untrusted CA may still renew: only
 /// shortly after the CA set changed.
 pub fn may_renew_late(changed: i64, now: i64) -> bool {
@@ -343,6 +359,20 @@ mod tests {
             must_renew(&cert, b"ca-1", 0, 10, 1),
             "longer than the lifetime"
         );
+    }
+
+    #[test]
+    fn a_connection_renews_at_most_once_per_tenth_of_the_lifetime() {
+        let t0 = std::time::Instant::now();
+        let s = std::time::Duration::from_secs;
+        assert!(may_renew_again(None, t0, 86_400));
+        assert!(
+            !may_renew_again(Some(t0), t0 + s(9), 86_400),
+            "10 s at most"
+        );
+        assert!(may_renew_again(Some(t0), t0 + s(10), 86_400));
+        assert!(may_renew_again(Some(t0), t0 + s(1), 6), "1 s at least");
+        assert!(!may_renew_again(Some(t0), t0, 6));
     }
 
     #[test]

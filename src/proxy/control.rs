@@ -12,7 +12,7 @@ use log::{info, warn};
 use super::state::Judge;
 use super::ProxyState;
 use crate::clock::now_unix;
-use crate::core::rotation::CertFacts;
+use crate::core::rotation::{self, CertFacts};
 use crate::mux;
 use crate::net::{self, Framed};
 use crate::pki::{self, Subject};
@@ -99,6 +99,7 @@ pub async fn run(
     // One relayed beat per half interval at most: a node that beats faster cannot fill the
     // relay queue and crowd out every other node's beats.
     let mut pacer = Pacer::default();
+    let mut last_renewal = None;
     loop {
         let idle = state.interval() * 3;
         let wake = futures_lite::future::or(
@@ -178,6 +179,20 @@ pub async fn run(
                 }
             }
             Some(Ok(Some(Request::Renew { csr, proof }))) => {
+                let now = std::time::Instant::now();
+                let ttl = state
+                    .trust
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map_or(0, |j| j.info.host_cert_ttl_secs);
+                if !rotation::may_renew_again(last_renewal, now, ttl) {
+                    let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
+                    if ctl.send(&soon).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let host_id = subject.host_id.clone();
                 let shown = cert_pem.clone();
                 let relay = |id| Request::RelayRenew {
@@ -191,6 +206,7 @@ pub async fn run(
                 if let Some((facts, pem)) = renewed(&answer) {
                     cert = facts;
                     cert_pem = pem;
+                    last_renewal = Some(now);
                 }
                 if ctl.send(&answer).await.is_err() {
                     return;
