@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{info, warn};
@@ -25,6 +25,10 @@ pub struct Own {
     pub host_id: String,
     pub listen_addr: SocketAddr,
     pub admin_path: PathBuf,
+    /// The admin identity last written or read, so the check each second reads no file.
+    pub admin: Mutex<Option<Identity>>,
+    /// The CA certificates the listener was last told to trust.
+    pub trusted: Mutex<Vec<String>>,
 }
 
 impl Own {
@@ -66,14 +70,21 @@ impl Own {
     pub fn write_admin(&self, state: &AuthState) -> Result<Identity> {
         let id = state.issue_local_identity("admin", ROLE_ADMIN, "", &[])?;
         id.save(&self.admin_path)?;
+        *self.admin.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         Ok(id)
     }
 
     /// The admin identity on disk if it is current (trusted CAs, signer, not due), else a new
     /// one. Blocking.
     pub fn ensure_admin(&self, state: &AuthState) -> Result<()> {
-        if let Ok(Some(id)) = Identity::load_optional(&self.admin_path) {
+        let known = self.admin.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let current = match known {
+            Some(id) if self.admin_path.exists() => Some(id),
+            _ => Identity::load_optional(&self.admin_path).ok().flatten(),
+        };
+        if let Some(id) = current {
             if !due(state, &id, ROLE_ADMIN) {
+                *self.admin.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
                 return Ok(());
             }
         }
@@ -100,11 +111,17 @@ fn due(state: &AuthState, id: &Identity, role: &str) -> bool {
 
 /// Re-issues what is due after a phase change or with age. Blocking.
 fn refresh(state: &AuthState, own: &Own, served: &mut Identity) -> Result<()> {
-    let mut trusted = Vec::new();
-    for pem in state.trusted_pems() {
-        trusted.extend(crate::pki::certs_from_pem(&pem)?);
+    let pems = state.trusted_pems();
+    let mut last = own.trusted.lock().unwrap_or_else(|p| p.into_inner());
+    if *last != pems {
+        let mut trusted = Vec::new();
+        for pem in &pems {
+            trusted.extend(crate::pki::certs_from_pem(pem)?);
+        }
+        state.tls.set_trust(&trusted)?;
+        *last = pems;
     }
-    state.tls.set_trust(&trusted)?;
+    drop(last);
     if due(state, served, ROLE_AUTH) {
         *served = own.server_identity(state)?;
         state.tls.set_cert(served)?;

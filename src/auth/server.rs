@@ -132,6 +132,8 @@ fn init(s: &Settings) -> Result<(Arc<AuthState>, Arc<Own>, Identity)> {
         host_id,
         listen_addr: s.auth.listen_addr,
         admin_path: s.data_dir.join(config::ADMIN_IDENTITY_FILE),
+        admin: Mutex::new(None),
+        trusted: Mutex::new(Vec::new()),
     });
     // A placeholder until the real certificate exists: it needs the state to be issued.
     let first = super::state::issue(

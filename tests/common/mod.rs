@@ -254,6 +254,17 @@ impl Cluster {
             .expect("tctl status prints a CA pin")
     }
 
+    /// Every CA pin `tctl status` prints, comma-separated (two during a CA rotation).
+    pub fn pins(&self) -> String {
+        let status = self.tctl_ok(&["status"]);
+        let pins: Vec<&str> = status
+            .lines()
+            .filter_map(|l| l.strip_prefix("CA pin").map(str::trim))
+            .collect();
+        assert!(!pins.is_empty(), "tctl status prints no CA pin:\n{status}");
+        pins.join(",")
+    }
+
     pub fn token(&self, kind: &str, ttl: &str) -> String {
         self.tctl_ok(&[
             "tokens",
