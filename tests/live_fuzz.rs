@@ -162,7 +162,6 @@ struct Target {
     auth_diag: SocketAddr,
     proxy_diag: SocketAddr,
     token: String,
-    pin: String,
     node_id: Identity,
     admin_id: Identity,
 }
@@ -211,7 +210,6 @@ fn start() -> Target {
         auth_diag,
         proxy_diag,
         token,
-        pin,
         node_id,
         admin_id,
     }
