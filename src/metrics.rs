@@ -157,6 +157,12 @@ pub struct Metrics {
     // Node and proxy (both join with a token).
     pub join_duration_ms: AtomicU64,
     pub join_failures: [AtomicU64; JoinFailure::ALL.len()],
+    /// When the host certificate in use expires (Unix seconds), of the node and of the proxy.
+    pub cert_expiry_node: AtomicI64,
+    pub cert_expiry_proxy: AtomicI64,
+    /// Host certificates renewed in place, and renewals that failed.
+    pub cert_renewals: AtomicU64,
+    pub cert_renewal_failures: AtomicU64,
     // Proxy.
     pub proxy_tunnels: AtomicI64,
     pub proxy_dials_ok: AtomicU64,
@@ -223,6 +229,10 @@ pub static METRICS: Metrics = Metrics {
     conns_refused_global: AtomicU64::new(0),
     accept_errors: AtomicU64::new(0),
     log_lines_dropped: AtomicU64::new(0),
+    cert_expiry_node: AtomicI64::new(0),
+    cert_expiry_proxy: AtomicI64::new(0),
+    cert_renewals: AtomicU64::new(0),
+    cert_renewal_failures: AtomicU64::new(0),
 };
 
 impl Metrics {

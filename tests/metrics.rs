@@ -50,8 +50,11 @@ fn families(metrics: &str) -> Vec<String> {
 
 /// Waits until `series` at `addr` satisfies `ok`; returns the value.
 fn wait_value(addr: &str, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    // The diagnostics server may not listen yet: keep asking until it answers.
     wait_for(T, &format!("{series} at {addr}"), || {
-        value(&scrape(addr), series).filter(|v| ok(*v))
+        let (code, body) = http_get(addr, "/metrics");
+        (code == 200).then_some(())?;
+        value(&body, series).filter(|v| ok(*v))
     })
 }
 

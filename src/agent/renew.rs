@@ -12,6 +12,7 @@ use log::info;
 use rustls::ClientConfig;
 
 use crate::clock::{now_unix, rfc3339};
+use crate::diag::METRICS;
 use crate::error::{Error, Result};
 use crate::join::renew;
 use crate::net::Framed;
@@ -41,6 +42,8 @@ impl Drop for Busy<'_> {
 
 impl Renewer {
     pub fn new(identity: Identity, path: PathBuf) -> Arc<Renewer> {
+        let expiry = identity.not_after().unwrap_or_default();
+        METRICS.cert_expiry_node.store(expiry, Ordering::Relaxed);
         Arc::new(Renewer {
             identity: RwLock::new(identity),
             path,
@@ -81,6 +84,19 @@ impl Renewer {
             return Ok(false);
         }
         let _busy = Busy(&self.busy);
+        let renewed = self.renew(conn, via).await;
+        let counter = match renewed {
+            Ok(()) => &METRICS.cert_renewals,
+            Err(_) => &METRICS.cert_renewal_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        renewed.map(|()| true)
+    }
+
+    async fn renew<S>(&self, conn: &mut Framed<S>, via: &str) -> Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let current = self.identity();
         let id = current.clone();
         let (key, csr, proof) = smol::unblock(move || -> Result<_> {
@@ -98,11 +114,12 @@ impl Renewer {
         let until = renewed.not_after()?;
         *self.identity.write().unwrap_or_else(|p| p.into_inner()) = renewed;
         self.generation.fetch_add(1, Ordering::AcqRel);
+        METRICS.cert_expiry_node.store(until, Ordering::Relaxed);
         info!(
             "renewed the host certificate over {via}; valid until {}",
             rfc3339(until)
         );
-        Ok(true)
+        Ok(())
     }
 
     /// Shows the newest certificate to the proxy at the end of `conn`.

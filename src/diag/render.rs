@@ -257,6 +257,31 @@ fn joining(o: &mut Out, m: &Metrics) {
         let labels = format!("{{reason=\"{}\"}}", r.label());
         o.sample("teleport_join_failures_total", &labels, n.load(Relaxed));
     }
+    const EXPIRY: &str = "teleport_host_cert_expiry_timestamp_seconds";
+    o.family(
+        EXPIRY,
+        "gauge",
+        "When the host certificate in use expires (Unix time); alert if it comes near.",
+    );
+    for (role, v) in [
+        ("node", &m.cert_expiry_node),
+        ("proxy", &m.cert_expiry_proxy),
+    ] {
+        let at = v.load(Relaxed);
+        if at > 0 {
+            o.sample(EXPIRY, &format!("{{role=\"{role}\"}}"), at);
+        }
+    }
+    o.counter(
+        "teleport_host_cert_renewals_total",
+        "Host certificates renewed in place over a stream, tunnel or link.",
+        &m.cert_renewals,
+    );
+    o.counter(
+        "teleport_host_cert_renewal_failures_total",
+        "Renewals of the host certificate that failed (retried at the next heartbeat).",
+        &m.cert_renewal_failures,
+    );
 }
 
 fn proxy(o: &mut Out, m: &Metrics) {

@@ -3,6 +3,7 @@
 //! web certificate in install lines already printed stay valid; the new certificate is stored
 //! atomically and served from the next handshake on.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(5);
 
 pub async fn run(state: Arc<ProxyState>, asked: Receiver<()>, shutdown: Shutdown) {
+    let m = &crate::diag::METRICS;
+    let first = state.identity().not_after().unwrap_or_default();
+    m.cert_expiry_proxy.store(first, Ordering::Relaxed);
     loop {
         let due = renew::due_at(&state.identity());
         let wait = Duration::from_secs(due.saturating_sub(now_unix()).max(0) as u64);
@@ -31,13 +35,19 @@ pub async fn run(state: Arc<ProxyState>, asked: Receiver<()>, shutdown: Shutdown
         if !woke || shutdown.is_fired() {
             return;
         }
-        if !state.link_up.load(std::sync::atomic::Ordering::Relaxed) {
+        if !state.link_up.load(Ordering::Relaxed) {
             if !shutdown.sleep(Duration::from_secs(1)).await {
                 return;
             }
             continue;
         }
-        if let Err(e) = renew_once(&state).await {
+        let renewed = renew_once(&state).await;
+        let counter = match &renewed {
+            Ok(()) => &m.cert_renewals,
+            Err(_) => &m.cert_renewal_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = renewed {
             warn!(
                 "renewing the proxy's certificate failed: {e}; retrying in {}s",
                 RETRY.as_secs()
@@ -71,6 +81,9 @@ async fn renew_once(state: &Arc<ProxyState>) -> crate::error::Result<()> {
     let renewed = smol::unblock(move || renew::apply(&current, key, answer, &path)).await?;
     state.tls.set_cert(&renewed)?;
     let until = renewed.not_after()?;
+    crate::diag::METRICS
+        .cert_expiry_proxy
+        .store(until, Ordering::Relaxed);
     *state.identity.write().unwrap_or_else(|p| p.into_inner()) = renewed;
     info!(
         "renewed the host certificate of proxy {:?}; valid until {}",

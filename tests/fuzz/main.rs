@@ -22,7 +22,7 @@ use teleport_lite::http::{self, ParseError};
 use teleport_lite::pki::ca::{new_key_and_csr, CertAuthority, Sans};
 use teleport_lite::pki::identity::Identity;
 use teleport_lite::pki::pin::{check_all, Pin};
-use teleport_lite::pki::{certs_from_pem, subject_of, Subject};
+use teleport_lite::pki::{certs_from_pem, proof, subject_of, Subject};
 use teleport_lite::proto::roles::{parse_roles, TokenRole};
 use teleport_lite::proto::{
     self, AdminCmd, ClusterStatus, Decoder, NodeInfo, ProxyHello, ProxyInfo, ProxyRef,
@@ -676,6 +676,13 @@ fn cert_pem_bundles() {
 fn cert_der(data: &[u8]) -> String {
     let s = subject_of(data);
     let p = Pin::of_cert(data);
+    // What renewals read of a certificate a tunnel or a relayed renewal presents.
+    let facts = teleport_lite::pki::facts_of(data);
+    let _ = teleport_lite::pki::sans_of(data);
+    let _ = proof::verify(data, &fixtures().csrs[0], "3045022100");
+    if let (Ok(facts), Ok(_)) = (&facts, &s) {
+        let _ = facts.renew_at();
+    }
     if let Ok(pin) = &p {
         assert!(check_all(std::slice::from_ref(pin), &[data]).is_ok());
         let ca_pin = Pin::of_cert(&der_of(&fixtures().ca.cert_pem)).unwrap();
@@ -699,6 +706,50 @@ fn cert_der_parsing() {
         dict: DER_DICT,
         max_len: 16 * 1024,
         run: cert_der,
+    });
+}
+
+/// Renewal proofs as a proxy relays them: hex of a signature over a CSR, checked against the
+/// node's certificate. Only the real signature of that CSR verifies.
+fn renewal_proof(data: &[u8]) -> String {
+    let f = fixtures();
+    let der = der_of(&f.node_cert_pem);
+    let text = String::from_utf8_lossy(data);
+    let ok = proof::verify(&der, &f.csrs[0], &text);
+    if ok {
+        // Hex is read in either case: the same bytes.
+        assert!(
+            text.eq_ignore_ascii_case(valid_proof()),
+            "only the signature we made verifies: {text}"
+        );
+    }
+    format!("verified={ok}")
+}
+
+/// A proof by the node's key of the first fixture CSR (ECDSA signatures differ each time, so
+/// it is made once).
+fn valid_proof() -> &'static String {
+    static P: OnceLock<String> = OnceLock::new();
+    P.get_or_init(|| {
+        let id = Identity::from_pem(&fixtures().identity_pem).unwrap();
+        proof::sign(&id.key_pem, &fixtures().csrs[0]).unwrap()
+    })
+}
+
+#[test]
+fn renewal_proofs() {
+    let seeds = vec![
+        valid_proof().clone().into_bytes(),
+        b"".to_vec(),
+        b"00".repeat(72),
+    ];
+    fuzz(Target {
+        name: "renewal_proof",
+        weight: 0.5,
+        seeds,
+        dict: &["30", "02", "21", "00", "ff"],
+        max_len: 1024,
+        run: renewal_proof,
     });
 }
 
