@@ -148,7 +148,7 @@ pub async fn proxy_link<S: Io>(
                 return;
             }
             Wake::Changed => {
-                if acked_once && push(&mut conn, &state, &mut pushed, None).await.is_err() {
+                if acked_once && push(&mut conn, &state, &mut pushed, None, true).await.is_err() {
                     return;
                 }
                 continue;
@@ -193,8 +193,11 @@ pub async fn proxy_link<S: Io>(
                 if conn.send(&ack).await.is_err() {
                     return;
                 }
+                // Trust and denials are sent after the first answer, then only when a change
+                // wakes this link: a beat does not rebuild them.
+                let all = !acked_once;
                 acked_once = true;
-                if push(&mut conn, &state, &mut pushed, Some(web))
+                if push(&mut conn, &state, &mut pushed, Some(web), all)
                     .await
                     .is_err()
                 {
@@ -314,18 +317,23 @@ fn spawn_renewal(
     .detach();
 }
 
-/// Sends what changed since the last push: web pins, trust, denials.
+/// Sends what changed since the last push: web pins (when given), and with `all` the trust
+/// and the denials.
 async fn push<S: Io>(
     conn: &mut Framed<S>,
     state: &AuthState,
     pushed: &mut Pushed,
     web: Option<WebTrust>,
+    all: bool,
 ) -> std::io::Result<()> {
     if let Some(web) = web {
         if pushed.web.as_ref() != Some(&web) {
             conn.send(&Response::ProxyWeb(web.clone())).await?;
             pushed.web = Some(web);
         }
+    }
+    if !all {
+        return Ok(());
     }
     let trust = state.ca.get().trust_info(state.host_ttl_secs());
     if pushed.trust.as_ref() != Some(&trust) {
