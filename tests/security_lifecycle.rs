@@ -14,10 +14,17 @@
 //! Each test says in a comment which vulnerable variant it catches.
 
 mod common;
-#[path = "security_lifecycle/messages.rs"]
-mod messages;
 #[path = "security_lifecycle/raw.rs"]
 mod raw;
+
+#[path = "security_lifecycle/expiry.rs"]
+mod expiry;
+#[path = "security_lifecycle/messages.rs"]
+mod messages;
+#[path = "security_lifecycle/revocation.rs"]
+mod revocation;
+#[path = "security_lifecycle/tokens.rs"]
+mod tokens;
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +35,7 @@ use teleport_lite::clock::now_unix;
 use teleport_lite::pki::ca::{new_key_and_csr, CertAuthority, Sans};
 use teleport_lite::pki::identity::Identity;
 use teleport_lite::pki::proof;
-use teleport_lite::proto::{ErrorCode, Request, Response};
+use teleport_lite::proto::{ErrorCode, Request, Response, PROTOCOL_VERSION};
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
     smol::block_on(f)
@@ -52,6 +59,45 @@ fn admin_identity(c: &Cluster) -> Identity {
     Identity::load(&c.path().join("auth/admin-identity.pem")).unwrap()
 }
 
+/// The CA pins `tctl status` shows.
+fn status_pins(c: &Cluster) -> Vec<String> {
+    c.tctl_ok(&["status"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("CA pin").map(|p| p.trim().to_string()))
+        .collect()
+}
+
+fn rotate(c: &Cluster, phase: &str) -> std::process::Output {
+    c.tctl(&[
+        "auth",
+        "rotate",
+        "--type=host",
+        "--manual",
+        &format!("--phase={phase}"),
+    ])
+}
+
 fn is(o: &Outcome, code: ErrorCode, says: &str) -> bool {
     o.error_code() == Some(code) && o.message().contains(says)
+}
+
+/// A response in a few words, for failure messages.
+fn short(r: &Response) -> String {
+    match r {
+        Response::Registered { .. } => "registered (a node joined through it)".into(),
+        Response::TokenOk => "token_ok".into(),
+        Response::Renewed { expires, .. } => format!(
+            "renewed (a new certificate until {})",
+            teleport_lite::clock::rfc3339(*expires)
+        ),
+        other => format!("{other:?}").chars().take(200).collect(),
+    }
+}
+
+/// An outcome in a few words.
+fn brief(o: &Outcome) -> String {
+    match o {
+        Outcome::Reply(r) => short(r),
+        other => format!("{other:?}"),
+    }
 }
