@@ -2,6 +2,57 @@
 
 use super::*;
 
+#[test]
+fn a_locked_or_removed_proxy_identity_can_neither_check_tokens_nor_relay_joins() {
+    // VULNERABLE. server.rs serves `check_token` and `register` to any Proxy certificate
+    // without renew::refusal: a locked (or removed) proxy's identity still tests tokens and
+    // relays joins, naming any remote_addr (so it also picks the rate-limit bucket). Fix: in
+    // handle_conn, answer both with renew::refusal(&state, &s.host_id) when it is Some, as
+    // ProxyHello already is.
+    let c = lifecycle::cluster("");
+    let locked = raw::join(&c, "Proxy", "locked-proxy");
+    let removed = raw::join(&c, "Proxy", "removed-proxy");
+    let token = c.token("node", "30m");
+    let check = |remote: &str| Request::CheckToken {
+        version: PROTOCOL_VERSION,
+        token: Token::new(token.clone()),
+        role: "node".into(),
+        remote_addr: remote.into(),
+    };
+    let ok = wire::ask_auth(&c.addr(), &check("203.0.113.7"), Some(&locked));
+    assert!(matches!(ok, Response::TokenOk), "before the lock: {ok:?}");
+    let id = raw::host_id(&locked);
+    c.tctl_ok(&[
+        "lock",
+        &format!("--server-id={id}"),
+        "--message=stolen proxy disk",
+    ]);
+    c.tctl_ok(&["nodes", "rm", &raw::host_id(&removed)]);
+    let mut escaped = Vec::new();
+    for (who, p, says) in [
+        ("locked", &locked, "stolen proxy disk"),
+        ("removed", &removed, "was removed"),
+    ] {
+        let link = wire::ask_auth(&c.addr(), &raw::proxy_hello(), Some(p));
+        assert!(
+            matches!(&link, Response::Error { message, .. } if message.contains(says)),
+            "the {who} proxy's link: {link:?}"
+        );
+        let checked = wire::ask_auth(&c.addr(), &check("203.0.113.8"), Some(p));
+        let req = raw::register(&token, &format!("via-{who}"), "198.51.100.9");
+        let joined = wire::ask_auth(&c.addr(), &Request::Register(req), Some(p));
+        for (what, r) in [("check_token", checked), ("register", joined)] {
+            if !matches!(&r, Response::Error { message, .. } if message.contains(says)) {
+                escaped.push(format!("{who} proxy, {what}: {}", short(&r)));
+            }
+        }
+    }
+    assert!(
+        escaped.is_empty(),
+        "locked/removed proxy identities were still served: {escaped:#?}"
+    );
+}
+
 /// A dial of `node` by `user` through `proxy`: the proxy's first answer.
 async fn dial_as(proxy: &str, user: &Identity, node: &str) -> Outcome {
     let mut conn = raw::to_proxy(proxy, user, b"teleport-transport").await;
@@ -119,4 +170,57 @@ fn a_locked_or_removed_host_and_a_locked_user_are_refused_on_every_path() {
     let still = block(paths_open(&addr, &proxy, &mut l, &removed, "was removed"));
     open.extend(still.into_iter().map(|s| format!("after an unlock: {s}")));
     assert!(open.is_empty(), "paths left open: {open:#?}");
+}
+
+#[test]
+fn a_proxy_restarted_while_auth_is_down_still_refuses_locked_users_and_removed_hosts() {
+    // VULNERABLE. A proxy holds auth's denials (locks, removals) in memory only and starts
+    // with none (proxy::ProxyServer::start, `denied: HashMap::new()`): restarted while auth
+    // is unreachable (an outage, or an attacker cutting the proxy off from auth), it lets a
+    // locked user dial and a removed host open a tunnel until its link comes back. Fix: store
+    // each `denied` push (and `trust`) atomically in the proxy's data_dir and load it at start
+    // (control::denials_changed writes, ProxyServer::start reads), so a restart keeps the last
+    // known denials.
+    let mut c = lifecycle::cluster("");
+    let mut p = c.proxy_config("restarting-proxy", "127.0.0.1:1", "");
+    c.start_proxy(&mut p);
+    let proxy = p.addr();
+    let mallory = user_identity(&c, "mallory");
+    let removed = raw::join(&c, "Node", "removed-node");
+    c.tctl_ok(&["nodes", "rm", &raw::host_id(&removed)]);
+    c.tctl_ok(&["lock", "--user=mallory", "--message=incident 43"]);
+    wait_for(T, "the proxy to hear of mallory's lock", || {
+        block(dial_as(&proxy, &mallory, "nowhere"))
+            .message()
+            .contains("incident 43")
+            .then_some(())
+    });
+    c.auth().kill9();
+    p.proc().stop();
+    p.start();
+    wait_for(T, "the restarted proxy to listen", || {
+        std::net::TcpStream::connect(&proxy).ok()
+    });
+    let dial = block(dial_as(&proxy, &mallory, "nowhere"));
+    let tunnel = block(async {
+        let (_m, mut ctl) = raw::tunnel_raw(&proxy, &removed).await;
+        let hello = Request::TunnelHello(teleport_lite::proto::StreamHello {
+            version: PROTOCOL_VERSION,
+            node_name: "removed-node".into(),
+            server_version: "x".into(),
+            labels: Default::default(),
+            public_addr: String::new(),
+        });
+        ctl.send(&hello).await.unwrap();
+        raw::outcome(&mut ctl, T).await
+    });
+    assert!(
+        dial.message().contains("incident 43") && tunnel.message().contains("was removed"),
+        "restarted while auth was down, the proxy answered the locked user's dial with {dial:?} \
+         and the removed host's tunnel with {}",
+        match &tunnel {
+            Outcome::Reply(Response::TunnelWelcome { .. }) => "a welcome".to_string(),
+            other => format!("{other:?}"),
+        }
+    );
 }
