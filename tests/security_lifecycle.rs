@@ -27,6 +27,8 @@ mod expiry;
 mod floods;
 #[path = "security_lifecycle/messages.rs"]
 mod messages;
+#[path = "security_lifecycle/pushes.rs"]
+mod pushes;
 #[path = "security_lifecycle/revocation.rs"]
 mod revocation;
 #[path = "security_lifecycle/stolen_proxy.rs"]
