@@ -232,7 +232,11 @@ pub async fn run_any(
                         if let Some(c) = conn.as_mut() {
                             let via = format!("the heartbeat stream to {addr}");
                             if let Err(e) = renewer.renew_over(c, &via).await {
-                                warn!("renewing the host certificate over {via} failed: {e}");
+                                super::renew::log_failure(
+                                    "renewing the host certificate",
+                                    &via,
+                                    &e,
+                                );
                             }
                         }
                     }

@@ -139,6 +139,24 @@ impl Renewer {
     }
 }
 
+/// Logs a failed renewal or refresh: a "too soon" answer (another tunnel renewed a moment
+/// ago, or a phase began right after the last renewal) is retried at the next beat and is no
+/// news; anything else is a warning.
+pub fn log_failure(what: &str, via: &str, e: &Error) {
+    let soon = matches!(
+        e,
+        Error::Remote {
+            code: crate::proto::ErrorCode::RateLimited,
+            ..
+        }
+    );
+    if soon {
+        log::debug!("{what} over {via} was deferred: {e}");
+    } else {
+        log::warn!("{what} over {via} failed: {e}");
+    }
+}
+
 async fn answer<S>(conn: &mut Framed<S>, via: &str) -> Result<Response>
 where
     S: AsyncRead + AsyncWrite + Unpin,

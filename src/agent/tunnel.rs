@@ -13,7 +13,7 @@ use smol::channel::Sender;
 
 use super::dataplane;
 use super::pool::{Dialed, Event, Wake};
-use super::renew::Renewer;
+use super::renew::{log_failure, Renewer};
 use crate::core::backoff::os_seed;
 use crate::core::beats::{Beat, Beats};
 use crate::core::pool::ConnId;
@@ -115,17 +115,13 @@ pub(super) async fn run(
                         let now = renewer.generation();
                         match renewer.refresh_over(&mut ctl, &via).await {
                             Ok(()) => shown = now,
-                            Err(e) => {
-                                warn!("showing the renewed certificate over {via} failed: {e}")
-                            }
+                            Err(e) => log_failure("showing the renewed certificate", &via, &e),
                         }
                     } else if renew || renewer.due() {
                         match renewer.renew_over(&mut ctl, &via).await {
                             Ok(true) => shown = renewer.generation(),
                             Ok(false) => {}
-                            Err(e) => {
-                                warn!("renewing the host certificate over {via} failed: {e}")
-                            }
+                            Err(e) => log_failure("renewing the host certificate", &via, &e),
                         }
                     }
                 }

@@ -31,9 +31,11 @@ struct StoredCa {
     next: Option<Pair>,
     #[serde(default)]
     rotation: Rotation,
-    /// The CA the last rotation dropped (certificate only), for late renewals.
+    /// The CA the last rotation dropped (certificate only), for late renewals, and when.
     #[serde(default)]
     retired: Option<String>,
+    #[serde(default)]
+    retired_at: i64,
 }
 
 /// One consistent view of the CAs.
@@ -41,8 +43,10 @@ pub struct Cas {
     pub current: CertAuthority,
     pub next: Option<CertAuthority>,
     pub rotation: Rotation,
-    /// The certificate of the CA the last rotation (or rollback) dropped.
+    /// The certificate of the CA the last rotation (or rollback) dropped, and when (Unix
+    /// seconds): connections with its certificates may renew for a short while after.
     pub retired: Option<String>,
+    pub retired_at: i64,
     current_name: Vec<u8>,
     next_name: Option<Vec<u8>>,
 }
@@ -52,7 +56,7 @@ impl Cas {
         current: CertAuthority,
         next: Option<CertAuthority>,
         rotation: Rotation,
-        retired: Option<String>,
+        retired: (Option<String>, i64),
     ) -> Result<Cas> {
         let name = |ca: &CertAuthority| crate::pki::subject_name_of(&ca.cert_der()?);
         Ok(Cas {
@@ -61,7 +65,8 @@ impl Cas {
             current,
             next,
             rotation,
-            retired,
+            retired: retired.0,
+            retired_at: retired.1,
         })
     }
 
@@ -100,6 +105,15 @@ impl Cas {
         out
     }
 
+    /// Signatures over `pems` by each CA key auth holds: a host verifies one with a CA it
+    /// already trusts before it accepts `pems`.
+    pub fn vouch(&self, pems: &[String]) -> Result<Vec<String>> {
+        std::iter::once(&self.current)
+            .chain(self.next.as_ref())
+            .map(|ca| crate::pki::proof::sign_ca_list(&ca.key_pem, pems))
+            .collect()
+    }
+
     pub fn trusted_pems(&self) -> Vec<String> {
         self.trusted().iter().map(|c| c.cert_pem.clone()).collect()
     }
@@ -129,6 +143,7 @@ impl Cas {
             client_signer: index(self.rotation.signer(false)),
             server_signer: index(self.rotation.signer(true)),
             changed: self.rotation.changed,
+            retired_at: self.retired_at,
             host_cert_ttl_secs: ttl_secs,
         }
     }
@@ -152,7 +167,7 @@ impl CaSet {
             Some(item) => decode(&item.value, cluster_name)?,
             None => {
                 let ca = CertAuthority::generate(cluster_name)?;
-                let cas = Cas::new(ca, None, Rotation::default(), None)?;
+                let cas = Cas::new(ca, None, Rotation::default(), (None, 0))?;
                 if backend.create(&encode(cluster_name, &cas)?, now)? {
                     log::info!("created the host CA of cluster {cluster_name:?}");
                     cas
@@ -192,7 +207,8 @@ impl CaSet {
             Some(e) => e,
             None => return Ok(None),
         };
-        let mut retired = guard.retired.clone();
+        let mut retired = (guard.retired.clone(), guard.retired_at);
+        let now = rotation.changed;
         let (current, next) = match effect {
             Effect::GenerateNext => {
                 let generation = rotation.started.to_string();
@@ -203,11 +219,11 @@ impl CaSet {
                 let next = guard.next.clone().ok_or_else(|| {
                     Error::Storage("a rotation reached standby without a new CA".into())
                 })?;
-                retired = Some(guard.current.cert_pem.clone());
+                retired = (Some(guard.current.cert_pem.clone()), now);
                 (next, None)
             }
             Effect::DropNext => {
-                retired = guard.next.as_ref().map(|n| n.cert_pem.clone());
+                retired = (guard.next.as_ref().map(|n| n.cert_pem.clone()), now);
                 (guard.current.clone(), None)
             }
             Effect::None => (guard.current.clone(), guard.next.clone()),
@@ -250,7 +266,12 @@ fn decode(value: &[u8], cluster_name: &str) -> Result<Cas> {
         cert_pem: p.cert_pem,
         key_pem: p.key_pem,
     });
-    Cas::new(current, next, stored.rotation, stored.retired)
+    Cas::new(
+        current,
+        next,
+        stored.rotation,
+        (stored.retired, stored.retired_at),
+    )
 }
 
 fn encode(cluster_name: &str, cas: &Cas) -> Result<Item> {
@@ -264,6 +285,7 @@ fn encode(cluster_name: &str, cas: &Cas) -> Result<Item> {
         }),
         rotation: cas.rotation.clone(),
         retired: cas.retired.clone(),
+        retired_at: cas.retired_at,
     };
     Ok(Item {
         key: CA_KEY.into(),

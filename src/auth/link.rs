@@ -148,7 +148,11 @@ pub async fn proxy_link<S: Io>(
                 return;
             }
             Wake::Changed => {
-                if acked_once && push(&mut conn, &state, &mut pushed, None, true).await.is_err() {
+                if acked_once
+                    && push(&mut conn, &state, &mut pushed, None, true)
+                        .await
+                        .is_err()
+                {
                     return;
                 }
                 continue;
@@ -234,7 +238,7 @@ pub async fn proxy_link<S: Io>(
                 id,
                 host_id,
                 csr,
-                cert,
+                cert: shown,
                 proof,
             }) => {
                 if in_flight.load(Ordering::Relaxed) >= MAX_RENEWALS {
@@ -251,12 +255,25 @@ pub async fn proxy_link<S: Io>(
                     }
                     continue;
                 }
+                // The proxy's own certificate must still be valid to renew it.
+                if host_id == me.id {
+                    if let Err(why) = renew::still_valid(&state, &cert, now_unix()) {
+                        warn!("closed the link of proxy {:?}: {why}", me.name);
+                        lock(&state).remove_proxy(&me.id, conn_id);
+                        let msg =
+                            format!("{why}: remove the identity and join again with a new token");
+                        let _ = conn
+                            .send(&Response::error(ErrorCode::AccessDenied, msg))
+                            .await;
+                        return;
+                    }
+                }
                 in_flight.fetch_add(1, Ordering::Relaxed);
                 let relayed = Relayed {
                     id,
                     host_id,
                     csr,
-                    cert,
+                    cert: shown,
                     proof,
                 };
                 spawn_renewal(&state, &subject, &sans, relayed, answers_tx.clone());

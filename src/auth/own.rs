@@ -20,15 +20,18 @@ use crate::pki::Subject;
 use crate::proto::{AUTH_SERVER_NAME, ROLE_ADMIN, ROLE_AUTH};
 use crate::rt::Shutdown;
 
-/// What auth needs to re-issue its own identities.
+/// Auth's own identities and what it needs to re-issue them.
 pub struct Own {
     pub host_id: String,
     pub listen_addr: SocketAddr,
+    /// Where the admin identity `tctl` uses on this host lives (empty: none, in unit tests).
     pub admin_path: PathBuf,
     /// The admin identity last written or read, so the check each second reads no file.
     pub admin: Mutex<Option<Identity>>,
     /// The CA certificates the listener was last told to trust.
     pub trusted: Mutex<Vec<String>>,
+    /// The certificate auth serves (`None` until the first is issued).
+    pub served: Mutex<Option<Identity>>,
 }
 
 impl Own {
@@ -109,8 +112,11 @@ fn due(state: &AuthState, id: &Identity, role: &str) -> bool {
         )
 }
 
-/// Re-issues what is due after a phase change or with age. Blocking.
-fn refresh(state: &AuthState, own: &Own, served: &mut Identity) -> Result<()> {
+/// Re-issues what is due after a phase change or with age, in an order that never leaves
+/// `tctl` refused: the trust of the listener, the certificate it serves, then the admin
+/// identity. Blocking.
+pub fn refresh(state: &AuthState) -> Result<()> {
+    let own = &state.own;
     let pems = state.trusted_pems();
     let mut last = own.trusted.lock().unwrap_or_else(|p| p.into_inner());
     if *last != pems {
@@ -122,48 +128,44 @@ fn refresh(state: &AuthState, own: &Own, served: &mut Identity) -> Result<()> {
         *last = pems;
     }
     drop(last);
-    if due(state, served, ROLE_AUTH) {
-        *served = own.server_identity(state)?;
-        state.tls.set_cert(served)?;
+    let mut served = own.served.lock().unwrap_or_else(|p| p.into_inner());
+    if served.as_ref().map_or(true, |s| due(state, s, ROLE_AUTH)) {
+        let id = own.server_identity(state)?;
+        state.tls.set_cert(&id)?;
         info!(
             "renewed the host certificate auth serves; valid until {}",
-            crate::clock::rfc3339(served.not_after()?)
+            crate::clock::rfc3339(id.not_after()?)
         );
+        *served = Some(id);
+    }
+    drop(served);
+    if own.admin_path.as_os_str().is_empty() {
+        return Ok(());
     }
     own.ensure_admin(state)
 }
 
 /// Every second: moves a semi-automatic rotation on, and keeps auth's own certificates and
 /// the admin identity current.
-pub async fn keep_current(
-    state: Arc<AuthState>,
-    own: Arc<Own>,
-    mut served: Identity,
-    shutdown: Shutdown,
-) {
+pub async fn keep_current(state: Arc<AuthState>, shutdown: Shutdown) {
     while shutdown.sleep(Duration::from_secs(1)).await {
         let st = state.clone();
-        let o = own.clone();
-        let s = served.clone();
-        let result = smol::unblock(move || -> Result<(Identity, Option<Phase>)> {
-            let moved = st.ca.advance(now_unix())?.map(|(phase, _)| phase);
-            if let Some(phase) = moved {
+        let result = smol::unblock(move || -> Result<()> {
+            if let Some((phase, _)) = st.ca.advance(now_unix())? {
                 phase_changed(&st, phase, "auto");
             }
-            let mut s = s;
-            refresh(&st, &o, &mut s)?;
-            Ok((s, moved))
+            refresh(&st)
         })
         .await;
-        match result {
-            Ok((s, _)) => served = s,
-            Err(e) => warn!("keeping auth's certificates current failed: {e}; retrying"),
+        if let Err(e) = result {
+            warn!("keeping auth's certificates current failed: {e}; retrying");
         }
         state.revoke.expire(now_unix());
     }
 }
 
-/// Logs and audits a rotation phase change and tells every proxy. Blocking.
+/// Logs and audits a rotation phase change, brings auth's own certificates in line at once
+/// (not at the next second's check), and tells every proxy. Blocking.
 pub fn phase_changed(state: &AuthState, phase: Phase, mode: &str) {
     info!(
         "host CA rotation: phase {} ({mode}); CA pins now {}",
@@ -174,5 +176,8 @@ pub fn phase_changed(state: &AuthState, phase: Phase, mode: &str) {
         "ca.rotation",
         &[("phase", phase.name().into()), ("mode", mode.into())],
     );
+    if let Err(e) = refresh(state) {
+        warn!("auth's own certificates will follow the new phase at the next check: {e}");
+    }
     state.revoke.wake_links();
 }

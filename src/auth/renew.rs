@@ -35,7 +35,11 @@ pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str) -> Res
         Ok(c) => c,
         Err(e) => return Response::error(ErrorCode::BadParameter, e.to_string()),
     };
-    let (tls, tls_ca_certs) = match state.sign_host(&csr, subject, sans) {
+    // Only a request that would be signed takes the host's slot.
+    if !paced(state, &subject.host_id, now_unix()) {
+        return Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
+    }
+    let (tls, tls_ca_certs, ca_proof) = match state.sign_vouched(&csr, subject, sans) {
         Ok(signed) => signed,
         Err(e) => return Response::error(ErrorCode::Internal, e.to_string()),
     };
@@ -60,8 +64,28 @@ pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str) -> Res
         tls,
         tls_ca_certs,
         expires,
+        ca_proof,
     }
 }
+
+/// Takes this host's renewal slot if its pacing allows one now.
+fn paced(state: &AuthState, host_id: &str, now: i64) -> bool {
+    let changed = state.ca.get().rotation.changed;
+    let ttl = state.host_ttl_secs();
+    let mut renewed = state.renewed.lock().unwrap_or_else(|p| p.into_inner());
+    if !rotation::host_may_renew(renewed.get(host_id).copied(), now, changed, ttl) {
+        return false;
+    }
+    // Forget hosts whose gap has passed before the map grows past any real fleet.
+    if renewed.len() >= MAX_PACED {
+        renewed.retain(|_, at| now.saturating_sub(*at) < 10);
+    }
+    renewed.insert(host_id.to_string(), now);
+    true
+}
+
+/// Hosts whose last renewal auth remembers at most.
+const MAX_PACED: usize = 200_000;
 
 /// A node's renewal relayed by a proxy. The proxy is trusted for nothing: the node's current
 /// certificate must chain to a CA auth trusts, name `host_id` as a Node of this cluster, and
@@ -112,7 +136,7 @@ pub fn still_valid(state: &AuthState, cert: &CertFacts, now: i64) -> Result<(), 
         ));
     }
     let cas = state.ca.get();
-    if !cas.trusts_issuer(&cert.issuer) && !rotation::may_renew_late(cas.rotation.changed, now) {
+    if !cas.trusts_issuer(&cert.issuer) && !rotation::may_renew_late(cas.retired_at, now) {
         return Err("its certificate is from a CA the cluster no longer trusts".into());
     }
     Ok(())

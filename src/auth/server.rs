@@ -30,7 +30,6 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::net::{self, Framed};
 use crate::pki::ca::Sans;
-use crate::pki::identity::Identity;
 use crate::pki::live::LiveTls;
 use crate::pki::{self, Subject};
 use crate::proto::{self, ErrorCode, Request, Response, MAX_REQUEST_FRAME, PROTOCOL_VERSION};
@@ -65,7 +64,7 @@ impl AuthServer {
     /// Initializes storage and identities, binds the listener and starts serving.
     pub async fn start(settings: &Settings, shutdown: Shutdown) -> Result<AuthServer> {
         let s = settings.clone();
-        let (state, own, served) = smol::unblock(move || init(&s)).await?;
+        let state = smol::unblock(move || init(&s)).await?;
         let listener = TcpListener::bind(settings.auth.listen_addr)
             .await
             .map_err(|e| {
@@ -101,14 +100,8 @@ impl AuthServer {
             },
         );
         crate::rt::spawn(serve).detach();
-        let host_id = own.host_id.clone();
-        crate::rt::spawn(super::own::keep_current(
-            state.clone(),
-            own,
-            served,
-            shutdown.clone(),
-        ))
-        .detach();
+        let host_id = state.own.host_id.clone();
+        crate::rt::spawn(super::own::keep_current(state.clone(), shutdown.clone())).detach();
         crate::rt::spawn(housekeeping(state.clone(), shutdown)).detach();
         Ok(AuthServer {
             state,
@@ -119,7 +112,7 @@ impl AuthServer {
 }
 
 /// Blocking first-start work: directories, database, CAs, host UUID, identities.
-fn init(s: &Settings) -> Result<(Arc<AuthState>, Arc<Own>, Identity)> {
+fn init(s: &Settings) -> Result<Arc<AuthState>> {
     fsutil::ensure_private_dir(&s.data_dir)?;
     let backend: Arc<dyn Backend> =
         Arc::new(SqliteBackend::open(&s.data_dir.join(config::AUTH_DB_FILE))?);
@@ -128,14 +121,15 @@ fn init(s: &Settings) -> Result<(Arc<AuthState>, Arc<Own>, Identity)> {
     let host_id = load_or_create_host_uuid(&s.data_dir)?;
     let revoke = Revocations::load(backend.clone(), now)?;
     let tokens = TokenStore::new(backend, &s.auth.static_tokens)?;
-    let own = Arc::new(Own {
+    let own = Own {
         host_id,
         listen_addr: s.auth.listen_addr,
         admin_path: s.data_dir.join(config::ADMIN_IDENTITY_FILE),
         admin: Mutex::new(None),
         trusted: Mutex::new(Vec::new()),
-    });
-    // A placeholder until the real certificate exists: it needs the state to be issued.
+        served: Mutex::new(None),
+    };
+    // A placeholder until the real certificate is issued (that needs the state).
     let first = super::state::issue(
         &ca.get(),
         &Subject {
@@ -161,11 +155,11 @@ fn init(s: &Settings) -> Result<(Arc<AuthState>, Arc<Own>, Identity)> {
         audit: super::audit::AuditLog::open(&s.data_dir.join(config::AUDIT_LOG_FILE))?,
         revoke,
         tls: LiveTls::new(&first)?,
+        renewed: Mutex::new(Default::default()),
+        own,
     });
-    own.ensure_admin(&state)?;
-    let served = own.server_identity(&state)?;
-    state.tls.set_cert(&served)?;
-    Ok((state, own, served))
+    super::own::refresh(&state)?;
+    Ok(state)
 }
 
 /// Who is on the other side, from the verified client certificate: its subject, what renewal
@@ -227,7 +221,12 @@ async fn handle_conn(
             } else {
                 peer.to_string()
             };
-            match join::rate_limit(&state, source) {
+            // A locked or removed proxy relays nothing.
+            let denied = subject
+                .as_ref()
+                .filter(|_| by_proxy)
+                .and_then(|s| super::renew::refusal(&state, &s.host_id));
+            match denied.or_else(|| join::rate_limit(&state, source)) {
                 Some(refusal) => refusal,
                 None => join::register(&state, req, &label).await,
             }
@@ -257,7 +256,8 @@ async fn handle_conn(
         } => match &subject {
             Some(s) if s.role == crate::proto::ROLE_PROXY && version == PROTOCOL_VERSION => {
                 let source = join::real_source(peer.ip(), true, &remote_addr);
-                match join::rate_limit(&state, source) {
+                let denied = super::renew::refusal(&state, &s.host_id);
+                match denied.or_else(|| join::rate_limit(&state, source)) {
                     Some(refusal) => refusal,
                     None => {
                         let from = format!("{source} via proxy {peer}");

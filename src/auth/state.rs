@@ -38,6 +38,11 @@ pub struct AuthState {
     pub(crate) revoke: Arc<Revocations>,
     /// The certificate auth serves and the CAs its clients' certificates must chain to.
     pub(crate) tls: Arc<LiveTls>,
+    /// When each host last renewed (Unix seconds): renewals are paced per host, whatever the
+    /// connection or proxy they come through.
+    pub(crate) renewed: Mutex<std::collections::HashMap<String, i64>>,
+    /// Auth's own certificate and the admin identity.
+    pub(crate) own: super::own::Own,
 }
 
 impl AuthState {
@@ -66,7 +71,7 @@ impl AuthState {
         }
         let cas = self.ca.get();
         match &cas.retired {
-            Some(pem) if crate::core::rotation::may_renew_late(cas.rotation.changed, now) => {
+            Some(pem) if crate::core::rotation::may_renew_late(cas.retired_at, now) => {
                 crate::pki::certs_from_pem(pem)
                     .is_ok_and(|roots| crate::pki::live::verifies_with(&roots, cert))
             }
@@ -121,11 +126,25 @@ impl AuthState {
         subject: &Subject,
         sans: &Sans,
     ) -> Result<(String, Vec<String>)> {
+        let (cert, pems, _) = self.sign_vouched(csr, subject, sans)?;
+        Ok((cert, pems))
+    }
+
+    /// Like `sign_host`, with each CA's signature over the CA set (for renewals, whose answer
+    /// a proxy may relay). Blocking.
+    pub fn sign_vouched(
+        &self,
+        csr: &Csr,
+        subject: &Subject,
+        sans: &Sans,
+    ) -> Result<(String, Vec<String>, Vec<String>)> {
         let cas = self.ca.get();
         let cert = cas
             .signer(&subject.role)
             .sign_host(csr, subject, sans, self.host_ttl)?;
-        Ok((cert, cas.trusted_pems()))
+        let pems = cas.trusted_pems();
+        let vouch = cas.vouch(&pems)?;
+        Ok((cert, pems, vouch))
     }
 
     /// Issues an identity for a service of this process (no token needed: same trust domain).

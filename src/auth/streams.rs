@@ -14,7 +14,7 @@ use super::renew;
 use super::state::AuthState;
 use crate::clock::now_unix;
 use crate::core::inventory::node_info;
-use crate::core::rotation::{self, CertFacts};
+use crate::core::rotation::{self, CertFacts, Pace, RenewPacer};
 use crate::net::{self, Framed};
 use crate::pki::Subject;
 use crate::proto::limits;
@@ -151,7 +151,7 @@ pub async fn heartbeat_stream<S: Io>(
     // A node beating far faster than the interval costs the inventory lock once per half
     // interval, and its stream is closed if it keeps on.
     let mut pacer = Pacer::default();
-    let mut last_renewal = None;
+    let mut pacer_renew = RenewPacer::default();
     loop {
         let wake = next_or_killed(
             &mut conn,
@@ -215,20 +215,42 @@ pub async fn heartbeat_stream<S: Io>(
             }
             // The stream's TLS already proved the node holds its key: no proof needed.
             Wake::Msg(Some(Request::Renew { csr, .. })) => {
-                let now = std::time::Instant::now();
-                if !rotation::may_renew_again(last_renewal, now, state.host_ttl_secs()) {
-                    let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
-                    if conn.send(&soon).await.is_err() {
+                // An expired certificate renews nothing, even on a stream opened before.
+                if let Err(why) = renew::still_valid(&state, &cert, now_unix()) {
+                    warn!(
+                        "closed the stream of node {:?} ({}): {why}",
+                        info.hostname, info.uuid
+                    );
+                    lock(&state).remove(&subject.host_id, conn_id);
+                    let msg = format!("{why}: remove the identity and join again with a new token");
+                    let _ = conn
+                        .send(&Response::error(ErrorCode::AccessDenied, msg))
+                        .await;
+                    return;
+                }
+                let changed = state.ca.get().rotation.changed;
+                match pacer_renew.attempt(now_unix(), changed, state.host_ttl_secs()) {
+                    Pace::Go => {}
+                    Pace::TooSoon => {
+                        let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
+                        if conn.send(&soon).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Pace::Flood => {
+                        warn!(
+                            "node {:?} ({}) asks for renewals far too often; closing its stream",
+                            info.hostname, info.uuid
+                        );
                         return;
                     }
-                    continue;
                 }
                 let (st, subj) = (state.clone(), subject.clone());
                 let sans = state.host_sans(&subject.host_id, ROLE_NODE, &[]);
                 let answer = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr)).await;
                 if let Some(facts) = renewed_facts(&answer) {
                     cert = facts;
-                    last_renewal = Some(now);
                 }
                 if conn.send(&answer).await.is_err() {
                     return;

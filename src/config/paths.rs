@@ -13,6 +13,9 @@ pub const PROXY_IDENTITY_FILE: &str = "proxy-identity.pem";
 pub const HOST_UUID_FILE: &str = "host_uuid";
 /// Auth's database: the cluster CA and tokens (the installer never removes it).
 pub const AUTH_DB_FILE: &str = "auth.db";
+/// The locks and removals a proxy last heard of from auth, so a proxy restarted while auth is
+/// unreachable still refuses them.
+pub const PROXY_DENIALS_FILE: &str = "proxy-denials.json";
 /// Auth's audit log: one JSON event per line (`tctl audit ls`).
 pub const AUDIT_LOG_FILE: &str = "audit.log";
 

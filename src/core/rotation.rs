@@ -21,16 +21,48 @@ pub const DEFAULT_GRACE_SECS: u64 = 30 * 3600;
 /// with such a certificate are refused at once.
 pub const LATE_RENEWAL_SECS: i64 = 30;
 
-/// Whether a connection that last renewed at `last` may renew again at `now`: at most once per
-/// tenth of the certificate lifetime (between 1 s and 10 s), so a host cannot make auth sign
-/// (and fsync an audit event) in a loop.
-pub fn may_renew_again(
-    last: Option<std::time::Instant>,
-    now: std::time::Instant,
-    ttl_secs: u64,
-) -> bool {
-    let gap = std::time::Duration::from_secs((ttl_secs / 10).clamp(1, 10));
-    last.map_or(true, |l| now.saturating_duration_since(l) >= gap)
+/// Whether a host (or one connection) that last renewed at `last` (Unix seconds) may renew at
+/// `now`: once per tenth of the certificate lifetime (between 1 s and 10 s), so a host cannot
+/// make auth sign (and fsync an audit event) in a loop, and at once after a rotation phase
+/// began since (`changed`), which every host must follow.
+pub fn host_may_renew(last: Option<i64>, now: i64, changed: i64, ttl_secs: u64) -> bool {
+    let gap = (ttl_secs / 10).clamp(1, 10) as i64;
+    last.map_or(true, |l| now.saturating_sub(l) >= gap || l < changed)
+}
+
+/// What to do with a renewal or refresh attempt on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    Go,
+    /// Answer `rate_limited`.
+    TooSoon,
+    /// Too many too soon in a row: close the connection, as a heartbeat flood is.
+    Flood,
+}
+
+/// Paces renewal and refresh attempts on one connection, whether they succeed or not, by the
+/// rule of `host_may_renew`; after `MAX_EARLY_BEATS` refused in a row the peer is flooding.
+#[derive(Debug, Default)]
+pub struct RenewPacer {
+    last: Option<i64>,
+    refused: u32,
+}
+
+impl RenewPacer {
+    /// An attempt at `now` (Unix seconds); `changed`: when the last rotation phase began.
+    pub fn attempt(&mut self, now: i64, changed: i64, ttl_secs: u64) -> Pace {
+        if host_may_renew(self.last, now, changed, ttl_secs) {
+            self.last = Some(now);
+            self.refused = 0;
+            return Pace::Go;
+        }
+        self.refused += 1;
+        if self.refused > crate::proto::pace::MAX_EARLY_BEATS {
+            Pace::Flood
+        } else {
+            Pace::TooSoon
+        }
+    }
 }
 
 /// The answer to a renewal that came too soon after the last one.
@@ -38,9 +70,10 @@ pub const TOO_SOON: &str =
     "a renewal came too soon after the last one on this connection; retry shortly";
 
 /// Whether an open connection whose certificate is from an untrusted CA may still renew: only
-/// shortly after the CA set changed.
-pub fn may_renew_late(changed: i64, now: i64) -> bool {
-    now.saturating_sub(changed) <= LATE_RENEWAL_SECS
+/// shortly after a rotation dropped that CA (`retired_at`; later phase changes do not reopen
+/// the window).
+pub fn may_renew_late(retired_at: i64, now: i64) -> bool {
+    retired_at > 0 && now >= retired_at && now - retired_at <= LATE_RENEWAL_SECS
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -362,17 +395,36 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_renews_at_most_once_per_tenth_of_the_lifetime() {
-        let t0 = std::time::Instant::now();
-        let s = std::time::Duration::from_secs;
-        assert!(may_renew_again(None, t0, 86_400));
+    fn a_host_renews_once_per_gap_whatever_the_connection_unless_a_phase_began() {
+        assert!(host_may_renew(None, 100, 0, 86_400));
+        assert!(!host_may_renew(Some(95), 100, 0, 86_400));
+        assert!(host_may_renew(Some(90), 100, 0, 86_400));
         assert!(
-            !may_renew_again(Some(t0), t0 + s(9), 86_400),
-            "10 s at most"
+            host_may_renew(Some(95), 100, 96, 86_400),
+            "a phase began since"
         );
-        assert!(may_renew_again(Some(t0), t0 + s(10), 86_400));
-        assert!(may_renew_again(Some(t0), t0 + s(1), 6), "1 s at least");
-        assert!(!may_renew_again(Some(t0), t0, 6));
+        assert!(!host_may_renew(Some(96), 100, 96, 86_400));
+    }
+
+    #[test]
+    fn attempts_are_paced_whether_they_succeed_or_not_and_a_flood_is_named() {
+        let mut p = RenewPacer::default();
+        assert_eq!(p.attempt(100, 0, 86_400), Pace::Go);
+        for _ in 0..crate::proto::pace::MAX_EARLY_BEATS {
+            assert_eq!(p.attempt(100, 0, 86_400), Pace::TooSoon);
+        }
+        assert_eq!(p.attempt(100, 0, 86_400), Pace::Flood);
+        assert_eq!(p.attempt(110, 0, 86_400), Pace::Go, "the gap passed");
+        assert_eq!(
+            p.attempt(110, 0, 86_400),
+            Pace::TooSoon,
+            "the count starts over"
+        );
+        assert_eq!(
+            p.attempt(111, 111, 86_400),
+            Pace::Go,
+            "a rotation phase began"
+        );
     }
 
     #[test]

@@ -56,13 +56,17 @@ pub fn apply(
     answer: Response,
     path: &Path,
 ) -> Result<Identity> {
-    let (tls, tls_ca_certs) = match answer {
+    let (tls, tls_ca_certs, ca_proof) = match answer {
         Response::Renewed {
-            tls, tls_ca_certs, ..
-        } => (tls, tls_ca_certs),
+            tls,
+            tls_ca_certs,
+            ca_proof,
+            ..
+        } => (tls, tls_ca_certs, ca_proof),
         Response::Error { code, message } => return Err(Error::Remote { code, message }),
         other => return Err(crate::net::rpc::unexpected(other)),
     };
+    check_vouched(current, &key_pem, &tls, &tls_ca_certs, &ca_proof)?;
     let renewed = Identity {
         key_pem,
         cert_pem: tls,
@@ -79,6 +83,50 @@ pub fn apply(
     }
     checked.save(path)?;
     Ok(checked)
+}
+
+/// The answer may have been relayed by a proxy, so nothing in it is taken on trust: a CA this
+/// host already trusts must have signed the new CA set, and the new certificate must chain to
+/// that set and be for the key this host just made.
+fn check_vouched(
+    current: &Identity,
+    key_pem: &str,
+    cert_pem: &str,
+    cas: &[String],
+    ca_proof: &[String],
+) -> Result<()> {
+    let refused = |why: &str| {
+        Err(Error::Pki(format!(
+            "the renewed identity was refused: {why}"
+        )))
+    };
+    if cas.is_empty() || ca_proof.len() > 4 {
+        return refused("it came with no CA set, or too many signatures");
+    }
+    let trusted = current.ca_ders()?;
+    let vouched = trusted.iter().any(|ca| {
+        ca_proof
+            .iter()
+            .any(|sig| crate::pki::proof::verify_ca_list(ca, cas, sig))
+    });
+    if !vouched {
+        return refused("no CA this host trusts signed the CA set it came with");
+    }
+    let mut roots = Vec::new();
+    for pem in cas {
+        roots.extend(crate::pki::certs_from_pem(pem)?);
+    }
+    let cert = crate::pki::certs_from_pem(cert_pem)?.remove(0);
+    if !crate::pki::live::verifies_with(&roots, &cert) {
+        return refused("its certificate is not issued by the CA set it came with");
+    }
+    let key = rcgen::KeyPair::from_pem(key_pem)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert)
+        .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
+    if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return refused("its certificate is not for the key this host made");
+    }
+    Ok(())
 }
 
 /// When `identity` is due for renewal (Unix seconds): two thirds into its life.

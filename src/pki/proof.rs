@@ -14,6 +14,8 @@ use crate::secret::{hex, unhex};
 
 /// Domain separation: a proof signs nothing but a renewal CSR.
 const CONTEXT: &[u8] = b"teleport-lite renewal proof v1\n";
+/// Domain separation of a CA's signature over the CA set it hands out with a renewal.
+const CA_LIST_CONTEXT: &[u8] = b"teleport-lite ca list v1\n";
 /// Longest proof accepted (an ECDSA P-256 signature is at most 72 bytes).
 pub const MAX_PROOF_HEX: usize = 2 * 80;
 
@@ -23,19 +25,48 @@ fn message(csr_pem: &str) -> Vec<u8> {
 
 /// Signs `csr_pem` with the private key `key_pem` (PKCS#8 P-256, as rcgen writes it).
 pub fn sign(key_pem: &str, csr_pem: &str) -> Result<String> {
+    sign_bytes(key_pem, &message(csr_pem))
+}
+
+fn ca_list_message(pems: &[String]) -> Vec<u8> {
+    let mut m = CA_LIST_CONTEXT.to_vec();
+    for pem in pems {
+        m.extend_from_slice(pem.as_bytes());
+        m.push(0);
+    }
+    m
+}
+
+/// A CA's signature (with its key `ca_key_pem`) over the CA set `pems` it hands to a host: a
+/// host accepts a new CA set only when a CA it already trusts vouches for it, so whoever
+/// relays a renewal (a proxy) cannot slip in a CA of its own.
+pub fn sign_ca_list(ca_key_pem: &str, pems: &[String]) -> Result<String> {
+    sign_bytes(ca_key_pem, &ca_list_message(pems))
+}
+
+/// Whether `sig` is the signature of the CA certificate `ca_der` over `pems`.
+pub fn verify_ca_list(ca_der: &[u8], pems: &[String], sig: &str) -> bool {
+    verify_bytes(ca_der, &ca_list_message(pems), sig)
+}
+
+fn sign_bytes(key_pem: &str, msg: &[u8]) -> Result<String> {
     let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| Error::Pki(format!("cannot parse private key: {e}")))?;
     let rng = SystemRandom::new();
     let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.secret_der(), &rng)
         .map_err(|e| Error::Pki(format!("unusable private key: {e}")))?;
     let sig = key
-        .sign(&rng, &message(csr_pem))
-        .map_err(|_| Error::Pki("signing the renewal failed".into()))?;
+        .sign(&rng, msg)
+        .map_err(|_| Error::Pki("signing failed".into()))?;
     Ok(hex(sig.as_ref()))
 }
 
 /// Whether `proof` is a signature of `csr_pem` by the key of the certificate `cert_der`.
 pub fn verify(cert_der: &[u8], csr_pem: &str, proof: &str) -> bool {
+    verify_bytes(cert_der, &message(csr_pem), proof)
+}
+
+fn verify_bytes(cert_der: &[u8], msg: &[u8], proof: &str) -> bool {
     if proof.len() > MAX_PROOF_HEX {
         return false;
     }
@@ -47,7 +78,7 @@ pub fn verify(cert_der: &[u8], csr_pem: &str, proof: &str) -> bool {
     };
     let key = cert.public_key().subject_public_key.data.as_ref();
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
-        .verify(&message(csr_pem), &sig)
+        .verify(msg, &sig)
         .is_ok()
 }
 
@@ -82,5 +113,25 @@ mod tests {
         assert!(!verify(&der, &csr, "zz"));
         assert!(!verify(&der, &csr, &"00".repeat(200)));
         assert!(!verify(b"garbage", &csr, &proof));
+    }
+
+    #[test]
+    fn a_ca_list_is_vouched_for_only_by_the_ca_that_signed_it_and_only_as_signed() {
+        let ca = CertAuthority::generate("c").unwrap();
+        let other = CertAuthority::generate("c").unwrap();
+        let list = vec![ca.cert_pem.clone(), other.cert_pem.clone()];
+        let sig = sign_ca_list(&ca.key_pem, &list).unwrap();
+        let der = ca.cert_der().unwrap();
+        assert!(verify_ca_list(&der, &list, &sig));
+        assert!(!verify_ca_list(&other.cert_der().unwrap(), &list, &sig));
+        let mut grown = list.clone();
+        grown.push("evil".into());
+        assert!(
+            !verify_ca_list(&der, &grown, &sig),
+            "a CA added after signing"
+        );
+        assert!(!verify_ca_list(&der, &list[..1], &sig), "a CA removed");
+        // A renewal proof is not a CA-list signature, nor the other way round.
+        assert!(!verify(&der, &list.concat(), &sig));
     }
 }

@@ -320,6 +320,10 @@ pub struct TrustInfo {
     pub server_signer: usize,
     /// Unix seconds of the last change of the CA set or of a signer.
     pub changed: i64,
+    /// Unix seconds when the last rotation dropped a CA: tunnels with its certificates may
+    /// renew for 30 s after.
+    #[serde(default)]
+    pub retired_at: i64,
     pub host_cert_ttl_secs: u64,
 }
 
@@ -375,6 +379,10 @@ pub enum Response {
         tls: String,
         tls_ca_certs: Vec<String>,
         expires: i64,
+        /// Signatures over `tls_ca_certs` by the key of each CA auth holds (hex): the host
+        /// accepts the new set only if a CA it already trusts signed it (`pki::proof`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ca_proof: Vec<String>,
     },
     /// Answer to `Refresh`: the tunnel now lives until `expires` (Unix seconds).
     Refreshed {

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{info, warn};
@@ -12,7 +13,7 @@ use log::{info, warn};
 use super::state::Judge;
 use super::ProxyState;
 use crate::clock::now_unix;
-use crate::core::rotation::{self, CertFacts};
+use crate::core::rotation::{self, CertFacts, Pace, RenewPacer};
 use crate::mux;
 use crate::net::{self, Framed};
 use crate::pki::{self, Subject};
@@ -49,10 +50,15 @@ pub fn trust_changed(state: &ProxyState, info: TrustInfo) {
     *state.trust.write().unwrap_or_else(|p| p.into_inner()) = Some(judge);
 }
 
-/// Auth's new denials: close the tunnels of denied hosts and the dials of denied users now.
-pub fn denials_changed(state: &ProxyState, denials: Vec<Denial>) {
+/// Auth's new denials: refuse them from now on, close the tunnels of denied hosts and the
+/// dials of denied users, and keep them on disk for a restart while auth is unreachable.
+pub fn denials_changed(state: &Arc<ProxyState>, denials: Vec<Denial>) {
+    save_denials(state, &denials);
     let map: HashMap<LockTarget, String> =
         denials.into_iter().map(|d| (d.target, d.message)).collect();
+    // The map first: a tunnel or dial that starts now is refused, and one that started an
+    // instant before is in the lists closed below (both check again after registering).
+    *state.denied.write().unwrap_or_else(|p| p.into_inner()) = map.clone();
     for (target, message) in &map {
         match target {
             LockTarget::ServerId(id) => {
@@ -66,7 +72,51 @@ pub fn denials_changed(state: &ProxyState, denials: Vec<Denial>) {
             LockTarget::User(user) => state.user_dials.kill(user),
         }
     }
-    *state.denied.write().unwrap_or_else(|p| p.into_inner()) = map;
+}
+
+/// Writes the denials to `data_dir` off the executor; a newer push is never overwritten by an
+/// older one still being written.
+fn save_denials(state: &Arc<ProxyState>, denials: &[Denial]) {
+    let generation = state.denials_saved.0.fetch_add(1, Ordering::Relaxed) + 1;
+    let (st, json) = (
+        state.clone(),
+        serde_json::to_vec(denials).unwrap_or_default(),
+    );
+    crate::rt::spawn(smol::unblock(move || {
+        let mut written = st.denials_saved.1.lock().unwrap_or_else(|p| p.into_inner());
+        if *written >= generation {
+            return;
+        }
+        match crate::fsutil::write_atomic(&denials_path(&st.identity_path), &json, 0o600) {
+            Ok(()) => *written = generation,
+            Err(e) => warn!("cannot keep the locks and removals on disk: {e}"),
+        }
+    }))
+    .detach();
+}
+
+/// Where the denials are kept: next to the proxy's identity, in its `data_dir`.
+fn denials_path(identity_path: &std::path::Path) -> std::path::PathBuf {
+    let dir = identity_path.parent().unwrap_or(std::path::Path::new("."));
+    dir.join(crate::config::PROXY_DENIALS_FILE)
+}
+
+/// The denials saved by an earlier run, if any.
+pub fn load_denials(identity_path: &std::path::Path) -> HashMap<LockTarget, String> {
+    let path = denials_path(identity_path);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return HashMap::new();
+    };
+    match serde_json::from_slice::<Vec<Denial>>(&bytes) {
+        Ok(list) => list.into_iter().map(|d| (d.target, d.message)).collect(),
+        Err(e) => {
+            warn!(
+                "{} is unreadable ({e}); waiting for auth's list",
+                path.display()
+            );
+            HashMap::new()
+        }
+    }
 }
 
 /// What ended a wait on the control stream.
@@ -88,6 +138,14 @@ pub async fn run(
     state: &ProxyState,
     shutdown: &Shutdown,
 ) {
+    // Checked again now that the tunnel is registered: a lock pushed between the hello's check
+    // and the registration found no tunnel to close.
+    if let Some(why) = state.denial(&LockTarget::ServerId(subject.host_id.clone())) {
+        let _ = ctl
+            .send(&Response::error(ErrorCode::AccessDenied, why))
+            .await;
+        return;
+    }
     let beat = RelayedBeat {
         host_id: subject.host_id.clone(),
         node_name: hello.node_name.clone(),
@@ -99,7 +157,7 @@ pub async fn run(
     // One relayed beat per half interval at most: a node that beats faster cannot fill the
     // relay queue and crowd out every other node's beats.
     let mut pacer = Pacer::default();
-    let mut last_renewal = None;
+    let mut pacer_renew = RenewPacer::default();
     loop {
         let idle = state.interval() * 3;
         let wake = futures_lite::future::or(
@@ -146,7 +204,19 @@ pub async fn run(
                         return;
                     }
                     Some((Ok(()), renew)) => renew,
-                    // Auth has not said yet: the certificate's own age decides.
+                    // Auth has not said yet: the certificate's own dates decide.
+                    None if cert.not_after <= now => {
+                        warn!(
+                            "closing the tunnel of {:?}: its certificate expired",
+                            hello.node_name
+                        );
+                        let msg = "its certificate expired: remove the identity and join again \
+                                   with a new token";
+                        let _ = ctl
+                            .send(&Response::error(ErrorCode::AccessDenied, msg))
+                            .await;
+                        return;
+                    }
                     None => now >= cert.renew_at(),
                 };
                 let relayed = match pacer.on_beat(std::time::Instant::now(), state.interval()) {
@@ -179,19 +249,16 @@ pub async fn run(
                 }
             }
             Some(Ok(Some(Request::Renew { csr, proof }))) => {
-                let now = std::time::Instant::now();
-                let ttl = state
-                    .trust
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                    .map_or(0, |j| j.info.host_cert_ttl_secs);
-                if !rotation::may_renew_again(last_renewal, now, ttl) {
-                    let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
-                    if ctl.send(&soon).await.is_err() {
-                        return;
+                match pace(&mut pacer_renew, state) {
+                    Pace::Go => {}
+                    Pace::TooSoon => {
+                        let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
+                        if ctl.send(&soon).await.is_err() {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
+                    Pace::Flood => return flooded(hello),
                 }
                 let host_id = subject.host_id.clone();
                 let shown = cert_pem.clone();
@@ -206,21 +273,38 @@ pub async fn run(
                 if let Some((facts, pem)) = renewed(&answer) {
                     cert = facts;
                     cert_pem = pem;
-                    last_renewal = Some(now);
                 }
                 if ctl.send(&answer).await.is_err() {
                     return;
                 }
             }
             Some(Ok(Some(Request::Refresh { cert: pem }))) => {
-                let answer = match refreshed(state, subject, &pem) {
-                    Ok(facts) => {
-                        let expires = facts.not_after;
-                        cert = facts;
-                        cert_pem = pem;
-                        Response::Refreshed { expires }
+                match pace(&mut pacer_renew, state) {
+                    Pace::Go => {}
+                    Pace::TooSoon => {
+                        let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
+                        if ctl.send(&soon).await.is_err() {
+                            return;
+                        }
+                        continue;
                     }
-                    Err(why) => Response::error(ErrorCode::BadParameter, why),
+                    Pace::Flood => return flooded(hello),
+                }
+                // The certificate this tunnel is judged by already: nothing to check.
+                let answer = if pem == cert_pem {
+                    Response::Refreshed {
+                        expires: cert.not_after,
+                    }
+                } else {
+                    match refreshed(state, subject, &pem) {
+                        Ok(facts) => {
+                            let expires = facts.not_after;
+                            cert = facts;
+                            cert_pem = pem;
+                            Response::Refreshed { expires }
+                        }
+                        Err(why) => Response::error(ErrorCode::BadParameter, why),
+                    }
                 };
                 if ctl.send(&answer).await.is_err() {
                     return;
@@ -252,6 +336,24 @@ pub async fn run(
             _ => return,
         }
     }
+}
+
+/// Takes a renewal or refresh attempt through the tunnel's pacer.
+fn pace(pacer: &mut RenewPacer, state: &ProxyState) -> Pace {
+    let (ttl, changed) = state
+        .trust
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map_or((0, 0), |j| (j.info.host_cert_ttl_secs, j.info.changed));
+    pacer.attempt(now_unix(), changed, ttl)
+}
+
+fn flooded(hello: &StreamHello) {
+    warn!(
+        "tunnel of {:?} sends renewals or refreshes far too often; closing it",
+        hello.node_name
+    );
 }
 
 /// The facts and PEM of the certificate in a `Renewed` answer.

@@ -139,6 +139,8 @@ impl ProxyServer {
         let own_web = web_trust(&identity, settings)?;
         let (relay_tx, relay_rx) = smol::channel::bounded(RELAY_QUEUE);
         let (renew_now, renew_rx) = smol::channel::bounded(1);
+        // Locks and removals heard before a restart hold until auth says otherwise.
+        let denied = control::load_denials(&path);
         let state = Arc::new(ProxyState {
             me: ProxyRef {
                 id: subject.host_id.clone(),
@@ -152,7 +154,8 @@ impl ProxyServer {
             identity_path: path,
             tls,
             trust: RwLock::new(None),
-            denied: RwLock::new(HashMap::new()),
+            denied: RwLock::new(denied),
+            denials_saved: (AtomicU64::new(0), Mutex::new(0)),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             renew_now,

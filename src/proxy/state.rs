@@ -45,7 +45,9 @@ impl Judge {
                 crate::clock::rfc3339(cert.not_after)
             ));
         }
-        if !self.names.contains(&cert.issuer) && !rotation::may_renew_late(self.info.changed, now) {
+        if !self.names.contains(&cert.issuer)
+            && !rotation::may_renew_late(self.info.retired_at, now)
+        {
             return Err("its certificate is from a CA the cluster no longer trusts".into());
         }
         Ok(())
@@ -97,6 +99,8 @@ pub struct ProxyState {
     pub next_request: AtomicU64,
     /// Wakes this proxy's own renewal (auth asked for it in a heartbeat answer).
     pub renew_now: Sender<()>,
+    /// Pushes of denials seen, and the last one written to disk.
+    pub denials_saved: (AtomicU64, Mutex<u64>),
     pub proxies: Mutex<Vec<ProxyRef>>,
     /// Host ID -> its tunnels here, newest last. A node briefly has two when a re-dial lands on
     /// a proxy it already holds (it closes the new one right away).

@@ -285,6 +285,15 @@ pub async fn serve_dial(
             return;
         }
     };
+    // Checked again now that the slot is held: a lock pushed in between found no dial to close.
+    if slot.is_some() {
+        if let Some(why) = state.denial(&LockTarget::User(subject.host_id.clone())) {
+            warn!("refused a dial by {who} at {peer}: {why}");
+            m.proxy_dials_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = f.send(&Response::error(ErrorCode::AccessDenied, why)).await;
+            return;
+        }
+    }
     match dial_node(&state, &node, &addr).await {
         Ok((stream, node_rest)) => {
             m.proxy_dials_ok.fetch_add(1, Ordering::Relaxed);

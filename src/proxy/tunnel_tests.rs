@@ -60,6 +60,7 @@ fn state() -> (Arc<ProxyState>, Receiver<Request>) {
         pending: Mutex::new(HashMap::new()),
         next_request: AtomicU64::new(1),
         renew_now: smol::channel::bounded(1).0,
+        denials_saved: (AtomicU64::new(0), Mutex::new(0)),
         proxies: Mutex::new(Vec::new()),
         tunnels: Mutex::new(HashMap::new()),
         relay_tx,

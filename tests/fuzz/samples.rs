@@ -333,6 +333,7 @@ pub fn responses(cert_pem: &str) -> Vec<Response> {
             tls: cert_pem.into(),
             tls_ca_certs: vec![cert_pem.into(), cert_pem.into()],
             expires: 1_900_000_000,
+            ca_proof: vec!["3045022100".into()],
         },
         Response::Refreshed {
             expires: 1_900_000_000,
@@ -346,6 +347,7 @@ pub fn responses(cert_pem: &str) -> Vec<Response> {
             client_signer: 1,
             server_signer: 0,
             changed: 1_800_000_000,
+            retired_at: 1_799_000_000,
             host_cert_ttl_secs: 24 * 3600,
         }),
         Response::Denied {

@@ -274,12 +274,15 @@ impl Conn {
                 tls,
                 mut tls_ca_certs,
                 expires,
+                ca_proof,
             }) => {
+                // Slips its CA into the set, keeping auth's signatures (now over another set).
                 tls_ca_certs.push(self.ca_pem.clone());
                 Response::Renewed {
                     tls,
                     tls_ca_certs,
                     expires,
+                    ca_proof,
                 }
             }
             raw::Outcome::Reply(other) => other,

@@ -51,7 +51,9 @@ fn renew_on_a_nodes_stream_renews_only_that_node_and_ends_at_the_sender() {
             raw::beat(&mut s, 1).await,
             "the stream ended after a bad CSR"
         );
+        // Attempts are paced per stream, failed or not: the next one on a stream of its own.
         // A CSR that names the admin still gets this node's certificate, as a node.
+        let mut s = raw::stream(&addr, &node).await;
         let (_, csr) = new_key_and_csr("admin").unwrap();
         s.send(&Request::Renew {
             csr,
@@ -102,6 +104,13 @@ async fn tunnel_refused(proxy: &str, id: &Identity, node: &Identity) -> Outcome 
     raw::outcome(&mut ctl, T).await
 }
 
+/// The answer to `req` as the first request on a new tunnel of `node`.
+async fn attempt(proxy: &str, node: &Identity, req: Request) -> Outcome {
+    let (_m, mut ctl) = raw::tunnel(proxy, node).await;
+    ctl.send(&req).await.unwrap();
+    raw::outcome(&mut ctl, T).await
+}
+
 #[test]
 fn renew_and_refresh_on_a_tunnel_serve_only_that_node_and_end_at_the_sender() {
     // Catches: relaying a renewal whose proof is missing or by another key; a refresh that
@@ -127,22 +136,26 @@ fn renew_and_refresh_on_a_tunnel_serve_only_that_node_and_end_at_the_sender() {
             "renew before the hello: {o:?}"
         );
 
-        let (_m, mut ctl) = raw::tunnel(&proxy, &node).await;
+        // Renewals and refreshes are paced per tunnel whether they succeed or not, so each
+        // refusal below is tried on a tunnel of its own.
         let (_, csr) = new_key_and_csr("x").unwrap();
         let foreign = proof::sign(&other.key_pem, &csr).unwrap();
-        ctl.send(&Request::Renew {
-            csr,
-            proof: foreign,
-        })
-        .await
-        .unwrap();
-        let o = raw::outcome(&mut ctl, T).await;
+        let o = attempt(
+            &proxy,
+            &node,
+            Request::Renew {
+                csr,
+                proof: foreign,
+            },
+        )
+        .await;
         assert!(
             is(&o, ErrorCode::AccessDenied, "not signed with the key"),
             "proof by another key: {o:?}"
         );
         let csr = "not a csr".to_string();
         let proved = proof::sign(&node.key_pem, &csr).unwrap();
+        let (_m, mut ctl) = raw::tunnel(&proxy, &node).await;
         ctl.send(&Request::Renew { csr, proof: proved })
             .await
             .unwrap();
@@ -155,6 +168,8 @@ fn renew_and_refresh_on_a_tunnel_serve_only_that_node_and_end_at_the_sender() {
             raw::beat(&mut ctl, 1).await,
             "the tunnel ended after bad renewals"
         );
+        drop((_m, ctl));
+        let (_m, mut ctl) = raw::tunnel(&proxy, &node).await;
         ctl.send(&raw::renew_of(&node).1).await.unwrap();
         let renewed = raw::outcome(&mut ctl, T).await;
         assert_eq!(raw::renewed_subject(&renewed), node.subject().unwrap());
@@ -175,8 +190,7 @@ fn renew_and_refresh_on_a_tunnel_serve_only_that_node_and_end_at_the_sender() {
             ("another CA's", forged),
             ("garbage", "-----BEGIN CERTIFICATE-----\nAAAA\n".into()),
         ] {
-            ctl.send(&Request::Refresh { cert }).await.unwrap();
-            let o = raw::outcome(&mut ctl, T).await;
+            let o = attempt(&proxy, &node, Request::Refresh { cert }).await;
             assert!(
                 is(
                     &o,
@@ -186,6 +200,9 @@ fn renew_and_refresh_on_a_tunnel_serve_only_that_node_and_end_at_the_sender() {
                 "refresh with {what} certificate: {o:?}"
             );
         }
+        // The renewed certificate, shown on a tunnel opened with the old one.
+        drop((_m, ctl));
+        let (_m, mut ctl) = raw::tunnel(&proxy, &node).await;
         let Outcome::Reply(Response::Renewed { tls, .. }) = renewed else {
             unreachable!()
         };
@@ -205,11 +222,13 @@ fn renew_and_refresh_on_a_tunnel_serve_only_that_node_and_end_at_the_sender() {
         let o = raw::outcome(&mut ctl, T).await;
         assert!(matches!(o, Outcome::Closed), "malformed refresh: {o:?}");
 
+        drop((_m, ctl));
         let (_m, mut ctl) = raw::tunnel(&proxy, &node).await;
         ctl.send_raw(&raw::too_large()).await.unwrap();
         let o = raw::outcome(&mut ctl, T).await;
         assert!(matches!(o, Outcome::Closed), "too large: {o:?}");
         // Never finished: closed after three silent intervals (500 ms here).
+        drop((_m, ctl));
         let (_m, mut ctl) = raw::tunnel(&proxy, &node).await;
         ctl.send_raw(&raw::unfinished()).await.unwrap();
         let t = Instant::now();

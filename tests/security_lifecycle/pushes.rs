@@ -178,6 +178,7 @@ fn bad_pushes(locked: &str) -> Vec<u8> {
             client_signer: 7,
             server_signer: usize::MAX,
             changed: i64::MIN,
+            retired_at: i64::MAX,
             host_cert_ttl_secs: u64::MAX,
         })
     };
