@@ -105,12 +105,12 @@ impl Cas {
         out
     }
 
-    /// Signatures over `pems` by each CA key auth holds: a host verifies one with a CA it
-    /// already trusts before it accepts `pems`.
-    pub fn vouch(&self, pems: &[String]) -> Result<Vec<String>> {
+    /// Signatures over `pems` and the certificate handed out with them, by each CA key auth
+    /// holds: a host verifies one with a CA it already trusts before it accepts `pems`.
+    pub fn vouch(&self, pems: &[String], cert_pem: &str) -> Result<Vec<String>> {
         std::iter::once(&self.current)
             .chain(self.next.as_ref())
-            .map(|ca| crate::pki::proof::sign_ca_list(&ca.key_pem, pems))
+            .map(|ca| crate::pki::proof::sign_ca_list(&ca.key_pem, pems, cert_pem))
             .collect()
     }
 

@@ -143,7 +143,7 @@ impl AuthState {
             .signer(&subject.role)
             .sign_host(csr, subject, sans, self.host_ttl)?;
         let pems = cas.trusted_pems();
-        let vouch = cas.vouch(&pems)?;
+        let vouch = cas.vouch(&pems, &cert)?;
         Ok((cert, pems, vouch))
     }
 

@@ -107,7 +107,7 @@ fn check_vouched(
     let vouched = trusted.iter().any(|ca| {
         ca_proof
             .iter()
-            .any(|sig| crate::pki::proof::verify_ca_list(ca, cas, sig))
+            .any(|sig| crate::pki::proof::verify_ca_list(ca, cas, cert_pem, sig))
     });
     if !vouched {
         return refused("no CA this host trusts signed the CA set it came with");

@@ -28,25 +28,29 @@ pub fn sign(key_pem: &str, csr_pem: &str) -> Result<String> {
     sign_bytes(key_pem, &message(csr_pem))
 }
 
-fn ca_list_message(pems: &[String]) -> Vec<u8> {
+fn ca_list_message(pems: &[String], cert_pem: &str) -> Vec<u8> {
     let mut m = CA_LIST_CONTEXT.to_vec();
     for pem in pems {
         m.extend_from_slice(pem.as_bytes());
         m.push(0);
     }
+    m.push(0);
+    m.extend_from_slice(cert_pem.as_bytes());
     m
 }
 
-/// A CA's signature (with its key `ca_key_pem`) over the CA set `pems` it hands to a host: a
-/// host accepts a new CA set only when a CA it already trusts vouches for it, so whoever
-/// relays a renewal (a proxy) cannot slip in a CA of its own.
-pub fn sign_ca_list(ca_key_pem: &str, pems: &[String]) -> Result<String> {
-    sign_bytes(ca_key_pem, &ca_list_message(pems))
+/// A CA's signature (with its key `ca_key_pem`) over the CA set `pems` it hands to a host with
+/// the certificate `cert_pem`: a host accepts a new CA set only when a CA it already trusts
+/// vouches for it, so whoever relays a renewal (a proxy) cannot slip in a CA of its own. The
+/// certificate is signed too, so an older set (with its valid signature) cannot be replayed
+/// with a fresh certificate to keep a host trusting a CA the cluster has dropped.
+pub fn sign_ca_list(ca_key_pem: &str, pems: &[String], cert_pem: &str) -> Result<String> {
+    sign_bytes(ca_key_pem, &ca_list_message(pems, cert_pem))
 }
 
-/// Whether `sig` is the signature of the CA certificate `ca_der` over `pems`.
-pub fn verify_ca_list(ca_der: &[u8], pems: &[String], sig: &str) -> bool {
-    verify_bytes(ca_der, &ca_list_message(pems), sig)
+/// Whether `sig` is the signature of the CA certificate `ca_der` over `pems` and `cert_pem`.
+pub fn verify_ca_list(ca_der: &[u8], pems: &[String], cert_pem: &str, sig: &str) -> bool {
+    verify_bytes(ca_der, &ca_list_message(pems, cert_pem), sig)
 }
 
 fn sign_bytes(key_pem: &str, msg: &[u8]) -> Result<String> {
@@ -120,17 +124,29 @@ mod tests {
         let ca = CertAuthority::generate("c").unwrap();
         let other = CertAuthority::generate("c").unwrap();
         let list = vec![ca.cert_pem.clone(), other.cert_pem.clone()];
-        let sig = sign_ca_list(&ca.key_pem, &list).unwrap();
+        let sig = sign_ca_list(&ca.key_pem, &list, "cert-1").unwrap();
         let der = ca.cert_der().unwrap();
-        assert!(verify_ca_list(&der, &list, &sig));
-        assert!(!verify_ca_list(&other.cert_der().unwrap(), &list, &sig));
+        assert!(verify_ca_list(&der, &list, "cert-1", &sig));
+        assert!(!verify_ca_list(
+            &other.cert_der().unwrap(),
+            &list,
+            "cert-1",
+            &sig
+        ));
         let mut grown = list.clone();
         grown.push("evil".into());
         assert!(
-            !verify_ca_list(&der, &grown, &sig),
+            !verify_ca_list(&der, &grown, "cert-1", &sig),
             "a CA added after signing"
         );
-        assert!(!verify_ca_list(&der, &list[..1], &sig), "a CA removed");
+        assert!(
+            !verify_ca_list(&der, &list[..1], "cert-1", &sig),
+            "a CA removed"
+        );
+        assert!(
+            !verify_ca_list(&der, &list, "cert-2", &sig),
+            "an older set replayed with another certificate"
+        );
         // A renewal proof is not a CA-list signature, nor the other way round.
         assert!(!verify(&der, &list.concat(), &sig));
     }
