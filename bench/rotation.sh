@@ -21,8 +21,10 @@ NT=$(TCTL tokens add --type=node --ttl=1h --format=text)
   --data-dir "$W/agents" 2>"$W/loadgen.log" & LG=$!; pids+=($LG)
 all_listed() { [ "$(TCTL nodes ls --format=json | jq length)" = "$M" ]; }
 wait_until 300 all_listed
-all_tunnels() { [ "$(TCTL proxies ls --format=json | jq "[.[] | select(.tunnels == $M)] | length")" = "2" ]; }
-wait_until 120 all_tunnels
+# Convergence onto both proxies is bench/tunnels.sh's business (issue 11): a node is listed as
+# soon as it holds one tunnel, and the rotation is measured on what the fleet holds then.
+sleep 10
+TUNNELS=$(TCTL proxies ls --format=json | jq '[.[].tunnels] | add')
 
 HZ=$(getconf CLK_TCK)
 GRACE_S=$(python3 -c "import re,sys; m=re.fullmatch(r'(\d+)(s|m|h)', sys.argv[1]); print(int(m[1])*{'s':1,'m':60,'h':3600}[m[2]])" "$GRACE")
@@ -42,11 +44,14 @@ done
 r1=$(cpu_ticks "$AUTH_PID")
 ROT_TICKS=$((r1 - r0))
 new_pin=$(TCTL status | awk '/CA pin/{print $3}')
-NEW_CA=$(curl -sk "https://127.0.0.1:$LB_PORT/webapi/auth/export?type=tls-host")
 moved() {
-  local n=0 f
+  # The proxies' CA set, once it is the new CA alone (they renew after the last phase too).
+  local ca n=0 f
+  ca=$(curl -sk "https://127.0.0.1:$LB_PORT/webapi/auth/export?type=tls-host")
+  [ "$(echo "$ca" | grep -c 'BEGIN CERTIFICATE')" = 1 ] || return 1
+  local line; line=$(echo "$ca" | sed -n 2p)
   for f in "$W"/agents/*/node-identity.pem; do
-    if [ "$(grep -c 'BEGIN CERTIFICATE' "$f")" = 2 ] && grep -qF "$(echo "$NEW_CA" | sed -n 2p)" "$f"; then
+    if [ "$(grep -c 'BEGIN CERTIFICATE' "$f")" = 2 ] && grep -qF "$line" "$f"; then
       n=$((n + 1))
     fi
   done
@@ -58,7 +63,7 @@ LOST=$(grep -c 'tunnel to proxy .* closed' "$W/loadgen.log" || true)
 
 cat <<OUT
 teleport-lite rotation benchmark: $M agents x 2 proxies behind HAProxy, heartbeat 5s, grace $GRACE
-  CA pin: $old_pin -> $new_pin
+  CA pin: $old_pin -> $new_pin   (tunnels held when it started: $TUNNELS of $((2 * M)))
   fewest nodes listed during the rotation:      $min_listed of $M
   every agent holds only the new CA after:      $(( end_ms - start_ms )) ms (grace $GRACE_S s)
   auth CPU during the rotation:                 $(awk "BEGIN{printf \"%.2f\", $ROT_TICKS/$HZ}") s  (idle heartbeats over the same span: $(awk "BEGIN{printf \"%.2f\", $IDLE_TICKS/$HZ}") s; ratio $(awk "BEGIN{printf \"%.1f\", $ROT_TICKS/($IDLE_TICKS>0?$IDLE_TICKS:1)}"))
