@@ -1,6 +1,7 @@
 //! The wire protocol between teleport-lite processes: length-prefixed JSON frames over TLS.
 //! No I/O here; see `docs/protocol.md` for the message flow.
 
+pub mod admin;
 pub mod frame;
 pub mod limits;
 pub mod msg;
