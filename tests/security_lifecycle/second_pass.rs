@@ -1,12 +1,15 @@
 //! Second red-team pass on the lifecycle fixes: what a proxy identity (a compromised proxy
 //! host, whose identity file stays current through rotations, or a rogue proxy joined with a
-//! proxy token) can still do with the renewal requests and answers it relays (`mitm::Mitm`).
+//! proxy token) can still do with the renewal requests and answers it relays (`mitm::Mitm`),
+//! and what the fixes left to a race.
 //!
 //! | attack | today | fix named in the test |
 //! |---|---|---|
 //! | an older `ca_proof` and CA set swapped into a later renewal answer | the node trusts the retired CA again | sign the set with the certificate |
 //! | a kept renewal request replayed as the host's slot reopens | the node never renews, on any path | pace per (host, path) |
 //! | renewals asked for at every beat and never answered | the node skips every renewal the honest proxy asks for | no renewal over a failed tunnel |
+//! | a node renewed in the second the final `standby` began | it keeps trusting the retired CA | `issued <= changed` |
+//! | a symlink planted at `proxy-denials.json` | replaced, never written through (holds) | |
 
 #[path = "second_pass/mitm.rs"]
 mod mitm;
@@ -287,4 +290,109 @@ fn a_proxy_that_never_answers_renewals_cannot_keep_the_node_from_renewing_over_a
         n.proc().log_text()
     );
     drop(p);
+}
+
+/// When auth signed a certificate (Unix seconds).
+fn issued(cert_pem: &str) -> i64 {
+    let der = pki::certs_from_pem(cert_pem).unwrap().remove(0);
+    pki::facts_of(&der).unwrap().issued
+}
+
+#[test]
+fn a_node_that_renewed_in_the_second_a_rotation_ended_still_drops_the_retired_ca() {
+    // VULNERABLE (a race, no attacker needed). Auth asks a host to renew after a phase change
+    // when its certificate was issued *before* the change, in whole seconds (`must_renew`:
+    // `cert.issued < changed`). A node that renewed for `update_servers` in the very second
+    // the final `standby` began (an operator or script running the last phases back to back)
+    // is never asked again: it keeps trusting the retired CA until its next renewal, two
+    // thirds of `host_cert_ttl` later (16 h by default), and whoever holds that CA's key
+    // poses as auth or a proxy to it meanwhile. The same tie skips a node's renewal for
+    // `init` (it does not learn the new CA until the next phase). Fix: compare with
+    // `cert.issued <= changed` in `rotation::must_renew` (and `l <= changed` in
+    // `host_may_renew`, so that renewal is not refused as too soon), or keep `changed` in
+    // milliseconds.
+    let c = lifecycle::cluster("");
+    let (mut n, _) = lifecycle::direct_node(&c, "same-second", &lifecycle::diag_addr());
+    c.wait_node("same-second", T);
+    let path = node_identity_path(&n);
+    let stored = || lifecycle::read_identity(&path);
+    // The second after the one `cert` was issued in: a phase beginning then asks the node to
+    // renew.
+    let next_second = |cert: &str| {
+        let at = issued(cert);
+        wait_for(T, "the next second", || (now_unix() > at).then_some(()));
+    };
+    let renewed = |phase: &str, before: &str| {
+        wait_for(T, &format!("the node to renew for {phase}"), || {
+            Some(stored().cert_pem).filter(|c| c != before)
+        })
+    };
+    for _ in 0..5 {
+        let old = stored_ca(&c).cert_pem;
+        let mut cert = stored().cert_pem;
+        for phase in ["init", "update_clients", "update_servers"] {
+            next_second(&cert);
+            manual(&c, phase);
+            cert = renewed(phase, &cert);
+        }
+        let second = issued(&cert);
+        let before = now_unix();
+        manual(&c, "standby");
+        let tie = before == second && now_unix() == second;
+        let new_ca = stored_ca(&c).cert_pem;
+        let dropped = || (stored().ca_pems == [new_ca.clone()]).then_some(());
+        if !tie {
+            // The standby came a second later: the usual path, asked again at once.
+            wait_for(T, "the node to drop the retired CA", dropped);
+            continue;
+        }
+        let start = Instant::now();
+        while dropped().is_none() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            dropped().is_some(),
+            "the node renewed for update_servers in the second the final standby began \
+             ({second}); 5 s later (heartbeats every second) node-identity.pem still trusts \
+             the retired CA: {}",
+            stored().ca_pems.contains(&old)
+        );
+        lifecycle::assert_running(n.proc());
+        return;
+    }
+    panic!("the standby never began in the second of the node's last renewal");
+}
+
+#[test]
+fn a_proxy_keeps_its_denials_private_and_never_writes_them_through_a_planted_symlink() {
+    // Holds today; catches a `save_denials` that writes in place (`fs::write`, following a
+    // symlink planted at `proxy-denials.json` onto a file elsewhere) or with the default mode
+    // (0644: every local user reads who is locked and why). Reading the file at start follows
+    // a symlink and has no size cap, but only the data_dir's owner (0700) can plant one there,
+    // and what the proxy writes is bounded by the frames auth pushes.
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::start_with_proxy(false, free_port());
+    let file = c.path().join("auth/proxy-denials.json");
+    wait_for(T, "the proxy to keep its denials on disk", || {
+        file.exists().then_some(())
+    });
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("not-the-proxys");
+    fs::write(&target, "untouched").unwrap();
+    fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&target, &file).unwrap();
+    c.tctl_ok(&["lock", "--user=mallory", "--message=planted"]);
+    wait_for(T, "the lock on disk", || {
+        let text = fs::read_to_string(&file).ok()?;
+        text.contains("mallory").then_some(())
+    });
+    let meta = fs::symlink_metadata(&file).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the proxy wrote its denials through the symlink planted at {}",
+        file.display()
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
+    let mode = meta.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "proxy-denials.json is mode {mode:o}");
 }
