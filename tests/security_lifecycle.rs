@@ -31,6 +31,8 @@ mod messages;
 mod pushes;
 #[path = "security_lifecycle/revocation.rs"]
 mod revocation;
+#[path = "security_lifecycle/second_pass.rs"]
+mod second_pass;
 #[path = "security_lifecycle/stolen_proxy.rs"]
 mod stolen_proxy;
 #[path = "security_lifecycle/tokens.rs"]
