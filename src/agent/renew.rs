@@ -3,9 +3,9 @@
 //! proxy (`Refresh`) so no tunnel is re-established. New connections use the newest identity.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use log::info;
@@ -29,6 +29,24 @@ pub struct Renewer {
     /// Counts renewals: a tunnel that showed an older certificate refreshes.
     generation: AtomicU64,
     busy: AtomicBool,
+    /// The path whose last renewal failed or went unanswered, and when: with another path
+    /// held, it is not used for `AVOID_FAILED` (a proxy that asks for renewals and never
+    /// answers them cannot keep the node from renewing over the others).
+    failed: Mutex<Option<(String, Instant)>>,
+    /// Tunnels held now (0 on a direct stream, the only path).
+    paths: AtomicUsize,
+}
+
+/// How long a path whose renewal failed is skipped while another is held.
+const AVOID_FAILED: Duration = Duration::from_secs(60);
+
+/// Counts a tunnel as a path for renewals while it lives.
+pub struct PathGuard(Arc<Renewer>);
+
+impl Drop for PathGuard {
+    fn drop(&mut self) {
+        self.0.paths.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Clears the busy flag however a renewal ends.
@@ -49,7 +67,24 @@ impl Renewer {
             path,
             generation: AtomicU64::new(0),
             busy: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            paths: AtomicUsize::new(0),
         })
+    }
+
+    /// Registers a tunnel as a path for renewals until the guard is dropped.
+    pub fn path(self: &Arc<Self>) -> PathGuard {
+        self.paths.fetch_add(1, Ordering::AcqRel);
+        PathGuard(self.clone())
+    }
+
+    /// Whether `via` failed lately while another path is there to try.
+    fn avoided(&self, via: &str) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = failed
+            .as_ref()
+            .is_some_and(|(v, at)| v == via && at.elapsed() < AVOID_FAILED);
+        recent && self.paths.load(Ordering::Acquire) > 1
     }
 
     pub fn identity(&self) -> Identity {
@@ -80,16 +115,27 @@ impl Renewer {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        if self.busy.swap(true, Ordering::AcqRel) {
+        if self.avoided(via) || self.busy.swap(true, Ordering::AcqRel) {
             return Ok(false);
         }
         let _busy = Busy(&self.busy);
         let renewed = self.renew(conn, via).await;
-        let counter = match renewed {
+        let counter = match &renewed {
             Ok(()) => &METRICS.cert_renewals,
             Err(_) => &METRICS.cert_renewal_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match &renewed {
+            Ok(()) => *failed = None,
+            // "Too soon" is pacing, not a fault of the path.
+            Err(Error::Remote {
+                code: crate::proto::ErrorCode::RateLimited,
+                ..
+            }) => {}
+            Err(_) => *failed = Some((via.to_string(), Instant::now())),
+        }
+        drop(failed);
         renewed.map(|()| true)
     }
 

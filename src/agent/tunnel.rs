@@ -40,6 +40,7 @@ pub(super) async fn run(
     } = t;
     // The generation of the certificate this tunnel's proxy knows.
     let mut shown = generation;
+    let _path = renewer.path();
     let inbound = mux.inbound.clone();
     let (gone_tx, gone) = smol::channel::bounded::<()>(1);
     let _acceptor = crate::rt::spawn(async move {

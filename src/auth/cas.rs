@@ -211,7 +211,9 @@ impl CaSet {
         let now = rotation.changed;
         let (current, next) = match effect {
             Effect::GenerateNext => {
-                let generation = rotation.started.to_string();
+                // Unique even for rotations started in the same second: certificates are told
+                // apart by their issuer's name.
+                let generation = format!("{}-{}", rotation.started, crate::secret::new_uuid());
                 let next = CertAuthority::generate_named(&self.cluster_name, Some(&generation))?;
                 (guard.current.clone(), Some(next))
             }

@@ -323,9 +323,9 @@ fn spawn_renewal(
                     .chain(sans.ips.iter().map(|ip| ip.to_string()))
                     .collect();
                 let sans = st.host_sans(&proxy.host_id, ROLE_PROXY, &names);
-                renew::sign(&st, &proxy, &sans, &r.csr)
+                renew::sign(&st, &proxy, &sans, &r.csr, "")
             } else {
-                renew::sign_relayed(&st, &r.host_id, &r.csr, &r.cert, &r.proof)
+                renew::sign_relayed(&st, &proxy.host_id, &r.host_id, &r.csr, &r.cert, &r.proof)
             }
         })
         .await;

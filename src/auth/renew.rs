@@ -26,8 +26,9 @@ pub fn refusal(state: &AuthState, host_id: &str) -> Option<Response> {
     Some(Response::error(code, message))
 }
 
-/// Signs a renewal for `subject` with `sans`. Blocking (signing, audit fsync).
-pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str) -> Response {
+/// Signs a renewal for `subject` with `sans`, asked for over path `via` (the relaying proxy's
+/// host ID, or empty for the host's own connection). Blocking (signing, audit fsync).
+pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str, via: &str) -> Response {
     if let Some(refused) = refusal(state, &subject.host_id) {
         return refused;
     }
@@ -35,9 +36,23 @@ pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str) -> Res
         Ok(c) => c,
         Err(e) => return Response::error(ErrorCode::BadParameter, e.to_string()),
     };
-    // Only a request that would be signed takes the host's slot.
-    if !paced(state, &subject.host_id, now_unix()) {
-        return Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
+    // Only a request that would be signed takes a slot; a request auth already answered (a
+    // proxy replaying one it kept) takes none and gets nothing.
+    match paced(
+        state,
+        &subject.host_id,
+        via,
+        csr.key_fingerprint(),
+        now_unix(),
+    ) {
+        Paced::Go => {}
+        Paced::TooSoon => return Response::error(ErrorCode::RateLimited, rotation::TOO_SOON),
+        Paced::Replayed => {
+            return Response::error(
+                ErrorCode::BadParameter,
+                "this renewal was already answered: a new one needs a new key",
+            )
+        }
     }
     let (tls, tls_ca_certs, ca_proof) = match state.sign_vouched(&csr, subject, sans) {
         Ok(signed) => signed,
@@ -68,20 +83,46 @@ pub fn sign(state: &AuthState, subject: &Subject, sans: &Sans, csr: &str) -> Res
     }
 }
 
-/// Takes this host's renewal slot if its pacing allows one now.
-fn paced(state: &AuthState, host_id: &str, now: i64) -> bool {
+enum Paced {
+    Go,
+    TooSoon,
+    Replayed,
+}
+
+/// Takes the renewal slot of `host_id` over path `via` if its pacing allows one now. Slots are
+/// per path, so a proxy that burns its own (replaying, or asking in a loop) leaves the host's
+/// other paths free; and a relayed request for a key auth already certified is a replay.
+fn paced(state: &AuthState, host_id: &str, via: &str, key: [u8; 32], now: i64) -> Paced {
     let changed = state.ca.get().rotation.changed;
     let ttl = state.host_ttl_secs();
     let mut renewed = state.renewed.lock().unwrap_or_else(|p| p.into_inner());
-    if !rotation::host_may_renew(renewed.get(host_id).copied(), now, changed, ttl) {
-        return false;
+    // Only a relayed request can be a replay: on the host's own connection TLS proved the key
+    // (and a proxy renewing itself keeps its key on purpose).
+    if !via.is_empty() && renewed.keys.get(host_id) == Some(&key) {
+        return Paced::Replayed;
     }
-    // Forget hosts whose gap has passed before the map grows past any real fleet.
-    if renewed.len() >= MAX_PACED {
-        renewed.retain(|_, at| now.saturating_sub(*at) < 10);
+    let slot = format!("{host_id}/{via}");
+    if !rotation::host_may_renew(renewed.at.get(&slot).copied(), now, changed, ttl) {
+        return Paced::TooSoon;
     }
-    renewed.insert(host_id.to_string(), now);
-    true
+    // Forget slots whose gap has passed before the maps grow past any real fleet.
+    if renewed.at.len() >= MAX_PACED {
+        renewed.at.retain(|_, at| now.saturating_sub(*at) < 10);
+    }
+    if renewed.keys.len() >= MAX_PACED {
+        renewed.keys.clear();
+    }
+    renewed.at.insert(slot, now);
+    renewed.keys.insert(host_id.to_string(), key);
+    Paced::Go
+}
+
+/// What auth remembers of recent renewals: when each (host, path) last renewed, and the key it
+/// last certified for each host.
+#[derive(Default)]
+pub struct Renewals {
+    at: std::collections::HashMap<String, i64>,
+    keys: std::collections::HashMap<String, [u8; 32]>,
 }
 
 /// Hosts whose last renewal auth remembers at most.
@@ -93,6 +134,7 @@ const MAX_PACED: usize = 200_000;
 /// Blocking.
 pub fn sign_relayed(
     state: &AuthState,
+    proxy_id: &str,
     host_id: &str,
     csr: &str,
     cert_pem: &str,
@@ -123,7 +165,7 @@ pub fn sign_relayed(
         return denied("it was not signed with the key of the host's certificate");
     }
     let sans = state.host_sans(host_id, ROLE_NODE, &[]);
-    sign(state, &subject, &sans, csr)
+    sign(state, &subject, &sans, csr, proxy_id)
 }
 
 /// Whether a connection whose certificate is `cert` may go on: not expired, from a trusted CA.

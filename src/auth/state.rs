@@ -40,7 +40,7 @@ pub struct AuthState {
     pub(crate) tls: Arc<LiveTls>,
     /// When each host last renewed (Unix seconds): renewals are paced per host, whatever the
     /// connection or proxy they come through.
-    pub(crate) renewed: Mutex<std::collections::HashMap<String, i64>>,
+    pub(crate) renewed: Mutex<super::renew::Renewals>,
     /// Auth's own certificate and the admin identity.
     pub(crate) own: super::own::Own,
 }

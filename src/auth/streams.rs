@@ -248,7 +248,7 @@ pub async fn heartbeat_stream<S: Io>(
                 }
                 let (st, subj) = (state.clone(), subject.clone());
                 let sans = state.host_sans(&subject.host_id, ROLE_NODE, &[]);
-                let answer = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr)).await;
+                let answer = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr, "")).await;
                 if let Some(facts) = renewed_facts(&answer) {
                     cert = facts;
                 }

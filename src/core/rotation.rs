@@ -27,7 +27,8 @@ pub const LATE_RENEWAL_SECS: i64 = 30;
 /// began since (`changed`), which every host must follow.
 pub fn host_may_renew(last: Option<i64>, now: i64, changed: i64, ttl_secs: u64) -> bool {
     let gap = (ttl_secs / 10).clamp(1, 10) as i64;
-    last.map_or(true, |l| now.saturating_sub(l) >= gap || l < changed)
+    // `<=`: a renewal in the very second a phase began may have come just before it.
+    last.map_or(true, |l| now.saturating_sub(l) >= gap || l <= changed)
 }
 
 /// What to do with a renewal or refresh attempt on one connection.
@@ -318,7 +319,8 @@ pub fn must_renew(cert: &CertFacts, signer: &[u8], changed: i64, ttl_secs: u64, 
     let life = cert.not_after - cert.issued;
     now >= cert.renew_at()
         || cert.issuer != signer
-        || cert.issued < changed
+        // In the second a phase began too: a renewal then may have come just before it.
+        || cert.issued <= changed
         || life > (ttl_secs as i64).saturating_mul(3) / 2 + 60
 }
 

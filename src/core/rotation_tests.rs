@@ -57,15 +57,24 @@ fn certificates_are_renewed_late_in_life_on_trust_changes_and_when_too_long() {
         not_after: 90,
     };
     assert_eq!(cert.renew_at(), 60);
-    assert!(!must_renew(&cert, b"ca-1", 0, 90, 59));
-    assert!(must_renew(&cert, b"ca-1", 0, 90, 60));
-    assert!(must_renew(&cert, b"ca-2", 0, 90, 1), "signed by another CA");
+    // `changed` -1: no rotation since before the certificate.
+    assert!(!must_renew(&cert, b"ca-1", -1, 90, 59));
+    assert!(must_renew(&cert, b"ca-1", -1, 90, 60));
+    assert!(
+        must_renew(&cert, b"ca-2", -1, 90, 1),
+        "signed by another CA"
+    );
     assert!(
         must_renew(&cert, b"ca-1", 1, 90, 1),
         "issued before a change"
     );
     assert!(
-        must_renew(&cert, b"ca-1", 0, 10, 1),
+        must_renew(&cert, b"ca-1", 0, 90, 1),
+        "in the second of a change"
+    );
+    assert!(!must_renew(&cert, b"ca-1", -1, 90, 1));
+    assert!(
+        must_renew(&cert, b"ca-1", -1, 10, 1),
         "longer than the lifetime"
     );
 }
@@ -79,7 +88,11 @@ fn a_host_renews_once_per_gap_whatever_the_connection_unless_a_phase_began() {
         host_may_renew(Some(95), 100, 96, 86_400),
         "a phase began since"
     );
-    assert!(!host_may_renew(Some(96), 100, 96, 86_400));
+    assert!(
+        host_may_renew(Some(96), 100, 96, 86_400),
+        "in the second it began"
+    );
+    assert!(!host_may_renew(Some(97), 100, 96, 86_400));
 }
 
 #[test]

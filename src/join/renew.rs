@@ -100,8 +100,11 @@ fn check_vouched(
             "the renewed identity was refused: {why}"
         )))
     };
-    if cas.is_empty() || ca_proof.len() > 4 {
-        return refused("it came with no CA set, or too many signatures");
+    if cas.is_empty() || cas.len() > 4 || ca_proof.len() > 4 {
+        return refused("it came with no CA set, or too many CAs or signatures");
+    }
+    if cas.iter().any(|pem| pem.len() > 16 * 1024) {
+        return refused("a CA certificate in it is far too large");
     }
     let trusted = current.ca_ders()?;
     let vouched = trusted.iter().any(|ca| {

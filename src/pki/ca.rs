@@ -33,6 +33,15 @@ pub struct CertAuthority {
 /// A CSR whose signature was checked; only its public key is ever used.
 pub struct Csr(CertificateSigningRequestParams);
 
+impl Csr {
+    /// SHA-256 of the public key it asks to certify.
+    pub fn key_fingerprint(&self) -> [u8; 32] {
+        use rcgen::PublicKeyData;
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.0.public_key.der_bytes()).into()
+    }
+}
+
 /// Names to put into an issued certificate.
 #[derive(Debug, Clone, Default)]
 pub struct Sans {

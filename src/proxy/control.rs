@@ -101,12 +101,37 @@ fn denials_path(identity_path: &std::path::Path) -> std::path::PathBuf {
     dir.join(crate::config::PROXY_DENIALS_FILE)
 }
 
-/// The denials saved by an earlier run, if any.
+/// Largest denials file read back.
+const MAX_DENIALS_FILE: u64 = 64 * 1024 * 1024;
+
+/// The denials saved by an earlier run, if any: a regular file only (never through a symlink,
+/// never a FIFO that would stall the start), of a sane size.
 pub fn load_denials(identity_path: &std::path::Path) -> HashMap<LockTarget, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = denials_path(identity_path);
-    let Ok(bytes) = std::fs::read(&path) else {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&path);
+    let Ok(file) = file else {
         return HashMap::new();
     };
+    let regular = file.metadata().is_ok_and(|m| m.is_file());
+    let mut bytes = Vec::new();
+    if !regular
+        || file
+            .take(MAX_DENIALS_FILE + 1)
+            .read_to_end(&mut bytes)
+            .is_err()
+        || bytes.len() as u64 > MAX_DENIALS_FILE
+    {
+        warn!(
+            "{} is not a readable file of locks; waiting for auth's list",
+            path.display()
+        );
+        return HashMap::new();
+    }
     match serde_json::from_slice::<Vec<Denial>>(&bytes) {
         Ok(list) => list.into_iter().map(|d| (d.target, d.message)).collect(),
         Err(e) => {

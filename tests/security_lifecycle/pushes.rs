@@ -260,7 +260,8 @@ fn a_proxy_survives_unreadable_absurd_and_oversized_pushes_from_auth() {
         locked_tunnel
             .as_ref()
             .is_err_and(|e| e.contains("pushed lock")),
-        "the huge denial list was not applied: {locked_tunnel:?}"
+        "the huge denial list was not applied: {locked_tunnel:?}; the proxy's log:\n{}",
+        p.proc().log_text()
     );
     fake.hang_up.store(true, Ordering::SeqCst);
     wait_for(
