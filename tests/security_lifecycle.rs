@@ -12,8 +12,9 @@
 //! | `relay_renew` on a link | a proxy: for itself, or a node with its proof | closed | `error` in `relay_answer` | see `floods` | closed at the idle limit |
 //!
 //! Each test says in a comment which vulnerable variant it catches. Tests whose comment
-//! starts with VULNERABLE fail today: each demonstrates an attack that succeeds, and names
-//! the fix (`floods`, `revocation`, `expiry`, `stolen_proxy`).
+//! starts with WAS VULNERABLE demonstrated an attack that succeeded when they were written
+//! (two red-team passes: `floods`, `revocation`, `expiry`, `stolen_proxy`, `second_pass`);
+//! each names the fix, which is in, and the test now guards it.
 
 mod common;
 #[path = "security_lifecycle/evil.rs"]

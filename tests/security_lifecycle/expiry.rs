@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn a_stream_or_link_cannot_renew_once_its_certificate_has_expired() {
-    // VULNERABLE. Auth judges a connection's certificate (renew::still_valid) on heartbeats
+    // WAS VULNERABLE (fixed). Auth judges a connection's certificate (renew::still_valid) on heartbeats
     // only: a node's stream or a proxy's link that sends renewals and no heartbeats stays open
     // past its certificate's expiry and is then renewed (the same holds for a certificate of
     // a CA dropped by a rotation). Fix: call renew::still_valid(&state, &cert, now) before
@@ -50,7 +50,7 @@ fn a_stream_or_link_cannot_renew_once_its_certificate_has_expired() {
 
 #[test]
 fn a_certificate_of_a_retired_ca_renews_nowhere_once_its_30_s_window_closed() {
-    // VULNERABLE twice. (1) As above, a node's stream opened before the rotation, sending
+    // WAS VULNERABLE (fixed) twice. (1) As above, a node's stream opened before the rotation, sending
     // renewals and no heartbeats, is renewed long after the 30 s window. (2) The window is
     // measured from the last phase change (Rotation::changed), not from when the CA was
     // retired: every later phase change (here the next rotation's init) reopens it, and a

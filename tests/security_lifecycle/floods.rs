@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn renewal_floods_sign_at_most_once_per_pacing_gap_per_host_whatever_the_connection() {
-    // VULNERABLE. Auth paces renewals per connection only (rotation::may_renew_again in
+    // WAS VULNERABLE (fixed). Auth paces renewals per connection only (rotation::may_renew_again in
     // streams.rs and proxy/control.rs), and not at all on a proxy's link: a proxy identity
     // makes auth sign (and fsync a cert.issued event) for itself 64 at a time, replays one
     // relayed node renewal as often as it likes, and a node identity gets one renewal per
@@ -64,7 +64,7 @@ fn renewal_floods_sign_at_most_once_per_pacing_gap_per_host_whatever_the_connect
 
 #[test]
 fn refresh_and_renewal_floods_on_a_tunnel_are_paced_like_heartbeat_floods() {
-    // VULNERABLE (cost, not trust). proxy/control.rs paces only renewals that succeed, and
+    // WAS VULNERABLE (fixed) (cost, not trust). proxy/control.rs paces only renewals that succeed, and
     // refreshes not at all: one tunnel gets a thousand refreshes verified (a chain check
     // each) and hundreds of failed renewals relayed to auth (a chain and a proof check there
     // each) per second, where a heartbeat flood is cut off after 20 early beats. Fix: in

@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn a_locked_or_removed_proxy_identity_can_neither_check_tokens_nor_relay_joins() {
-    // VULNERABLE. server.rs serves `check_token` and `register` to any Proxy certificate
+    // WAS VULNERABLE (fixed). server.rs serves `check_token` and `register` to any Proxy certificate
     // without renew::refusal: a locked (or removed) proxy's identity still tests tokens and
     // relays joins, naming any remote_addr (so it also picks the rate-limit bucket). Fix: in
     // handle_conn, answer both with renew::refusal(&state, &s.host_id) when it is Some, as
@@ -174,7 +174,7 @@ fn a_locked_or_removed_host_and_a_locked_user_are_refused_on_every_path() {
 
 #[test]
 fn a_proxy_restarted_while_auth_is_down_still_refuses_locked_users_and_removed_hosts() {
-    // VULNERABLE. A proxy holds auth's denials (locks, removals) in memory only and starts
+    // WAS VULNERABLE (fixed). A proxy holds auth's denials (locks, removals) in memory only and starts
     // with none (proxy::ProxyServer::start, `denied: HashMap::new()`): restarted while auth
     // is unreachable (an outage, or an attacker cutting the proxy off from auth), it lets a
     // locked user dial and a removed host open a tunnel until its link comes back. Fix: store

@@ -59,7 +59,7 @@ fn manual(c: &Cluster, phase: &str) {
 
 #[test]
 fn a_proxy_cannot_make_a_node_trust_the_retired_ca_again_with_an_older_signed_ca_set() {
-    // VULNERABLE. `ca_proof` signs the CA set alone: nothing ties it to the renewal it came
+    // WAS VULNERABLE (fixed). `ca_proof` signs the CA set alone: nothing ties it to the renewal it came
     // with or to a time. A proxy keeps the answer it relayed during a rotation (both CAs,
     // signed by both), and after the final standby puts that set and its signatures into a
     // later renewal answer: the node trusts the new CA, which signed it, so it accepts, and
@@ -137,7 +137,7 @@ fn a_proxy_cannot_make_a_node_trust_the_retired_ca_again_with_an_older_signed_ca
 
 #[test]
 fn a_proxy_replaying_a_renewal_it_kept_cannot_keep_the_node_from_renewing_elsewhere() {
-    // VULNERABLE. Renewals are paced per host on auth, whatever the path: a relayed renewal
+    // WAS VULNERABLE (fixed). Renewals are paced per host on auth, whatever the path: a relayed renewal
     // takes the host's slot once its certificate and proof check out, and nothing makes a
     // proof fresh or single-use. A proxy keeps one renewal request a node sent through it
     // (it answers "retry shortly") and replays it over its link every second, just as the
@@ -235,7 +235,7 @@ fn a_proxy_replaying_a_renewal_it_kept_cannot_keep_the_node_from_renewing_elsewh
 
 #[test]
 fn a_proxy_that_never_answers_renewals_cannot_keep_the_node_from_renewing_over_another() {
-    // VULNERABLE (agent). A node renews over one tunnel at a time (`Renewer::busy`), and
+    // WAS VULNERABLE (fixed) (agent). A node renews over one tunnel at a time (`Renewer::busy`), and
     // over whichever tunnel's proxy asks first (`renew` in a heartbeat answer). A proxy in
     // the node's set (a compromised proxy, or a rogue one joined with a proxy token) asks for
     // a renewal at every beat and never answers: the node waits 10 s (`ANSWER_TIMEOUT`),
@@ -300,7 +300,7 @@ fn issued(cert_pem: &str) -> i64 {
 
 #[test]
 fn a_node_that_renewed_in_the_second_a_rotation_ended_still_drops_the_retired_ca() {
-    // VULNERABLE (a race, no attacker needed). Auth asks a host to renew after a phase change
+    // WAS VULNERABLE (fixed) (a race, no attacker needed). Auth asks a host to renew after a phase change
     // when its certificate was issued *before* the change, in whole seconds (`must_renew`:
     // `cert.issued < changed`). A node that renewed for `update_servers` in the very second
     // the final `standby` began (an operator or script running the last phases back to back)

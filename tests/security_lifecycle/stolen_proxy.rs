@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn a_stolen_proxy_identity_cannot_make_a_node_trust_a_ca_of_its_choosing() {
-    // VULNERABLE. A tunnelled node's renewal answer comes through the proxy, and the agent
+    // WAS VULNERABLE (fixed). A tunnelled node's renewal answer comes through the proxy, and the agent
     // stores whatever CA list it carries (join::renew::apply): a proxy identity (stolen, or a
     // proxy later locked) relays the renewal honestly, adds its own CA to the answer, and the
     // node trusts that CA for good. The attacker then poses as any proxy (or auth) to the node
