@@ -176,16 +176,8 @@ pub async fn heartbeat_stream<S: Io>(
             Wake::Msg(Some(Request::Heartbeat { seq })) => {
                 let now = now_unix();
                 if let Err(why) = renew::still_valid(&state, &cert, now) {
-                    warn!(
-                        "closed the stream of node {:?} ({}): {why}",
-                        info.hostname, info.uuid
-                    );
                     lock(&state).remove(&subject.host_id, conn_id);
-                    let msg = format!("{why}: remove the identity and join again with a new token");
-                    let _ = conn
-                        .send(&Response::error(ErrorCode::AccessDenied, msg))
-                        .await;
-                    return;
+                    return close_invalid(&mut conn, &info, why).await;
                 }
                 let beat = pacer.on_beat(std::time::Instant::now(), state.heartbeat_interval);
                 if beat == Beat::Flood {
@@ -217,16 +209,8 @@ pub async fn heartbeat_stream<S: Io>(
             Wake::Msg(Some(Request::Renew { csr, .. })) => {
                 // An expired certificate renews nothing, even on a stream opened before.
                 if let Err(why) = renew::still_valid(&state, &cert, now_unix()) {
-                    warn!(
-                        "closed the stream of node {:?} ({}): {why}",
-                        info.hostname, info.uuid
-                    );
                     lock(&state).remove(&subject.host_id, conn_id);
-                    let msg = format!("{why}: remove the identity and join again with a new token");
-                    let _ = conn
-                        .send(&Response::error(ErrorCode::AccessDenied, msg))
-                        .await;
-                    return;
+                    return close_invalid(&mut conn, &info, why).await;
                 }
                 let changed = state.ca.get().rotation.changed;
                 match pacer_renew.attempt(now_unix(), changed, state.host_ttl_secs()) {
@@ -270,6 +254,18 @@ pub async fn heartbeat_stream<S: Io>(
             }
         }
     }
+}
+
+/// Closes a stream whose certificate expired or lost its CA, telling the node the fix.
+async fn close_invalid<S: Io>(conn: &mut Framed<S>, info: &crate::proto::NodeInfo, why: String) {
+    warn!(
+        "closed the stream of node {:?} ({}): {why}",
+        info.hostname, info.uuid
+    );
+    let msg = format!("{why}: remove the identity and join again with a new token");
+    let _ = conn
+        .send(&Response::error(ErrorCode::AccessDenied, msg))
+        .await;
 }
 
 /// The facts of the certificate in a `Renewed` answer.

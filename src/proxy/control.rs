@@ -273,7 +273,7 @@ pub async fn run(
                     return;
                 }
             }
-            Some(Ok(Some(Request::Renew { csr, proof }))) => {
+            Some(Ok(Some(req @ (Request::Renew { .. } | Request::Refresh { .. })))) => {
                 match pace(&mut pacer_renew, state) {
                     Pace::Go => {}
                     Pace::TooSoon => {
@@ -285,43 +285,29 @@ pub async fn run(
                     }
                     Pace::Flood => return flooded(hello),
                 }
-                let host_id = subject.host_id.clone();
-                let shown = cert_pem.clone();
-                let relay = |id| Request::RelayRenew {
-                    id,
-                    host_id,
-                    csr,
-                    cert: shown,
-                    proof,
-                };
-                let answer = state.ask_over_link(relay, RENEW_TIMEOUT).await;
-                if let Some((facts, pem)) = renewed(&answer) {
-                    cert = facts;
-                    cert_pem = pem;
-                }
-                if ctl.send(&answer).await.is_err() {
-                    return;
-                }
-            }
-            Some(Ok(Some(Request::Refresh { cert: pem }))) => {
-                match pace(&mut pacer_renew, state) {
-                    Pace::Go => {}
-                    Pace::TooSoon => {
-                        let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
-                        if ctl.send(&soon).await.is_err() {
-                            return;
+                let answer = match req {
+                    Request::Renew { csr, proof } => {
+                        let host_id = subject.host_id.clone();
+                        let shown = cert_pem.clone();
+                        let relay = |id| Request::RelayRenew {
+                            id,
+                            host_id,
+                            csr,
+                            cert: shown,
+                            proof,
+                        };
+                        let answer = state.ask_over_link(relay, RENEW_TIMEOUT).await;
+                        if let Some((facts, pem)) = renewed(&answer) {
+                            cert = facts;
+                            cert_pem = pem;
                         }
-                        continue;
+                        answer
                     }
-                    Pace::Flood => return flooded(hello),
-                }
-                // The certificate this tunnel is judged by already: nothing to check.
-                let answer = if pem == cert_pem {
-                    Response::Refreshed {
+                    // The certificate this tunnel is judged by already: nothing to check.
+                    Request::Refresh { cert: pem } if pem == cert_pem => Response::Refreshed {
                         expires: cert.not_after,
-                    }
-                } else {
-                    match refreshed(state, subject, &pem) {
+                    },
+                    Request::Refresh { cert: pem } => match refreshed(state, subject, &pem) {
                         Ok(facts) => {
                             let expires = facts.not_after;
                             cert = facts;
@@ -329,7 +315,8 @@ pub async fn run(
                             Response::Refreshed { expires }
                         }
                         Err(why) => Response::error(ErrorCode::BadParameter, why),
-                    }
+                    },
+                    _ => Response::error(ErrorCode::BadParameter, "not a renewal"),
                 };
                 if ctl.send(&answer).await.is_err() {
                     return;
