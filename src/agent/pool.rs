@@ -241,7 +241,17 @@ async fn dial(settings: &Settings, addr: &str, renewer: &Renewer) -> Result<Dial
         ));
     }
     let mux = mux::start(tls, true);
-    let stream = mux.opener.open().await.map_err(|e| Error::net(addr, e))?;
+    // Bounded: the pool waits on this, and a proxy that closes the connection as the stream
+    // opens must not stall every other tunnel's upkeep.
+    let stream = match net::with_timeout(net::CONNECT_TIMEOUT, mux.opener.open()).await {
+        Some(opened) => opened.map_err(|e| Error::net(addr, e))?,
+        None => {
+            return Err(Error::net(
+                addr,
+                "the tunnel's control stream did not open in time",
+            ))
+        }
+    };
     let mut ctl = Framed::new(stream, MAX_RESPONSE_FRAME);
     let hello = super::hello(settings);
     ctl.send(&Request::TunnelHello(hello))

@@ -100,7 +100,8 @@ async fn tunnel_refused(proxy: &str, id: &Identity, node: &Identity) -> Outcome 
     let Some((_m, mut ctl)) = raw::try_tunnel_raw(proxy, id).await else {
         return Outcome::Closed;
     };
-    let _ = ctl.send(&raw::renew_of(node).1).await;
+    let req = raw::renew_of(node).1;
+    let _ = teleport_lite::net::with_timeout(T, ctl.send(&req)).await;
     raw::outcome(&mut ctl, T).await
 }
 

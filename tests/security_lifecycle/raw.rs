@@ -211,7 +211,8 @@ pub async fn try_tunnel_raw(proxy: &str, id: &Identity) -> Option<(Mux, Ctl)> {
         .await
         .into_parts();
     let m = mux::start(tls, true);
-    let ctl = m.opener.open().await.ok()?;
+    // Bounded: a refused tunnel's connection may end while the stream opens.
+    let ctl = net::with_timeout(T, m.opener.open()).await?.ok()?;
     Some((m, Framed::new(ctl, MAX_RESPONSE_FRAME)))
 }
 
