@@ -13,7 +13,7 @@ use smol::channel::Sender;
 
 use super::renew;
 use super::state::AuthState;
-use super::streams::{hello_ok, lock, next, renewed_facts, Io};
+use super::streams::{close_invalid, hello_ok, lock, next, Io};
 use crate::clock::now_unix;
 use crate::core::inventory::node_info;
 use crate::core::rotation::CertFacts;
@@ -160,7 +160,7 @@ pub async fn proxy_link<S: Io>(
             Wake::Answer(id, answer, own) => {
                 in_flight.fetch_sub(1, Ordering::Relaxed);
                 if own {
-                    if let Some(facts) = renewed_facts(&answer) {
+                    if let Some((facts, _)) = crate::pki::renewed_cert(&answer) {
                         cert = facts;
                     }
                 }
@@ -179,13 +179,9 @@ pub async fn proxy_link<S: Io>(
             Some(Request::Heartbeat { seq }) => {
                 let now = now_unix();
                 if let Err(why) = renew::still_valid(&state, &cert, now) {
-                    warn!("closed the link of proxy {:?}: {why}", me.name);
                     lock(&state).remove_proxy(&me.id, conn_id);
-                    let msg = format!("{why}: remove the identity and join again with a new token");
-                    let _ = conn
-                        .send(&Response::error(ErrorCode::AccessDenied, msg))
-                        .await;
-                    return;
+                    let who = format!("the link of proxy {:?}", me.name);
+                    return close_invalid(&mut conn, &who, why).await;
                 }
                 let (proxies, web) = refresh(&state);
                 let ack = Response::HeartbeatAck {
@@ -258,14 +254,9 @@ pub async fn proxy_link<S: Io>(
                 // The proxy's own certificate must still be valid to renew it.
                 if host_id == me.id {
                     if let Err(why) = renew::still_valid(&state, &cert, now_unix()) {
-                        warn!("closed the link of proxy {:?}: {why}", me.name);
                         lock(&state).remove_proxy(&me.id, conn_id);
-                        let msg =
-                            format!("{why}: remove the identity and join again with a new token");
-                        let _ = conn
-                            .send(&Response::error(ErrorCode::AccessDenied, msg))
-                            .await;
-                        return;
+                        let who = format!("the link of proxy {:?}", me.name);
+                        return close_invalid(&mut conn, &who, why).await;
                     }
                 }
                 in_flight.fetch_add(1, Ordering::Relaxed);

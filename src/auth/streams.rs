@@ -177,7 +177,8 @@ pub async fn heartbeat_stream<S: Io>(
                 let now = now_unix();
                 if let Err(why) = renew::still_valid(&state, &cert, now) {
                     lock(&state).remove(&subject.host_id, conn_id);
-                    return close_invalid(&mut conn, &info, why).await;
+                    let who = format!("the stream of node {:?} ({})", info.hostname, info.uuid);
+                    return close_invalid(&mut conn, &who, why).await;
                 }
                 let beat = pacer.on_beat(std::time::Instant::now(), state.heartbeat_interval);
                 if beat == Beat::Flood {
@@ -210,7 +211,8 @@ pub async fn heartbeat_stream<S: Io>(
                 // An expired certificate renews nothing, even on a stream opened before.
                 if let Err(why) = renew::still_valid(&state, &cert, now_unix()) {
                     lock(&state).remove(&subject.host_id, conn_id);
-                    return close_invalid(&mut conn, &info, why).await;
+                    let who = format!("the stream of node {:?} ({})", info.hostname, info.uuid);
+                    return close_invalid(&mut conn, &who, why).await;
                 }
                 let changed = state.ca.get().rotation.changed;
                 match pacer_renew.attempt(now_unix(), changed, state.host_ttl_secs()) {
@@ -233,7 +235,7 @@ pub async fn heartbeat_stream<S: Io>(
                 let (st, subj) = (state.clone(), subject.clone());
                 let sans = state.host_sans(&subject.host_id, ROLE_NODE, &[]);
                 let answer = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr, "")).await;
-                if let Some(facts) = renewed_facts(&answer) {
+                if let Some((facts, _)) = crate::pki::renewed_cert(&answer) {
                     cert = facts;
                 }
                 if conn.send(&answer).await.is_err() {
@@ -256,25 +258,14 @@ pub async fn heartbeat_stream<S: Io>(
     }
 }
 
-/// Closes a stream whose certificate expired or lost its CA, telling the node the fix.
-async fn close_invalid<S: Io>(conn: &mut Framed<S>, info: &crate::proto::NodeInfo, why: String) {
-    warn!(
-        "closed the stream of node {:?} ({}): {why}",
-        info.hostname, info.uuid
-    );
+/// Closes a stream or link whose certificate expired or lost its CA (`who` names it in the
+/// log), telling the host the fix.
+pub(super) async fn close_invalid<S: Io>(conn: &mut Framed<S>, who: &str, why: String) {
+    warn!("closed {who}: {why}");
     let msg = format!("{why}: remove the identity and join again with a new token");
     let _ = conn
         .send(&Response::error(ErrorCode::AccessDenied, msg))
         .await;
-}
-
-/// The facts of the certificate in a `Renewed` answer.
-pub(super) fn renewed_facts(answer: &Response) -> Option<CertFacts> {
-    let Response::Renewed { tls, .. } = answer else {
-        return None;
-    };
-    let der = crate::pki::certs_from_pem(tls).ok()?.into_iter().next()?;
-    crate::pki::facts_of(&der).ok()
 }
 
 #[cfg(test)]

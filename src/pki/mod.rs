@@ -123,3 +123,14 @@ pub fn der_to_pem(der: &[u8]) -> String {
     out.push_str("-----END CERTIFICATE-----\n");
     out
 }
+
+/// The certificate in a `Renewed` answer: what renewal decisions need of it, and its PEM.
+pub fn renewed_cert(
+    answer: &crate::proto::Response,
+) -> Option<(crate::core::rotation::CertFacts, String)> {
+    let crate::proto::Response::Renewed { tls, .. } = answer else {
+        return None;
+    };
+    let der = certs_from_pem(tls).ok()?.into_iter().next()?;
+    Some((facts_of(&der).ok()?, tls.clone()))
+}

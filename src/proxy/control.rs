@@ -297,7 +297,7 @@ pub async fn run(
                             proof,
                         };
                         let answer = state.ask_over_link(relay, RENEW_TIMEOUT).await;
-                        if let Some((facts, pem)) = renewed(&answer) {
+                        if let Some((facts, pem)) = pki::renewed_cert(&answer) {
                             cert = facts;
                             cert_pem = pem;
                         }
@@ -366,15 +366,6 @@ fn flooded(hello: &StreamHello) {
         "tunnel of {:?} sends renewals or refreshes far too often; closing it",
         hello.node_name
     );
-}
-
-/// The facts and PEM of the certificate in a `Renewed` answer.
-fn renewed(answer: &Response) -> Option<(CertFacts, String)> {
-    let Response::Renewed { tls, .. } = answer else {
-        return None;
-    };
-    let der = pki::certs_from_pem(tls).ok()?.into_iter().next()?;
-    Some((pki::facts_of(&der).ok()?, tls.clone()))
 }
 
 /// Checks a certificate a node shows after renewing over another proxy: issued by a CA this
