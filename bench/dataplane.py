@@ -6,7 +6,8 @@
   fwd BYTES CMD...               BYTES into CMD's stdin, then EOF; prints seconds until the
                                  sink's count comes back on CMD's stdout
   rev BYTES CMD...               prints seconds until BYTES came out of CMD's stdout
-  rtt N CMD...                   N round trips of 64 bytes; prints the median in microseconds
+  rtt N CMD... [-- CMD2...]      N round trips of 64 bytes on each connection, taken in turn;
+                                 prints the median(s) in microseconds
   probe HOST PORT                exits 0 once a round trip to an echo service works
 """
 import os
@@ -129,25 +130,27 @@ def rev(nbytes, cmd):
     print(f"{dt:.3f}")
 
 
-def rtt(count, cmd):
-    p = spawn(cmd)
+def rtt(count, cmds):
+    """Round trips on each command's connection in turn, so that both see the same load."""
+    procs = [spawn(c) for c in cmds]
     msg = b"m" * 64
-    times = []
+    times = [[] for _ in procs]
     for i in range(count + 10):
-        t0 = time.perf_counter()
-        p.stdin.write(msg)
-        got = b""
-        while len(got) < 64:
-            b = p.stdout.read(64 - len(got))
-            if not b:
-                sys.exit("connection closed during round trips")
-            got += b
-        if i >= 10:  # the first ones warm the path up
-            times.append(time.perf_counter() - t0)
-    p.stdin.close()
-    p.wait()
-    times.sort()
-    print(f"{times[len(times) // 2] * 1e6:.0f}")
+        for p, t in zip(procs, times):
+            t0 = time.perf_counter()
+            p.stdin.write(msg)
+            got = b""
+            while len(got) < 64:
+                b = p.stdout.read(64 - len(got))
+                if not b:
+                    sys.exit("connection closed during round trips")
+                got += b
+            if i >= 10:  # the first ones warm the path up
+                t.append(time.perf_counter() - t0)
+    for p in procs:
+        p.stdin.close()
+        p.wait()
+    print(" ".join(f"{sorted(t)[len(t) // 2] * 1e6:.0f}" for t in times))
 
 
 def probe(host, port):
@@ -171,6 +174,8 @@ if __name__ == "__main__":
     elif a[0] == "rev":
         rev(int(a[1]), a[2:])
     elif a[0] == "rtt":
-        rtt(int(a[1]), a[2:])
+        rest = a[2:]
+        cut = rest.index("--") if "--" in rest else len(rest)
+        rtt(int(a[1]), [c for c in (rest[:cut], rest[cut + 1 :]) if c])
     elif a[0] == "probe":
         probe(a[1], int(a[2]))

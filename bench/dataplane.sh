@@ -4,8 +4,9 @@
 #   ours:    client | tctl nodes dial --(TLS)--> proxy ==(TLS tunnel, yamux)==> node --> service
 #   rathole: client | dataplane.py nc --> rathole server ==(TLS)==> rathole client --> service
 # Measures forward (client to service) and reverse bytes/s, the median of N 64-byte round trips
-# on one connection, and the CPU seconds of the two server-side processes (proxy + node,
-# rathole server + client) per GiB moved. Alternates ours and rathole RUNS times; medians.
+# on one connection per path (taken in turn, so both see the same load), and the CPU seconds of the two server-side processes (proxy + node,
+# rathole server + client) per GiB moved. Alternates ours and rathole RUNS times; medians, and
+# the median of the per-run ratios.
 #   bench/dataplane.sh [GiB each way, default 1] [round trips, default 2000] [runs, default 3]
 # BIN=path picks the teleport executable (default: a release build of this tree). rathole is
 # built with `cargo install` from the configured cargo registry into $BENCH_DIR/rathole (outside
@@ -110,10 +111,17 @@ cpu() { echo $(( $(cpu_ticks "$1") + $(cpu_ticks "$2") )); }
 median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 mibs() { awk "BEGIN{printf \"%.0f\", $BYTES / 1048576 / $1}"; }
 HZ=$(getconf CLK_TCK)
+ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
 
 declare -A F R T C
+# Per-run ratios: each run's two paths ran minutes apart at most, so their ratio is steadier
+# than a ratio of medians while other work comes and goes.
+QF="" QR="" QT="" QC=""
 for run in $(seq 1 "$RUNS"); do
-  for who in ours theirs; do
+  # Alternate which path goes first, so a load that rises or falls favours neither.
+  order="ours theirs"; [ $((run % 2)) = 0 ] && order="theirs ours"
+  declare -A pf pr pc
+  for who in $order; do
     if [ $who = ours ]; then
       a=$PROXY b=$NODE sink=$SINK source=$SOURCE echo=$ECHO
     else
@@ -123,30 +131,36 @@ for run in $(seq 1 "$RUNS"); do
     f=$($DP fwd "$BYTES" $($who "$sink"))
     r=$($DP rev "$BYTES" $($who "$source"))
     c1=$(cpu $a $b)
-    t=$($DP rtt "$TRIPS" $($who "$echo"))
-    F[$who]+="$(mibs "$f") "; R[$who]+="$(mibs "$r") "; T[$who]+="$t "
-    C[$who]+="$(awk "BEGIN{printf \"%.2f\", ($c1 - $c0) / $HZ / (2 * $GIB)}") "
-    echo "run $run $who: forward $(mibs "$f") MiB/s, reverse $(mibs "$r") MiB/s, round trip ${t} us" >&2
+    pf[$who]=$(mibs "$f"); pr[$who]=$(mibs "$r")
+    pc[$who]=$(awk "BEGIN{printf \"%.2f\", ($c1 - $c0) / $HZ / (2 * $GIB)}")
+    F[$who]+="${pf[$who]} "; R[$who]+="${pr[$who]} "; C[$who]+="${pc[$who]} "
+    echo "run $run $who: forward ${pf[$who]} MiB/s, reverse ${pr[$who]} MiB/s" >&2
   done
+  QF+="$(ratio "${pf[ours]}" "${pf[theirs]}") "; QR+="$(ratio "${pr[ours]}" "${pr[theirs]}") "
+  QC+="$(ratio "${pc[ours]}" "${pc[theirs]}") "
+  # Round trips on both paths in turn (ours, rathole, ours, ...): both see the same load.
+  read -r t1 t2 < <($DP rtt "$TRIPS" $(ours "$ECHO") -- $(theirs "$RH_ECHO"))
+  T[ours]+="$t1 "; T[theirs]+="$t2 "; QT+="$(ratio "$t1" "$t2") "
+  echo "run $run: 64 B round trip median ours ${t1} us, rathole ${t2} us" >&2
 done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
-ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
 OF=$(med "${F[ours]}"); RF=$(med "${F[theirs]}")
 OR=$(med "${R[ours]}"); RR=$(med "${R[theirs]}")
 OT=$(med "${T[ours]}"); RT=$(med "${T[theirs]}")
 OC=$(med "${C[ours]}"); RC=$(med "${C[theirs]}")
+XF=$(med "$QF"); XR=$(med "$QR"); XT=$(med "$QT"); XC=$(med "$QC")
 cat <<OUT
 teleport-lite data plane vs rathole $("$RATHOLE" --version 2>/dev/null | awk '/Build Version/{print $3}') with TLS
 ($GIB GiB each way, $TRIPS round trips of 64 B, median of $RUNS runs; loopback; $(nproc) cores,
-possibly shared: compare the ratios, not the absolute numbers)
+possibly shared: compare the ratios, not the absolute numbers; ratio = median of per-run ratios)
                                    ours    rathole   ratio (ours/rathole)
-forward (MiB/s)               $(printf '%9s %9s %7s' "$OF" "$RF" "$(ratio "$OF" "$RF")")   target >= 1.0
-reverse (MiB/s)               $(printf '%9s %9s %7s' "$OR" "$RR" "$(ratio "$OR" "$RR")")   target >= 1.0
-64 B round trip median (us)   $(printf '%9s %9s %7s' "$OT" "$RT" "$(ratio "$OT" "$RT")")   target <= 1.0
-server CPU s per GiB          $(printf '%9s %9s %7s' "$OC" "$RC" "$(ratio "$OC" "$RC")")   (proxy+node vs rathole server+client)
+forward (MiB/s)               $(printf '%9s %9s %7s' "$OF" "$RF" "$XF")   target >= 1.0
+reverse (MiB/s)               $(printf '%9s %9s %7s' "$OR" "$RR" "$XR")   target >= 1.0
+64 B round trip median (us)   $(printf '%9s %9s %7s' "$OT" "$RT" "$XT")   target <= 1.0
+server CPU s per GiB          $(printf '%9s %9s %7s' "$OC" "$RC" "$XC")   (proxy+node vs rathole server+client)
 OUT
 printf 'ROW\t%s\t%s\t%s\t%s\t%s\n' \
-  "data plane forward (MiB/s)" "$OF" "$RF" "$(ratio "$OF" "$RF")" ">=1.0" \
-  "data plane reverse (MiB/s)" "$OR" "$RR" "$(ratio "$OR" "$RR")" ">=1.0" \
-  "data plane 64 B round trip median (us)" "$OT" "$RT" "$(ratio "$OT" "$RT")" "<=1.0" \
-  "data plane server CPU per GiB (s)" "$OC" "$RC" "$(ratio "$OC" "$RC")" "-"
+  "data plane forward (MiB/s)" "$OF" "$RF" "$XF" ">=1.0" \
+  "data plane reverse (MiB/s)" "$OR" "$RR" "$XR" ">=1.0" \
+  "data plane 64 B round trip median (us)" "$OT" "$RT" "$XT" "<=1.0" \
+  "data plane server CPU per GiB (s)" "$OC" "$RC" "$XC" "-"
