@@ -1,6 +1,7 @@
 //! Stream multiplexing over one tunnel connection (yamux): a driver task owns the connection;
 //! handles open outbound streams and receive inbound ones through channels. Dropping the
-//! `Mux` (and so the driver task) closes the connection.
+//! `Mux` (and so the driver task) closes the connection. yamux writes go through a
+//! `Coalesce` buffer, so each frame (header and data) is one TLS record.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -15,8 +16,16 @@ use smol::Timer;
 
 pub use yamux::Stream;
 
-/// Bytes moved per read in `splice` (what `futures_lite::io::copy` used).
-const COPY_BUF: usize = 8 * 1024;
+/// Bytes `splice` reads at a time while little flows (an interactive session, an idle one).
+const COPY_BUF_SMALL: usize = 8 * 1024;
+
+/// Bytes `splice` reads at a time once a read fills the small buffer (a bulk transfer): fewer
+/// reads, writes and frames per byte. Only streams moving data hold it.
+const COPY_BUF_LARGE: usize = 64 * 1024;
+
+/// Largest yamux data frame body: with its 12-byte header a frame fills one TLS record (16 KiB
+/// of plaintext) exactly, instead of a full record and a 12-byte one.
+const FRAME_BODY: usize = crate::net::coalesce::BOUND - 12;
 
 /// Streams one side may hold open on a tunnel.
 const MAX_STREAMS: usize = 256;
@@ -55,6 +64,8 @@ where
 {
     let mut cfg = yamux::Config::default();
     cfg.set_max_num_streams(MAX_STREAMS);
+    cfg.set_split_send_size(FRAME_BODY);
+    let io = crate::net::coalesce::Coalesce::new(io);
     let mode = if client {
         yamux::Mode::Client
     } else {
@@ -173,12 +184,14 @@ where
 }
 
 /// Copies `r` into `w` until `r` ends cleanly (then closes `w`: a half-close) or either fails.
+/// The buffer grows to `COPY_BUF_LARGE` when a read fills it and shrinks back when a read
+/// comes back short, so a quiet stream holds only the small one.
 async fn pump<R, W>(mut r: R, w: &mut W, moved: &AtomicU64) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; COPY_BUF];
+    let mut buf = vec![0u8; COPY_BUF_SMALL];
     loop {
         let n = r.read(&mut buf).await?;
         if n == 0 {
@@ -186,6 +199,18 @@ where
         }
         w.write_all(&buf[..n]).await?;
         moved.fetch_add(n as u64, Ordering::Relaxed);
+        buf = resized(buf, n);
+    }
+}
+
+/// The buffer for the next read, after one that returned `n` bytes into `buf`.
+fn resized(buf: Vec<u8>, n: usize) -> Vec<u8> {
+    if n == buf.len() && buf.len() < COPY_BUF_LARGE {
+        vec![0u8; COPY_BUF_LARGE]
+    } else if n < COPY_BUF_SMALL && buf.len() > COPY_BUF_SMALL {
+        vec![0u8; COPY_BUF_SMALL]
+    } else {
+        buf
     }
 }
 
@@ -229,6 +254,18 @@ mod tests {
         ) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+
+    #[test]
+    fn the_copy_buffer_grows_for_bulk_and_shrinks_when_quiet() {
+        let small = vec![0u8; COPY_BUF_SMALL];
+        let big = resized(small, COPY_BUF_SMALL);
+        assert_eq!(big.len(), COPY_BUF_LARGE, "a full read grows it");
+        let big = resized(big, COPY_BUF_SMALL * 2);
+        assert_eq!(big.len(), COPY_BUF_LARGE, "a good-sized read keeps it");
+        let small = resized(big, 64);
+        assert_eq!(small.len(), COPY_BUF_SMALL, "a short read shrinks it");
+        assert_eq!(resized(small, 64).len(), COPY_BUF_SMALL);
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub async fn serve(stream: Stream) {
     m.node_streams_opened
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (stream, rest) = f.into_parts();
+    // Small messages (keystrokes, RPC answers) go out at once, as on the tunnel.
+    let _ = tcp.set_nodelay(true);
     let mut tcp = tcp;
     (m.node_bytes.to_service).fetch_add(rest.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if !rest.is_empty()

@@ -2,12 +2,21 @@
 //! `ProxyCommand`. Rust's `Stdout` is line-buffered: binary data without a newline would sit in
 //! its buffer while ssh waits for it. So the descriptors are duplicated into plain files (no
 //! buffer) and every chunk is flushed as soon as it is written.
+//!
+//! When a descriptor is a pipe or a socket (as under ssh), it is read and written on the
+//! executor through readiness, like any socket: no helper thread and no channel per chunk. A
+//! terminal or a regular file cannot be polled that way and keeps a blocking helper thread.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use smol::{Async, Unblock};
 
 /// Bytes read at a time; also the most that can be in flight in one direction per pump.
 const CHUNK: usize = 64 * 1024;
@@ -20,6 +29,92 @@ pub fn raw_stdin() -> io::Result<File> {
 /// Descriptor 1 as an unbuffered file, bypassing `Stdout`'s line buffer.
 pub fn raw_stdout() -> io::Result<File> {
     Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
+}
+
+/// A standard descriptor for the executor: polled directly when it is a pipe or a socket, or
+/// through a blocking helper thread otherwise.
+pub enum Stdio {
+    Direct(Direct),
+    Thread(Unblock<File>),
+}
+
+/// A pipe or socket in non-blocking mode; its file status flags are put back when dropped, as
+/// the descriptor's other holders (the shell, ssh) expect them.
+pub struct Direct {
+    io: Async<File>,
+    flags: OFlag,
+}
+
+impl Drop for Direct {
+    fn drop(&mut self) {
+        let _ = fcntl(self.io.as_raw_fd(), FcntlArg::F_SETFL(self.flags));
+    }
+}
+
+impl Stdio {
+    /// `file` polled directly if it is a pipe or socket that accepts it, else on a thread.
+    pub fn new(file: File) -> Stdio {
+        let pollable = file
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_fifo() || m.file_type().is_socket());
+        if pollable {
+            if let Ok(flags) = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL) {
+                let flags = OFlag::from_bits_truncate(flags);
+                match file.try_clone().and_then(Async::new) {
+                    Ok(io) => return Stdio::Direct(Direct { io, flags }),
+                    Err(_) => {
+                        let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags));
+                    }
+                }
+            }
+        }
+        Stdio::Thread(Unblock::new(file))
+    }
+
+    /// Whether this descriptor is polled on the executor (no helper thread).
+    pub fn is_direct(&self) -> bool {
+        matches!(self, Stdio::Direct(_))
+    }
+}
+
+impl AsyncRead for Stdio {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stdio::Direct(d) => Pin::new(&mut d.io).poll_read(cx, buf),
+            Stdio::Thread(t) => Pin::new(t).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stdio {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stdio::Direct(d) => Pin::new(&mut d.io).poll_write(cx, buf),
+            Stdio::Thread(t) => Pin::new(t).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stdio::Direct(d) => Pin::new(&mut d.io).poll_flush(cx),
+            Stdio::Thread(t) => Pin::new(t).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stdio::Direct(d) => Pin::new(&mut d.io).poll_close(cx),
+            Stdio::Thread(t) => Pin::new(t).poll_close(cx),
+        }
+    }
 }
 
 /// Copies `from` to `to` until `from` ends, flushing after every chunk so nothing waits in a
@@ -75,6 +170,30 @@ mod tests {
         ) -> std::task::Poll<io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
+    }
+
+    #[test]
+    fn pipes_are_polled_directly_and_get_their_flags_back() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = (File::from(r), File::from(w));
+        let before = fcntl(r.as_raw_fd(), FcntlArg::F_GETFL).unwrap();
+        let (rd, wr) = (Stdio::new(r.try_clone().unwrap()), Stdio::new(w));
+        assert!(rd.is_direct() && wr.is_direct());
+        let got = smol::block_on(async {
+            let (mut rd, mut wr) = (rd, wr);
+            wr.write_all(b"through the executor").await.unwrap();
+            drop(wr);
+            let mut got = Vec::new();
+            rd.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        assert_eq!(got, b"through the executor");
+        assert_eq!(fcntl(r.as_raw_fd(), FcntlArg::F_GETFL).unwrap(), before);
+        let file = tempfile::tempfile().unwrap();
+        assert!(
+            !Stdio::new(file).is_direct(),
+            "a regular file takes the thread"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod caps;
+pub mod coalesce;
 pub mod proxy_protocol;
 pub mod refusal;
 pub mod rpc;

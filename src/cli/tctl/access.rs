@@ -165,7 +165,7 @@ pub fn dial(id: &Identity, path: &Path, proxy: &str, node: &str, addr: &str) -> 
             None => return Err(Error::net(&proxy, "timed out waiting for the proxy")),
         }
         let (tls, rest) = f.into_parts();
-        let mut stdout = smol::Unblock::new(stdout);
+        let mut stdout = stdio::Stdio::new(stdout);
         if !rest.is_empty() {
             stdio::pump(&rest[..], &mut stdout)
                 .await
@@ -175,7 +175,7 @@ pub fn dial(id: &Identity, path: &Path, proxy: &str, node: &str, addr: &str) -> 
         // Stdin ending only half-closes (TLS close_notify, then the node's service sees its
         // end of input); the session ends when the node side closes, as with `nc -N`.
         let up = async {
-            let _ = stdio::pump(smol::Unblock::new(stdin), &mut wr).await;
+            let _ = stdio::pump(stdio::Stdio::new(stdin), &mut wr).await;
             let _ = futures_lite::AsyncWriteExt::close(&mut wr).await;
             std::future::pending::<()>().await
         };
