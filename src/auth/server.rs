@@ -15,7 +15,7 @@ use smol::net::{TcpListener, TcpStream};
 use super::backend::sqlite::SqliteBackend;
 use super::backend::Backend;
 use super::cas::CaSet;
-use super::join;
+use super::join::{self, Charge};
 use super::own::Own;
 use super::revoke::Revocations;
 pub use super::state::AuthState;
@@ -202,7 +202,7 @@ async fn handle_conn(
         {
             proto::version_mismatch(version)
         }
-        Request::GetCa { .. } => match join::rate_limit(&state, peer.ip()) {
+        Request::GetCa { .. } => match join::rate_limit(&state, peer.ip(), Charge::Ca) {
             Some(refusal) => refusal,
             None => Response::Ca {
                 cluster_name: state.cluster_name.clone(),
@@ -226,9 +226,15 @@ async fn handle_conn(
                 .as_ref()
                 .filter(|_| by_proxy)
                 .and_then(|s| super::renew::refusal(&state, &s.host_id));
-            match denied.or_else(|| join::rate_limit(&state, source)) {
+            match denied.or_else(|| join::rate_limit(&state, source, Charge::Join)) {
                 Some(refusal) => refusal,
-                None => join::register(&state, req, &label).await,
+                None => {
+                    let answer = join::register(&state, req, &label).await;
+                    if matches!(answer, Response::Registered { .. }) {
+                        join::joined(&state, source);
+                    }
+                    answer
+                }
             }
         }
         Request::Admin { cmd, .. } => match &subject {
@@ -257,7 +263,7 @@ async fn handle_conn(
             Some(s) if s.role == crate::proto::ROLE_PROXY && version == PROTOCOL_VERSION => {
                 let source = join::real_source(peer.ip(), true, &remote_addr);
                 let denied = super::renew::refusal(&state, &s.host_id);
-                match denied.or_else(|| join::rate_limit(&state, source)) {
+                match denied.or_else(|| join::rate_limit(&state, source, Charge::Check)) {
                     Some(refusal) => refusal,
                     None => {
                         let from = format!("{source} via proxy {peer}");
