@@ -52,23 +52,25 @@ impl Backoff {
         x
     }
 
-    /// The next delay: uniform in [cap/2, cap] where cap doubles up to `max`, so many agents
-    /// that failed together spread out instead of retrying in lockstep.
+    /// The next delay: "full jitter", uniform in [base/4, cap] where cap doubles from `base`
+    /// up to `max`. Agents that failed together (a restarted server) arrive spread evenly
+    /// over the whole window instead of in a herd at its second half; the floor keeps a lone
+    /// agent from retrying in a tight loop, and the small first cap lets it retry at once.
     pub fn next_delay(&mut self) -> Duration {
         let cap = self
             .base
             .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
+            .min(self.max)
+            .as_millis() as u64;
         self.attempt = self.attempt.saturating_add(1);
-        let half = cap.as_millis() as u64 / 2;
-        Duration::from_millis(half + self.rand() % (half + 1))
+        let floor = (self.base.as_millis() as u64 / 4).min(cap);
+        Duration::from_millis(floor + self.rand() % (cap - floor + 1))
     }
 
-    /// Like `next_delay` but uniform in [0, cap]: spreads agents that keep colliding on the
-    /// same choices (a round-robin balancer fed by many agents in lockstep) the most.
+    /// The same as `next_delay` (which is full jitter now); kept for callers that asked for
+    /// full jitter by name.
     pub fn next_delay_full(&mut self) -> Duration {
-        let cap = self.next_delay().as_millis() as u64;
-        Duration::from_millis(self.rand() % (cap + 1))
+        self.next_delay()
     }
 
     pub fn reset(&mut self) {
@@ -94,15 +96,32 @@ mod tests {
     fn backoff_grows_caps_jitters_and_resets() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let first = b.next_delay();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        assert!(first >= Duration::from_millis(25) && first <= Duration::from_millis(100));
         for _ in 0..20 {
             let d = b.next_delay();
-            assert!(d <= Duration::from_secs(2));
+            assert!(d >= Duration::from_millis(25) && d <= Duration::from_secs(2));
         }
-        let late = b.next_delay();
-        assert!(late >= Duration::from_secs(1));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    /// Full jitter: at the cap, delays cover the whole [floor, cap] window evenly, not only
+    /// its upper half (which is what "equal jitter" did).
+    #[test]
+    fn delays_at_the_cap_spread_over_the_whole_window() {
+        let (base, max) = (Duration::from_millis(250), Duration::from_secs(30));
+        let mut b = Backoff::with_seed(base, max, 42);
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        let mut bins = [0u32; 10];
+        for _ in 0..10_000 {
+            let d = b.next_delay();
+            assert!(d >= base / 4 && d <= max, "{d:?}");
+            bins[(d.as_millis() as usize * 10 / 30_001).min(9)] += 1;
+        }
+        // Each tenth of the window gets about 1,000 of 10,000.
+        assert!(bins.iter().all(|&n| (800..1200).contains(&n)), "{bins:?}");
     }
 
     #[test]
