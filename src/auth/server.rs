@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 
 use super::backend::sqlite::SqliteBackend;
 use super::backend::Backend;
@@ -65,14 +65,12 @@ impl AuthServer {
     pub async fn start(settings: &Settings, shutdown: Shutdown) -> Result<AuthServer> {
         let s = settings.clone();
         let state = smol::unblock(move || init(&s)).await?;
-        let listener = TcpListener::bind(settings.auth.listen_addr)
-            .await
-            .map_err(|e| {
-                Error::Config(format!(
-                    "cannot listen on auth_service.listen_addr {}: {e}",
-                    settings.auth.listen_addr
-                ))
-            })?;
+        let listener = net::accept::bind(settings.auth.listen_addr).map_err(|e| {
+            Error::Config(format!(
+                "cannot listen on auth_service.listen_addr {}: {e}",
+                settings.auth.listen_addr
+            ))
+        })?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::net(settings.auth.listen_addr.to_string(), e))?;
