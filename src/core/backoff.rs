@@ -1,5 +1,5 @@
-//! Reconnect backoff: capped exponential with jitter. Pure: the seed is the only input that
-//! is not passed in, and `with_seed` fixes it.
+//! Reconnect backoff: capped, growing, with full jitter. Pure: the seed is the only input
+//! that is not passed in, and `with_seed` fixes it.
 
 use std::time::Duration;
 
@@ -8,12 +8,16 @@ pub fn os_seed() -> u64 {
     u64::from_le_bytes(crate::secret::random_bytes::<8>())
 }
 
-/// Capped exponential backoff with full jitter, reset after a healthy period.
+/// Capped backoff with full jitter, reset after a healthy period. The window grows by twice
+/// each delay drawn: it stays `base` + twice the time already waited, which doubles it per
+/// attempt on average, as exponential backoff does, but never lets a node that drew short
+/// delays during a short outage jump to a window much longer than the outage.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
     max: Duration,
-    attempt: u32,
+    /// The window of the next delay.
+    cap: Duration,
     seed: u64,
 }
 
@@ -32,7 +36,7 @@ impl Backoff {
         Backoff {
             base,
             max,
-            attempt: 0,
+            cap: base,
             seed: seed | 1,
         }
     }
@@ -52,19 +56,18 @@ impl Backoff {
         x
     }
 
-    /// The next delay: "full jitter", uniform in [base/4, cap] where cap doubles from `base`
-    /// up to `max`. Agents that failed together (a restarted server) arrive spread evenly
-    /// over the whole window instead of in a herd at its second half; the floor keeps a lone
-    /// agent from retrying in a tight loop, and the small first cap lets it retry at once.
+    /// The next delay: "full jitter", uniform in [base/4, cap]. Agents that failed together
+    /// (a restarted server) arrive spread evenly over the whole window instead of in a herd
+    /// at its second half. The floor keeps a lone agent from retrying in a tight loop; the
+    /// first window is `base`, so it retries at once. With the window at `base` + twice the
+    /// time waited, after an outage of T every agent is back within about 2T (at most `max`).
     pub fn next_delay(&mut self) -> Duration {
-        let cap = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max)
-            .as_millis() as u64;
-        self.attempt = self.attempt.saturating_add(1);
-        let floor = (self.base.as_millis() as u64 / 4).min(cap);
-        Duration::from_millis(floor + self.rand() % (cap - floor + 1))
+        let cap = self.cap.clamp(self.base.min(self.max), self.max);
+        let (cap_ms, base_ms) = (cap.as_millis() as u64, self.base.as_millis() as u64);
+        let floor = (base_ms / 4).min(cap_ms);
+        let delay = Duration::from_millis(floor + self.rand() % (cap_ms - floor + 1));
+        self.cap = cap.saturating_add(delay.saturating_mul(2)).min(self.max);
+        delay
     }
 
     /// The same as `next_delay` (which is full jitter now); kept for callers that asked for
@@ -74,7 +77,7 @@ impl Backoff {
     }
 
     pub fn reset(&mut self) {
-        self.attempt = 0;
+        self.cap = self.base;
     }
 
     /// A value in [d*(1-frac), d*(1+frac)], to keep periodic work from synchronizing.
@@ -139,6 +142,24 @@ mod tests {
         let mut b = Backoff::with_seed(Duration::from_secs(1), Duration::from_secs(60), 7);
         for _ in 0..8 {
             assert_eq!(a.next_delay(), b.next_delay());
+        }
+    }
+
+    /// The window never runs ahead of the time waited: base + twice the total so far. After
+    /// a short outage no agent is left with a window much longer than it.
+    #[test]
+    fn the_window_is_base_plus_twice_the_time_waited() {
+        let (base, max) = (Duration::from_millis(250), Duration::from_secs(30));
+        for seed in 0..200 {
+            let mut b = Backoff::with_seed(base, max, seed);
+            let mut waited = Duration::ZERO;
+            for _ in 0..40 {
+                let d = b.next_delay();
+                assert!(d <= (base + waited * 2).min(max), "seed {seed}: {d:?}");
+                waited += d;
+            }
+            // It did grow: 40 attempts reach the cap.
+            assert_eq!(b.cap, max, "seed {seed}");
         }
     }
 }
