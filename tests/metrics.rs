@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use teleport_lite::net::{self, Framed};
-use teleport_lite::proto::{Request, Response, MAX_RESPONSE_FRAME, PROTOCOL_VERSION};
+use teleport_lite::proto::{Request, Response, MAX_RESPONSE_FRAME};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -375,12 +375,15 @@ fn a_rate_limited_join_is_counted_by_reason_and_the_node_joins_after() {
     let (addr, flag) = (c.addr(), stop.clone());
     let (drained_tx, drained) = std::sync::mpsc::channel();
     let hammer = std::thread::spawn(move || {
-        let get_ca = Request::GetCa {
-            version: PROTOCOL_VERSION,
-        };
+        // Wrong tokens: failed join attempts spend the source's budget (CA fetches do not).
+        let guess = Request::Register(wire::register_request(&"0".repeat(32), "guess", "").1);
         let mut refused = 0u32;
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Some(Response::Error { .. }) = ask(&addr, &get_ca) {
+            if let Some(Response::Error {
+                code: teleport_lite::proto::ErrorCode::RateLimited,
+                ..
+            }) = ask(&addr, &guess)
+            {
                 refused += 1;
                 let _ = drained_tx.send(());
             }

@@ -34,10 +34,28 @@ pub fn real_source(peer: IpAddr, relayed_by_proxy: bool, remote_addr: &str) -> I
     }
 }
 
-/// Takes one request from `source`'s bucket; the refusal to send if it is empty.
-pub fn rate_limit(state: &AuthState, source: IpAddr) -> Option<Response> {
+/// Which of a source's buckets a request draws on (see `core::limiter`).
+#[derive(Debug, Clone, Copy)]
+pub enum Charge {
+    /// A CA fetch: the CA bucket, which joins do not spend.
+    Ca,
+    /// An install-token check: one attempt, never given back.
+    Check,
+    /// A join: one attempt and one join; `joined` gives the attempt back.
+    Join,
+}
+
+/// Charges `source` for a request; the refusal to send if the bucket is empty.
+pub fn rate_limit(state: &AuthState, source: IpAddr, charge: Charge) -> Option<Response> {
+    let now = state.now_ms();
     let mut limiter = state.limiter.lock().unwrap_or_else(|p| p.into_inner());
-    if limiter.allow(source, state.now_ms()) {
+    let allowed = match charge {
+        Charge::Ca => limiter.allow_ca(source, now),
+        Charge::Check => limiter.allow(source, now),
+        Charge::Join => limiter.begin_join(source, now),
+    };
+    drop(limiter);
+    if allowed {
         return None;
     }
     warn!("rate limit exceeded for unauthenticated requests from {source}");
@@ -46,6 +64,12 @@ pub fn rate_limit(state: &AuthState, source: IpAddr) -> Option<Response> {
         ErrorCode::RateLimited,
         "too many join requests from this address: wait a minute and retry",
     ))
+}
+
+/// A join charged with `Charge::Join` succeeded: its attempt goes back to `source`.
+pub fn joined(state: &AuthState, source: IpAddr) {
+    let mut limiter = state.limiter.lock().unwrap_or_else(|p| p.into_inner());
+    limiter.join_succeeded(source);
 }
 
 /// For the install script: is the token valid for `role`? An anonymous caller learns only

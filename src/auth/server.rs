@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 
 use super::backend::sqlite::SqliteBackend;
 use super::backend::Backend;
 use super::cas::CaSet;
-use super::join;
+use super::join::{self, Charge};
 use super::own::Own;
 use super::revoke::Revocations;
 pub use super::state::AuthState;
@@ -65,14 +65,12 @@ impl AuthServer {
     pub async fn start(settings: &Settings, shutdown: Shutdown) -> Result<AuthServer> {
         let s = settings.clone();
         let state = smol::unblock(move || init(&s)).await?;
-        let listener = TcpListener::bind(settings.auth.listen_addr)
-            .await
-            .map_err(|e| {
-                Error::Config(format!(
-                    "cannot listen on auth_service.listen_addr {}: {e}",
-                    settings.auth.listen_addr
-                ))
-            })?;
+        let listener = net::accept::bind(settings.auth.listen_addr).map_err(|e| {
+            Error::Config(format!(
+                "cannot listen on auth_service.listen_addr {}: {e}",
+                settings.auth.listen_addr
+            ))
+        })?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::net(settings.auth.listen_addr.to_string(), e))?;
@@ -202,7 +200,7 @@ async fn handle_conn(
         {
             proto::version_mismatch(version)
         }
-        Request::GetCa { .. } => match join::rate_limit(&state, peer.ip()) {
+        Request::GetCa { .. } => match join::rate_limit(&state, peer.ip(), Charge::Ca) {
             Some(refusal) => refusal,
             None => Response::Ca {
                 cluster_name: state.cluster_name.clone(),
@@ -226,9 +224,15 @@ async fn handle_conn(
                 .as_ref()
                 .filter(|_| by_proxy)
                 .and_then(|s| super::renew::refusal(&state, &s.host_id));
-            match denied.or_else(|| join::rate_limit(&state, source)) {
+            match denied.or_else(|| join::rate_limit(&state, source, Charge::Join)) {
                 Some(refusal) => refusal,
-                None => join::register(&state, req, &label).await,
+                None => {
+                    let answer = join::register(&state, req, &label).await;
+                    if matches!(answer, Response::Registered { .. }) {
+                        join::joined(&state, source);
+                    }
+                    answer
+                }
             }
         }
         Request::Admin { cmd, .. } => match &subject {
@@ -257,7 +261,7 @@ async fn handle_conn(
             Some(s) if s.role == crate::proto::ROLE_PROXY && version == PROTOCOL_VERSION => {
                 let source = join::real_source(peer.ip(), true, &remote_addr);
                 let denied = super::renew::refusal(&state, &s.host_id);
-                match denied.or_else(|| join::rate_limit(&state, source)) {
+                match denied.or_else(|| join::rate_limit(&state, source, Charge::Check)) {
                     Some(refusal) => refusal,
                     None => {
                         let from = format!("{source} via proxy {peer}");

@@ -242,7 +242,8 @@ fn dial_failures_back_off_and_a_landing_resets_the_backoff() {
     }
     assert!(!pool.ever_landed());
     assert!(
-        delays[0] <= ERROR_BASE && delays[9] >= ERROR_MAX / 2,
+        // Full jitter: the window grows, so some late delay is long.
+        delays[0] <= ERROR_BASE && delays[5..].iter().max().unwrap() >= &(ERROR_MAX / 2),
         "{delays:?}"
     );
     assert!(delays.iter().all(|d| *d <= ERROR_MAX));

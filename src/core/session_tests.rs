@@ -90,7 +90,7 @@ fn a_missed_ack_reconnects_after_a_backoff_and_not_as_new() {
     );
     let delay = lost_delay(&lost);
     assert!(
-        delay >= BACKOFF_BASE / 2 && delay <= BACKOFF_BASE,
+        delay >= BACKOFF_BASE / 4 && delay <= BACKOFF_BASE,
         "{delay:?}"
     );
     let at = s.poll_timeout().unwrap();
@@ -124,14 +124,16 @@ fn backoff_grows_to_the_cap_and_a_healthy_stream_resets_it() {
         now = s.poll_timeout().unwrap();
     }
     assert!(delays[0] <= BACKOFF_BASE);
-    assert!(delays[4] >= BACKOFF_BASE * 8, "{delays:?}");
+    // Full jitter: each delay is anywhere in a window that grows, so late ones reach far.
+    let longest = |from: usize| *delays[from..].iter().max().unwrap();
+    assert!(longest(4) >= BACKOFF_BASE * 8, "{delays:?}");
     assert!(delays.iter().all(|d| *d <= BACKOFF_MAX));
-    assert!(delays[11] >= BACKOFF_MAX / 2, "{delays:?}");
+    assert!(longest(8) >= BACKOFF_MAX / 2, "{delays:?}");
 
-    // A stream up for only a few seconds does not reset the backoff.
+    // A stream up for only a few seconds does not reset the backoff (the window stays wide).
     connect(&mut s, now);
     s.failed(now + 5 * I / 2);
-    assert!(lost_delay(&drain(&mut s)) >= BACKOFF_MAX / 2);
+    assert!(lost_delay(&drain(&mut s)) > BACKOFF_BASE);
     // One that stayed healthy for HEALTHY_AFTER does.
     now = s.poll_timeout().unwrap();
     connect(&mut s, now);

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use log::warn;
-use smol::net::TcpStream;
 
 use crate::core::Backoff;
 use crate::net;
@@ -47,7 +46,7 @@ pub async fn first_reachable(addrs: &[String], start: usize, shutdown: &Shutdown
 async fn reach(addr: &str) -> crate::error::Result<()> {
     let fut = async {
         let sock = net::resolve(addr).await?;
-        TcpStream::connect(sock)
+        net::source::connect(sock)
             .await
             .map(drop)
             .map_err(|e| crate::error::Error::net(addr, e))

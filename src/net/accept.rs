@@ -45,6 +45,19 @@ impl Backoff {
     }
 }
 
+/// Connections the kernel queues for a listener before we accept them. std's 128 overflowed
+/// when thousands of nodes reconnected at once (SYNs dropped, handshakes timing out, more
+/// retries); the kernel caps this at `net.core.somaxconn` (4096 by default since Linux 5.4).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a TCP listener with `LISTEN_BACKLOG`: std binds and listens with 128, and a second
+/// `listen` on a listening socket only raises its backlog (Linux), so no socket is rebuilt.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    rustix::net::listen(&listener, LISTEN_BACKLOG)?;
+    TcpListener::try_from(listener)
+}
+
 /// Errors that concern one connection only (it went away while queued): no pause needed.
 fn transient(e: &std::io::Error) -> bool {
     matches!(

@@ -7,6 +7,7 @@ pub mod coalesce;
 pub mod proxy_protocol;
 pub mod refusal;
 pub mod rpc;
+pub mod source;
 
 pub use accept::{serve, serve_tls};
 pub use caps::{Caps, Limits, Slot};
@@ -162,7 +163,7 @@ pub async fn connect_tls_as(
         .map_err(|_| Error::Config(format!("invalid server name {server_name:?}")))?;
     let fut = async {
         let sock = resolve(addr).await?;
-        let tcp = TcpStream::connect(sock)
+        let tcp = source::connect(sock)
             .await
             .map_err(|e| Error::net(addr, NetKind::Connect(e)))?;
         let _ = tcp.set_nodelay(true);

@@ -26,7 +26,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use smol::channel::Receiver;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 
 use crate::config::Settings;
 use crate::core::limiter::Limiter;
@@ -122,14 +122,12 @@ impl ProxyServer {
                 path.display()
             )));
         }
-        let listener = TcpListener::bind(settings.proxy.web_listen_addr)
-            .await
-            .map_err(|e| {
-                Error::Config(format!(
-                    "cannot listen on proxy_service.web_listen_addr {}: {e}",
-                    settings.proxy.web_listen_addr
-                ))
-            })?;
+        let listener = crate::net::accept::bind(settings.proxy.web_listen_addr).map_err(|e| {
+            Error::Config(format!(
+                "cannot listen on proxy_service.web_listen_addr {}: {e}",
+                settings.proxy.web_listen_addr
+            ))
+        })?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::net(settings.proxy.web_listen_addr.to_string(), e))?;

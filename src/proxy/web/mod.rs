@@ -126,14 +126,14 @@ async fn answer(state: &Arc<ProxyState>, peer: SocketAddr, req: &http::Request) 
     }
 }
 
-/// Takes one request from the caller's bucket of the per-source limiter (shared by the join
-/// relay and install token checks).
+/// Takes one attempt from the caller's bucket of the per-source limiter (install token
+/// checks; joins use `begin_join`, see `core::limiter`).
 fn allowed(state: &ProxyState, peer: SocketAddr) -> bool {
-    state
-        .limiter
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .allow(peer.ip(), state.now_ms())
+    limiter(state).allow(peer.ip(), state.now_ms())
+}
+
+fn limiter(state: &ProxyState) -> std::sync::MutexGuard<'_, crate::core::limiter::Limiter> {
+    state.limiter.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn error_body(message: &str) -> Vec<u8> {
@@ -186,9 +186,10 @@ fn status_of(code: ErrorCode) -> u16 {
     }
 }
 
-/// The join relay: checks the per-source limit, adds the caller's address, asks auth.
+/// The join relay: checks the per-source limit (a join attempt, given back when it
+/// succeeds), adds the caller's address, asks auth.
 async fn credentials(state: &Arc<ProxyState>, peer: SocketAddr, body: &[u8]) -> Reply {
-    if !allowed(state, peer) {
+    if !limiter(state).begin_join(peer.ip(), state.now_ms()) {
         warn!("rate limit exceeded for join requests from {peer}");
         return Reply::error(
             429,
@@ -205,6 +206,7 @@ async fn credentials(state: &Arc<ProxyState>, peer: SocketAddr, body: &[u8]) -> 
         Ok(Response::Registered {
             tls, tls_ca_certs, ..
         }) => {
+            limiter(state).join_succeeded(peer.ip());
             info!("relayed the join of {node_name:?} from {peer}");
             let body = json!({ "tls": tls, "tls_ca_certs": tls_ca_certs }).to_string();
             Reply::new(200, "application/json", body.into_bytes())
