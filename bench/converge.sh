@@ -34,7 +34,7 @@ for r in $(seq 1 "$RUNS"); do
     --data-dir "$W/agents" 2>"$W/loadgen.log" & pids+=($!)
   end=$((SECONDS + RUN_WAIT)) t_listed="" t_all=""
   while [ $SECONDS -lt $end ]; do
-    counts=$(proxy_tunnels | tr '\n' ' ')
+    counts=$( (proxy_tunnels || true) | tr '\n' ' ')
     if [ -z "$t_listed" ] && [ "$(TCTL nodes ls --format=json | jq length)" = "$M" ]; then
       t_listed=$(( $(now_ms) - t0 ))
     fi

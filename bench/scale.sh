@@ -56,7 +56,7 @@ t0=$(now_ms)
 start_proxy 1
 PROXY_BACK="-" next=0
 while [ "$(awk -v a="$t0" -v b="$(now_ms)" 'BEGIN{print (b-a) < '"$WAIT"'*1000}')" = 1 ]; do
-  read -r one total < <(lb_servers | awk '$1 == "p1" {o = $3} {t += $3} END {print o+0, t+0}')
+  read -r one total < <( (lb_servers || true) | awk '$1 == "p1" {o = $3} {t += $3} END {print o+0, t+0}')
   s=$(since "$t0")
   if awk -v s="$s" -v n="$next" 'BEGIN{exit !(s >= n)}'; then
     echo "  t=${s}s  p1 $one  all $total"; next=$((next + 2))
@@ -73,7 +73,7 @@ t0=$(now_ms)
 start_auth
 AUTH_BACK="-" next=0
 while [ "$(awk -v a="$t0" -v b="$(now_ms)" 'BEGIN{print (b-a) < '"$WAIT"'*1000}')" = 1 ]; do
-  total=$(proxy_tunnels 2>/dev/null | awk '{t += $1} END {print t+0}')
+  total=$( (proxy_tunnels 2>/dev/null || true) | awk '{t += $1} END {print t+0}')
   s=$(since "$t0")
   if awk -v s="$s" -v n="$next" 'BEGIN{exit !(s >= n)}'; then
     echo "  t=${s}s  tunnels listed $total"; next=$((next + 2))
