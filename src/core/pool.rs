@@ -205,8 +205,10 @@ impl TunnelPool {
         let mut set = others;
         set.truncate(MAX_PROXIES - 1);
         set.push(proxy.clone());
-        // The welcome is the proxy's view now, fresher than what its held tunnel (if any) last
-        // announced; with nothing held, it is all the agent knows.
+        // With nothing held, the welcome is all the agent knows. A duplicate's welcome is not
+        // taken as its proxy's view: that view must stay what the held tunnel was told (its
+        // welcome, then its acks' changes), or a set that flapped between two acks would
+        // stick, never to be corrected by an ack.
         let view = bounded(set);
         if self.views.is_empty() {
             self.known = view.clone();
@@ -216,8 +218,6 @@ impl TunnelPool {
             return;
         }
         if self.held.contains_key(&proxy.id) {
-            self.views.insert(proxy.id.clone(), view);
-            self.rebuild_known();
             self.dup_streak += 1;
             self.actions.push_back(Action::Close { conn, proxy });
             if self.dup_streak % STICKY_HINT_AFTER == 0 && self.wants_dial() {

@@ -381,3 +381,21 @@ fn a_proxy_announcing_a_lagging_set_does_not_hide_a_proxy_another_announced() {
     sim.run(10, round_robin(&["a", "b", "c"]));
     assert_eq!((sim.pool.held(), sim.pool.known()), (3, 3));
 }
+
+/// A duplicate's welcome may catch a proxy's set in a brief flap that its held tunnel's acks
+/// never saw; taken as that proxy's view, it would stick (acks only repeat changes).
+#[test]
+fn a_duplicate_landing_does_not_change_what_its_proxy_announced() {
+    let mut sim = Sim::new(&["a", "c"]);
+    sim.run(10, round_robin(&["a", "c"]));
+    assert_eq!((sim.pool.held(), sim.pool.known()), (2, 2));
+    // c's tunnel closes; a duplicate on a says, mid-flap, that a knows only itself.
+    sim.pool.closed(sim.conn_of("c"));
+    let at = sim.pool.poll_timeout().expect("c is redialed");
+    sim.pool.tick(at);
+    assert!(matches!(sim.pool.poll_action(), Some(Action::Lost { .. })));
+    assert_eq!(sim.pool.poll_action(), Some(Action::Dial));
+    sim.pool.landed(at, 77, p("a"), Vec::new());
+    assert_eq!(sim.pool.known(), 2, "c is still wanted");
+    assert!(sim.pool.poll_timeout().is_some());
+}
