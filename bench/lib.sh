@@ -2,12 +2,48 @@
 # Source it after setting BIN (the teleport executable) and W (a work directory).
 
 pids=()
-cleanup() {
+stop_all() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  pids=()
+}
+cleanup() {
+  stop_all
   if [ -n "${KEEP:-}" ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
+# Thousands of tunnels need thousands of descriptors (HAProxy two per connection).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+LB_MAXCONN=$(( (NOFILE - 200) / 2 ))
+# ROW <metric> <ours> <baseline or -> <target or ->: one line of the benchmark table (tab
+# separated; the ratio is ours/baseline, else ours/target, else -).
+row() {
+  local ratio
+  ratio=$(awk -v o="$2" -v b="$3" -v t="$4" 'BEGIN{
+    if (b != "-" && b+0 > 0) printf "%.2f", o/b; else if (t != "-" && t+0 > 0) printf "%.2f", o/t; else print "-" }')
+  printf 'ROW\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$ratio" "$4"
+}
+# lb_servers: "name status current-sessions" per backend server, from HAProxy's stats socket.
+lb_servers() {
+  python3 - "$W/haproxy.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"show stat\n")
+d = b""
+while True:
+    c = s.recv(65536)
+    if not c: break
+    d += c
+for l in d.decode().splitlines():
+    f = l.split(",")
+    if len(f) > 17 and f[0] == "be" and f[1] not in ("FRONTEND", "BACKEND"):
+        print(f[1], f[17], f[4])
+PY
+}
+# Tunnels every proxy holds, as auth lists them (one number per proxy).
+proxy_tunnels() { TCTL proxies ls --format=json | jq -r '.[].tunnels'; }
+# Whether every one of N proxies holds M tunnels (auth's view).
+all_hold() { [ "$(proxy_tunnels | awk -v m="$2" '$1 == m {n++} END {print n+0}')" = "$1" ]; }
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
@@ -46,7 +82,7 @@ auth_service:
 ssh_service:
   enabled: no
 YAML
-  "$BIN" start -c "$W/auth.yaml" 2>"$W/auth.log" & AUTH_PID=$!; pids+=($AUTH_PID)
+  start_auth
   wait_until 20 TCTL status
   PIN=$(TCTL status | awk '/CA pin/{print $3}')
   LB_PORT=$(port)
@@ -72,14 +108,15 @@ proxy_service:
   web_listen_addr: 127.0.0.1:$p
   public_addr: 127.0.0.1:$LB_PORT
 YAML
-    "$BIN" start -c "$W/p$i.yaml" 2>"$W/p$i.log" & proxy_pids+=($!); pids+=($!)
+    start_proxy "$i"
   done
   cat >"$W/haproxy.cfg" <<CFG
 global
-  maxconn 8000
+  maxconn $LB_MAXCONN
   stats socket $W/haproxy.sock
 defaults
   mode tcp
+  maxconn $LB_MAXCONN
   timeout connect 2s
   timeout client 1h
   timeout server 1h
@@ -94,13 +131,15 @@ CFG
   pids+=($!)
   proxies_up() { [ "$(TCTL proxies ls --format=json | jq length)" = "$n" ]; }
   wait_until 30 proxies_up
-  lb_up() { [ "$(echo 'show stat' | python3 -c "
-import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect('$W/haproxy.sock'); s.sendall(b'show stat\n')
-d=b''
-while True:
-    c=s.recv(65536)
-    if not c: break
-    d+=c
-print(sum(1 for l in d.decode().splitlines() if l.startswith('be,p') and l.split(',')[17]=='UP'))")" = "$n" ]; }
+  lb_up() { [ "$(lb_servers | awk '$2 == "UP"' | wc -l)" = "$n" ]; }
   wait_until 30 lb_up
+}
+
+# start_proxy I: (re)starts proxy I (1-based) with its config and data (same identity).
+start_proxy() {
+  "$BIN" start -c "$W/p$1.yaml" 2>>"$W/p$1.log" & proxy_pids[$(($1 - 1))]=$!; pids+=($!)
+}
+# start_auth: (re)starts auth with its config and data.
+start_auth() {
+  "$BIN" start -c "$W/auth.yaml" 2>>"$W/auth.log" & AUTH_PID=$!; pids+=($AUTH_PID)
 }

@@ -26,8 +26,7 @@ NT=$(TCTL tokens add --type=node --ttl=1h --format=text)
 start_ms=$(date +%s%3N)
 "$BIN" loadgen --count "$M" --token "$NT" --ca-pin "$PIN" --proxy "127.0.0.1:$LB_PORT" \
   --data-dir "$W/agents" 2>"$W/loadgen.log" & LG=$!; pids+=($LG)
-all_tunnels() { [ "$(TCTL proxies ls --format=json | jq "[.[] | select(.tunnels == $M)] | length")" = "$N" ]; }
-wait_until ${TUNNEL_WAIT:-300} all_tunnels
+wait_until "${TUNNEL_WAIT:-300}" all_hold "$N" "$M"
 end_ms=$(date +%s%3N)
 sleep 2
 PROXY_RSS_LOADED=$(rss_kb "$P1")
@@ -63,3 +62,6 @@ teleport-lite tunnel benchmark: $N proxies behind HAProxy (roundrobin), $M agent
   CPU over ${SAMPLE}s steady state: auth $(awk "BEGIN{printf \"%.1f\", ($a1-$a0)*100/$HZ/$SAMPLE}") %, one proxy $(awk "BEGIN{printf \"%.1f\", ($p1-$p0)*100/$HZ/$SAMPLE}") %
   load generator RSS ($M agents, $((N*M)) tunnels): $LG_RSS KiB
 OUT
+row "convergence, $M agents x $N proxies (s)" "$(awk "BEGIN{printf \"%.1f\", $(( end_ms - start_ms ))/1000}")" - -
+row "proxy memory per idle tunnel at $M (KB)" "$(awk "BEGIN{printf \"%.1f\", $PER_TUNNEL/1024}")" - 30
+row "heartbeat bytes per node, $N tunnels vs direct (B/s)" "$TUNNEL_BPS" "$DIRECT_BPS" "$(( 2 * DIRECT_BPS ))"

@@ -31,8 +31,8 @@ use crate::rt::Shutdown;
 
 /// What tunnels tell the pool.
 pub(super) enum Event {
-    /// The proxy set as a proxy announced it (empty: unchanged).
-    Set(Vec<ProxyRef>),
+    /// The proxy set as this tunnel's proxy announced it (empty: unchanged).
+    Set(ConnId, Vec<ProxyRef>),
     /// A heartbeat was acknowledged; `true`: relayed to auth.
     Acked(bool),
     /// This tunnel ended.
@@ -77,7 +77,7 @@ pub async fn run(
     let mut last_conn: ConnId = 0;
     let mut dial_error: Option<Error> = None;
     let feed = |pool: &mut TunnelPool, tasks: &mut HashMap<_, _>, ev: Event| match ev {
-        Event::Set(set) => pool.proxy_set(set),
+        Event::Set(conn, set) => pool.announced(conn, set),
         Event::Acked(relayed) => pool.acked(relayed),
         Event::Closed(conn) => {
             tasks.remove(&conn);
@@ -162,10 +162,15 @@ pub async fn run(
                     // Dropping the mux closes the connection.
                     landing.remove(&conn);
                 }
-                Action::Sticky { held, known } => warn!(
+                Action::Sticky {
+                    held,
+                    known,
+                    missing,
+                } => warn!(
                     "holding tunnels to {held} of {known} proxies, but {addr} keeps sending new \
-                     connections to proxies already held; the load balancer must use \
-                     round-robin, not sticky (source/session affinity) balancing"
+                     connections to proxies already held, none to {missing:?}; the load \
+                     balancer must use round-robin, not sticky (source/session affinity) \
+                     balancing, and route to every proxy (is one down in its health checks?)"
                 ),
                 Action::Retry { delay } => {
                     let e = dial_error.take().map(|e| e.to_string()).unwrap_or_default();

@@ -107,7 +107,7 @@ pub(super) async fn run(
                 Ok(rtt) => {
                     METRICS.rtt_tunnel.observe(rtt);
                     METRICS.heartbeats_acked.fetch_add(1, Relaxed);
-                    let _ = events.try_send(Event::Set(proxies));
+                    let _ = events.try_send(Event::Set(conn, proxies));
                     let _ = events.try_send(Event::Acked(relayed));
                     // Between beats the control stream is ours. A proxy that still knows an
                     // older certificate is shown the newest first (it may be why it asks for

@@ -2,8 +2,13 @@
 //! by dialing the proxy address (often a round-robin load balancer) again and again. A
 //! connection that lands on a proxy already held is closed, with a short randomized pause so
 //! that many agents stop colliding; landing on held proxies again and again means the balancer
-//! is sticky, which the operator must fix. Sans-I/O: the driver dials and runs the tunnels,
-//! `now` is passed in.
+//! is sticky or does not route to the proxies missing, which the operator must fix.
+//! Sans-I/O: the driver dials and runs the tunnels, `now` is passed in.
+//!
+//! The set wanted is the union of what each held proxy last announced (its welcome, then the
+//! changes its acks carry), not the last announcement heard: a proxy learns of new proxies
+//! only at its next beat to auth, so its view may lag another's, and acks repeat the set only
+//! when it changes, so a lagging view that replaced a full one was never corrected.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -44,8 +49,13 @@ pub enum Action {
     },
     /// Close this connection: it landed on a proxy already held.
     Close { conn: ConnId, proxy: ProxyRef },
-    /// The balancer keeps sending new connections to held proxies: it must be round-robin.
-    Sticky { held: usize, known: usize },
+    /// The balancer keeps sending new connections to held proxies: it must be round-robin,
+    /// and route to every proxy in `missing` (names).
+    Sticky {
+        held: usize,
+        known: usize,
+        missing: Vec<String>,
+    },
     /// The dial failed; the next one comes after `delay`.
     Retry { delay: Duration },
     /// The tunnel to `name` closed; `left` tunnels remain. `shutdown`: it closed because the
@@ -59,10 +69,15 @@ pub enum Action {
     Online,
 }
 
+/// A proxy set: ID → name.
+type Set = BTreeMap<String, String>;
+
 #[derive(Debug)]
 pub struct TunnelPool {
-    /// The proxy set: ID → name.
-    known: BTreeMap<String, String>,
+    /// The proxy set wanted: the union of `views`, or while none is held the last set heard.
+    known: Set,
+    /// The set each held proxy last announced, by proxy ID.
+    views: BTreeMap<String, Set>,
     /// Held tunnels: proxy ID → (connection, name).
     held: BTreeMap<String, (ConnId, String)>,
     /// Proxies held at some point: a new tunnel to one of them is a reconnect.
@@ -83,6 +98,7 @@ impl TunnelPool {
     pub fn new(now: Instant, seed: u64) -> Self {
         TunnelPool {
             known: BTreeMap::new(),
+            views: BTreeMap::new(),
             held: BTreeMap::new(),
             ever_held: BTreeSet::new(),
             errors: Backoff::with_seed(ERROR_BASE, ERROR_MAX, seed),
@@ -138,15 +154,47 @@ impl TunnelPool {
         }
     }
 
-    /// A tunnel announced the proxy set (an empty set means "unchanged").
-    pub fn proxy_set(&mut self, set: Vec<ProxyRef>) {
-        if !set.is_empty() {
-            self.known = set
-                .into_iter()
-                .take(MAX_PROXIES)
-                .map(|p| (p.id, p.name))
-                .collect();
+    /// The held tunnel `conn` announced its proxy's view of the set (empty: unchanged).
+    pub fn announced(&mut self, conn: ConnId, set: Vec<ProxyRef>) {
+        if set.is_empty() {
+            return;
         }
+        if let Some(id) = self.held_id(conn) {
+            self.views.insert(id, bounded(set));
+            self.rebuild_known();
+        }
+    }
+
+    /// The union of the held proxies' views (each proxy is in its own view); while nothing is
+    /// held, the set stays as last heard, so that the agent knows what it is missing.
+    fn rebuild_known(&mut self) {
+        if self.views.is_empty() {
+            return;
+        }
+        let mut known = Set::new();
+        for (id, name) in self.views.values().flatten() {
+            if known.len() >= MAX_PROXIES {
+                break;
+            }
+            known.insert(id.clone(), name.clone());
+        }
+        self.known = known;
+    }
+
+    fn held_id(&self, conn: ConnId) -> Option<String> {
+        self.held
+            .iter()
+            .find(|(_, (c, _))| *c == conn)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Names of the proxies in the set that no tunnel reaches.
+    fn missing(&self) -> Vec<String> {
+        self.known
+            .iter()
+            .filter(|(id, _)| !self.held.contains_key(*id))
+            .map(|(_, name)| name.clone())
+            .collect()
     }
 
     /// A dial landed on `proxy`, which announced `others` as the rest of the set.
@@ -157,7 +205,14 @@ impl TunnelPool {
         let mut set = others;
         set.truncate(MAX_PROXIES - 1);
         set.push(proxy.clone());
-        self.proxy_set(set);
+        // With nothing held, the welcome is all the agent knows. A duplicate's welcome is not
+        // taken as its proxy's view: that view must stay what the held tunnel was told (its
+        // welcome, then its acks' changes), or a set that flapped between two acks would
+        // stick, never to be corrected by an ack.
+        let view = bounded(set);
+        if self.views.is_empty() {
+            self.known = view.clone();
+        }
         if self.stopping {
             self.actions.push_back(Action::Close { conn, proxy });
             return;
@@ -165,10 +220,11 @@ impl TunnelPool {
         if self.held.contains_key(&proxy.id) {
             self.dup_streak += 1;
             self.actions.push_back(Action::Close { conn, proxy });
-            if self.dup_streak % STICKY_HINT_AFTER == 0 {
+            if self.dup_streak % STICKY_HINT_AFTER == 0 && self.wants_dial() {
                 self.actions.push_back(Action::Sticky {
                     held: self.held.len(),
                     known: self.known.len(),
+                    missing: self.missing(),
                 });
             }
             self.next_dial = after(now, self.dups.next_delay_full());
@@ -182,6 +238,8 @@ impl TunnelPool {
         }
         self.held
             .insert(proxy.id.clone(), (conn, proxy.name.clone()));
+        self.views.insert(proxy.id.clone(), view);
+        self.rebuild_known();
         self.actions.push_back(Action::Hold {
             conn,
             proxy,
@@ -210,14 +268,11 @@ impl TunnelPool {
 
     /// A held tunnel ended. A connection that is not held (closed as a duplicate) is ignored.
     pub fn closed(&mut self, conn: ConnId) {
-        let Some(id) = self
-            .held
-            .iter()
-            .find(|(_, (c, _))| *c == conn)
-            .map(|(id, _)| id.clone())
-        else {
+        let Some(id) = self.held_id(conn) else {
             return;
         };
+        self.views.remove(&id);
+        self.rebuild_known();
         if let Some((_, name)) = self.held.remove(&id) {
             self.actions.push_back(Action::Lost {
                 name,
@@ -233,6 +288,18 @@ impl TunnelPool {
     }
 }
 
+/// A set as announced, bounded: IDs come from verified proxies, but memory is bounded anyway.
+fn bounded(set: Vec<ProxyRef>) -> Set {
+    set.into_iter()
+        .take(MAX_PROXIES)
+        .map(|p| (p.id, p.name))
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "pool_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pool_fleet_tests.rs"]
+mod fleet_tests;

@@ -149,7 +149,12 @@ fn a_sticky_balancer_is_named_every_fifth_duplicate_and_pauses_grow() {
         .iter()
         .filter(|a| matches!(a, Action::Sticky { .. }))
         .collect();
-    assert_eq!(sticky, vec![&Action::Sticky { held: 1, known: 2 }; 2]);
+    let named = Action::Sticky {
+        held: 1,
+        known: 2,
+        missing: vec!["proxy-b".into()],
+    };
+    assert_eq!(sticky, vec![&named; 2]);
     // Ten pauses of up to 40 ms doubling to 5 s: much longer than ten dials in a row.
     let waited = sim.now - t0;
     assert!(waited > 200 * MS && waited <= 10 * DUP_MAX, "{waited:?}");
@@ -201,25 +206,34 @@ fn the_proxy_set_grows_shrinks_and_is_replaced() {
     let mut sim = Sim::new(&["a"]);
     sim.run(10, |_| "a");
     assert_eq!((sim.pool.held(), sim.pool.poll_timeout()), (1, None));
+    let conn_a = sim.conn_of("a");
     // Grows: a new proxy joins; a heartbeat ack announces it.
     sim.proxies = vec!["a", "b"];
-    sim.pool.proxy_set(set(&["a", "b"]));
+    sim.pool.announced(conn_a, set(&["a", "b"]));
     sim.run(10, round_robin(&["a", "b"]));
     assert_eq!((sim.pool.held(), sim.pool.known()), (2, 2));
     // An empty set in an ack means "unchanged".
-    sim.pool.proxy_set(Vec::new());
+    sim.pool.announced(conn_a, Vec::new());
     assert_eq!(sim.pool.known(), 2);
     // Shrinks: b leaves the set. Its tunnel ends by itself when b goes; nothing to dial.
-    sim.pool.proxy_set(set(&["a"]));
+    sim.pool.announced(conn_a, set(&["a"]));
     assert_eq!((sim.pool.held(), sim.pool.poll_timeout()), (2, None));
     sim.pool.closed(sim.conn_of("b"));
+    assert_eq!(sim.pool.known(), 1);
     assert_eq!(sim.pool.poll_timeout(), None, "b is no longer wanted");
     // Replaced: all new proxies; the old tunnel stays until it closes.
     sim.proxies = vec!["c", "d"];
-    sim.pool.proxy_set(set(&["c", "d"]));
+    sim.pool.announced(conn_a, set(&["c", "d"]));
     sim.run(10, round_robin(&["c", "d"]));
     assert_eq!((sim.pool.held(), sim.pool.known()), (3, 2));
     assert_eq!(sim.pool.poll_timeout(), None);
+    // a's own view no longer counts once its tunnel closes.
+    sim.pool.closed(conn_a);
+    assert_eq!((sim.pool.held(), sim.pool.known()), (2, 2));
+    assert_eq!(sim.pool.poll_timeout(), None);
+    // An announcement by a connection that is not held (a closed duplicate) is ignored.
+    sim.pool.announced(999, set(&["x"]));
+    assert_eq!(sim.pool.known(), 2);
 }
 
 #[test]
@@ -335,12 +349,54 @@ fn a_huge_announced_set_is_bounded() {
             name: id.clone(),
         })
         .collect();
-    pool.proxy_set(big.clone());
-    assert_eq!(pool.known(), MAX_PROXIES);
-    pool.landed(Instant::now(), 1, p("x"), big);
+    pool.landed(Instant::now(), 1, p("x"), big.clone());
     assert_eq!(pool.known(), MAX_PROXIES);
     assert!(
         pool.known.contains_key("x"),
         "the proxy that answered is always in the set"
     );
+    pool.announced(1, big);
+    assert_eq!(pool.known(), MAX_PROXIES);
+}
+
+/// The bug behind agents stuck at 2 of 3 proxies: a proxy whose own view of the set lags
+/// (it learns of new proxies only at its next link beat to auth, and a welcome computed
+/// before that announces the old set) replaced the set another proxy had announced in full.
+/// The agent then held "all" proxies of the shrunken set and stopped dialing, and nothing
+/// repeated the full set: acks carry the set only when the proxy's view changes.
+#[test]
+fn a_proxy_announcing_a_lagging_set_does_not_hide_a_proxy_another_announced() {
+    let mut sim = Sim::new(&["a", "b", "c"]);
+    // Lands on a, which knows all three; then on b, whose view still lacks c.
+    sim.run(1, |_| "a");
+    sim.pool.tick(sim.now);
+    let _ = sim.pool.poll_action();
+    sim.pool.landed(sim.now, 50, p("b"), set(&["a"]));
+    assert_eq!(sim.pool.held(), 2);
+    assert!(
+        sim.pool.poll_timeout().is_some(),
+        "held {} of known {}: c, announced by a, must still be dialed",
+        sim.pool.held(),
+        sim.pool.known()
+    );
+    sim.run(10, round_robin(&["a", "b", "c"]));
+    assert_eq!((sim.pool.held(), sim.pool.known()), (3, 3));
+}
+
+/// A duplicate's welcome may catch a proxy's set in a brief flap that its held tunnel's acks
+/// never saw; taken as that proxy's view, it would stick (acks only repeat changes).
+#[test]
+fn a_duplicate_landing_does_not_change_what_its_proxy_announced() {
+    let mut sim = Sim::new(&["a", "c"]);
+    sim.run(10, round_robin(&["a", "c"]));
+    assert_eq!((sim.pool.held(), sim.pool.known()), (2, 2));
+    // c's tunnel closes; a duplicate on a says, mid-flap, that a knows only itself.
+    sim.pool.closed(sim.conn_of("c"));
+    let at = sim.pool.poll_timeout().expect("c is redialed");
+    sim.pool.tick(at);
+    assert!(matches!(sim.pool.poll_action(), Some(Action::Lost { .. })));
+    assert_eq!(sim.pool.poll_action(), Some(Action::Dial));
+    sim.pool.landed(at, 77, p("a"), Vec::new());
+    assert_eq!(sim.pool.known(), 2, "c is still wanted");
+    assert!(sim.pool.poll_timeout().is_some());
 }

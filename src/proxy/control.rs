@@ -177,8 +177,10 @@ pub async fn run(
         server_version: hello.server_version.clone(),
         labels: hello.labels.clone(),
     };
-    // The set is sent in the welcome; acks repeat it only when it changed.
-    let mut last_sent = state.proxy_set();
+    // Acks repeat the set only when it changed. The first ack always carries it: the welcome's
+    // copy was read before the welcome went out, and a change that came in between would
+    // otherwise never reach the node.
+    let mut last_sent = Vec::new();
     // One relayed beat per half interval at most: a node that beats faster cannot fill the
     // relay queue and crowd out every other node's beats.
     let mut pacer = Pacer::default();

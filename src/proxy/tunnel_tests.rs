@@ -206,10 +206,15 @@ fn a_good_hello_is_welcomed_beats_are_acked_and_relayed_under_the_certificate_na
             node.ctl.send(&Request::Heartbeat { seq }).await.unwrap();
             match recv(&mut node).await {
                 Some(Response::HeartbeatAck {
-                    seq: got, relayed, ..
+                    seq: got,
+                    relayed,
+                    proxies,
+                    ..
                 }) => {
                     assert_eq!(got, seq);
                     assert!(relayed, "the link is up: the beat counts as relayed");
+                    // The first ack repeats the set (it may have changed since the welcome).
+                    assert_eq!(proxies.len(), usize::from(seq == 1), "{proxies:?}");
                 }
                 other => panic!("expected heartbeat_ack {seq}, got {other:?}"),
             }
