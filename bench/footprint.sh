@@ -5,6 +5,8 @@
 # is sent at exactly that moment). Baselines measured in the same run: `teleport version`
 # (process start alone) and a fresh node joining straight to auth.
 #   bench/footprint.sh [runs, default 5]
+# Ends with ROW lines (metric, ours, baseline or -, ratio, target) for bench/all.sh; the
+# executable size row is bench/size.sh's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -67,3 +69,7 @@ teleport-lite footprint (static musl executable, loopback, $RUNS runs, medians)
     straight to auth (baseline):                 $T_DIRECT ms
     'teleport version' (process start baseline): $T_VERSION ms
 OUT
+row() { printf 'ROW\t%s\t%s\t%s\t%s\t%s\n' "$@"; }
+row "idle agent RSS, 3 tunnels (KiB)" "$A_RSS" - "$(ratio "$A_RSS" 6144)" 6144
+row "fresh node start to first heartbeat via proxy (ms)" "$T_TUNNEL" "$T_DIRECT" \
+  "$(ratio "$T_TUNNEL" "$T_DIRECT")" 100

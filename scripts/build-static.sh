@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=x86_64-unknown-linux-musl
-# The CI budget; the goal is 4 MB.
+# The CI budget; the goal is 4 MB. What makes it small is in Cargo.toml's release profile and in
+# .cargo/config.toml (SQLite options, unwind tables, packed relocations): a plain
+# `cargo build --release --target x86_64-unknown-linux-musl` gives the same executable.
 BUDGET_BYTES=${BUDGET_BYTES:-8000000}
 GOAL_BYTES=4000000
 
@@ -28,9 +30,13 @@ if readelf -d "$BIN" 2>/dev/null | grep -q NEEDED; then
   echo "FAIL: $BIN needs shared libraries:" >&2; readelf -d "$BIN" | grep NEEDED >&2; exit 1
 fi
 SIZE=$(stat -c %s "$BIN")
-echo "static executable: $BIN, $SIZE bytes ($(awk "BEGIN{printf \"%.2f\", $SIZE/1000000}") MB; goal $GOAL_BYTES, budget $BUDGET_BYTES)"
+echo "static executable: $BIN, $SIZE bytes ($(awk "BEGIN{printf \"%.2f\", $SIZE/1000000}") MB;" \
+  "ratio to the goal of $GOAL_BYTES: $(awk "BEGIN{printf \"%.3f\", $SIZE/$GOAL_BYTES}"); budget $BUDGET_BYTES)"
 if [ "$SIZE" -gt "$BUDGET_BYTES" ]; then
   echo "FAIL: the executable exceeds the size budget of $BUDGET_BYTES bytes" >&2; exit 1
+fi
+if [ "$SIZE" -gt "$GOAL_BYTES" ]; then
+  echo "WARN: the executable is over the goal of $GOAL_BYTES bytes (bench/size.sh shows where)" >&2
 fi
 
 # The Docker image takes the executable and, when the host has one, its CA bundle (for joins
