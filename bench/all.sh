@@ -27,6 +27,7 @@ BENCHES=(
   "herd|1000|10000"
   "scale|300|3000"
   "dataplane|1 2000|2 5000"
+  "rotation|300 30s|300 30s"
 )
 
 ONLY=("$@")
