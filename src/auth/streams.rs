@@ -201,6 +201,7 @@ pub async fn heartbeat_stream<S: Io>(
                     proxies: Vec::new(),
                     relayed: true,
                     renew: renew::must_renew(&state, &cert, ROLE_NODE, now),
+                    quiet: false,
                 };
                 if conn.send(&ack).await.is_err() {
                     return;

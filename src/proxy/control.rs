@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
@@ -20,6 +20,7 @@ use crate::pki::{self, Subject};
 use crate::proto::pace::{Beat, Pacer};
 use crate::proto::{
     Denial, ErrorCode, LockTarget, RelayedBeat, Request, Response, StreamHello, TrustInfo,
+    QUIET_EVERY,
 };
 use crate::rt::Shutdown;
 
@@ -147,7 +148,15 @@ pub fn load_denials(identity_path: &std::path::Path) -> HashMap<LockTarget, Stri
 /// What ended a wait on the control stream.
 enum Wake {
     Msg(Option<crate::error::Result<Option<Request>>>),
+    /// Time to tell auth again that this tunnel is held, or to judge it silent.
+    Tick,
     Killed,
+}
+
+/// How long a tunnel may stay silent: a quiet tunnel beats every `QUIET_EVERY` intervals, and
+/// gets three more (as a stream that beats every interval gets three) before it is judged dead.
+pub fn silence_allowed(interval: Duration) -> Duration {
+    interval * (QUIET_EVERY + 3)
 }
 
 /// Serves the control stream until the node leaves, fails, is shut out or the proxy stops.
@@ -179,25 +188,50 @@ pub async fn run(
     };
     // The set is sent in the welcome; acks repeat it only when it changed.
     let mut last_sent = state.proxy_set();
-    // One relayed beat per half interval at most: a node that beats faster cannot fill the
-    // relay queue and crowd out every other node's beats.
+    // Beats only keep the tunnel alive; a node that beats far faster than the interval is
+    // closed.
     let mut pacer = Pacer::default();
     let mut pacer_renew = RenewPacer::default();
+    // The proxy tells auth itself, once per interval, that it holds this tunnel (the node may
+    // beat here only every `QUIET_EVERY` intervals): the first time at once.
+    let mut next_relay = Instant::now();
+    let mut heard = Instant::now();
     loop {
-        let idle = state.interval() * 3;
+        let interval = state.interval();
+        let now = Instant::now();
+        if now >= next_relay {
+            state.relay(Request::Relay(beat.clone()));
+            next_relay = now + interval;
+        }
+        let silent_until = heard + silence_allowed(interval);
+        if now >= silent_until {
+            info!("closing the silent tunnel of {:?}", hello.node_name);
+            return;
+        }
+        let tick = next_relay.min(silent_until);
         let wake = futures_lite::future::or(
-            async { Wake::Msg(net::with_timeout(idle, ctl.recv::<Request>()).await) },
-            async {
-                futures_lite::future::or(shutdown.wait(), killed.wait()).await;
-                if killed.is_fired() {
-                    Wake::Killed
-                } else {
-                    Wake::Msg(None)
-                }
-            },
+            async { Wake::Msg(Some(ctl.recv::<Request>().await)) },
+            futures_lite::future::or(
+                async {
+                    smol::Timer::at(tick).await;
+                    Wake::Tick
+                },
+                async {
+                    futures_lite::future::or(shutdown.wait(), killed.wait()).await;
+                    if killed.is_fired() {
+                        Wake::Killed
+                    } else {
+                        Wake::Msg(None)
+                    }
+                },
+            ),
         )
         .await;
+        if matches!(wake, Wake::Msg(Some(_))) {
+            heard = Instant::now();
+        }
         let msg = match wake {
+            Wake::Tick => continue,
             Wake::Killed => {
                 let why = state
                     .denial(&LockTarget::ServerId(subject.host_id.clone()))
@@ -244,9 +278,8 @@ pub async fn run(
                     }
                     None => now >= cert.renew_at(),
                 };
-                let relayed = match pacer.on_beat(std::time::Instant::now(), state.interval()) {
-                    Beat::Due => state.relay(Request::Relay(beat.clone())),
-                    Beat::Early => state.link_up.load(Ordering::Relaxed),
+                let relayed = match pacer.on_beat(Instant::now(), state.interval()) {
+                    Beat::Due | Beat::Early => state.link_up.load(Ordering::Relaxed),
                     Beat::Flood => {
                         warn!(
                             "tunnel of {:?} sends heartbeats far faster than the interval; \
@@ -268,6 +301,7 @@ pub async fn run(
                     proxies,
                     relayed,
                     renew,
+                    quiet: true,
                 };
                 if ctl.send(&ack).await.is_err() {
                     return;

@@ -149,6 +149,7 @@ where
             proxies: Vec::new(),
             relayed: true,
             renew: false,
+            quiet: false,
         };
         if conn.send(&ack).await.is_err() || hang_up.swap(false, Ordering::SeqCst) {
             return;
