@@ -56,7 +56,8 @@ pub(super) async fn run(
     let mut beats = Beats::new(Instant::now(), interval, os_seed());
     let via = format!("the tunnel to proxy {:?}", proxy.name);
     // One tunnel of the node beats every interval; the others, once their proxy said it tells
-    // auth itself that it holds them (`quiet`), every `QUIET_EVERY` intervals.
+    // auth itself that it holds them (`quiet`, said in its first ack), every `QUIET_EVERY`
+    // intervals. TCP keepalive (the kernel's bytes) notices a vanished proxy meanwhile.
     let host = renewer
         .identity()
         .subject()
@@ -129,7 +130,7 @@ pub(super) async fn run(
                 quiet,
             }))) => match beats.on_ack(Instant::now(), seq) {
                 Ok(rtt) => {
-                    quiet_ok = quiet;
+                    quiet_ok |= quiet;
                     METRICS.rtt_tunnel.observe(rtt);
                     METRICS.heartbeats_acked.fetch_add(1, Relaxed);
                     let _ = events.try_send(Event::Set(proxies));

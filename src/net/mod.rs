@@ -32,6 +32,32 @@ use rustls::pki_types::pem::PemObject;
 
 pub use crate::proto::ALPN_AUTH;
 
+/// A long-lived connection whose peer vanished without closing it (power lost, cable pulled)
+/// is reset by the kernel after this long of silence plus `KEEPALIVE_PROBES` unanswered probes,
+/// one per `KEEPALIVE_IDLE`: about 20 s, whatever the messages above it do. The probes are the
+/// kernel's, so quiet tunnels stay cheap.
+const KEEPALIVE_IDLE_SECS: i32 = 5;
+const KEEPALIVE_PROBES: i32 = 3;
+
+/// Turns TCP keepalive on for a long-lived connection (tunnels, heartbeat streams); failures
+/// are harmless (the heartbeats still judge the peer), so they are ignored.
+#[allow(unsafe_code)]
+pub fn keepalive(tcp: &TcpStream) {
+    use nix::libc::{self, c_int};
+    use std::os::fd::AsRawFd;
+    let fd = tcp.as_raw_fd();
+    let set = |level: c_int, name: c_int, value: c_int| {
+        let len = std::mem::size_of::<c_int>() as libc::socklen_t;
+        // SAFETY: `fd` is the open socket `tcp` borrows for this call; the option value is a
+        // `c_int` on the stack and `len` is its size.
+        unsafe { libc::setsockopt(fd, level, name, (&value as *const c_int).cast(), len) };
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE_SECS);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, KEEPALIVE_IDLE_SECS);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES);
+}
+
 /// Time allowed for TCP connect plus TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -165,6 +191,7 @@ pub async fn connect_tls_as(
             .await
             .map_err(|e| Error::net(addr, NetKind::Connect(e)))?;
         let _ = tcp.set_nodelay(true);
+        keepalive(&tcp);
         let offers_auth = config.alpn_protocols.iter().any(|p| p == ALPN_AUTH);
         let tls = TlsConnector::from(config)
             .connect(name, tcp)
@@ -258,19 +285,26 @@ pub async fn with_timeout<T>(d: Duration, fut: impl std::future::Future<Output =
     .await
 }
 
-/// A connection that sends and receives whole messages.
+/// A connection that sends and receives whole messages. Thousands of them sit idle in auth and
+/// the proxies (one per node stream or tunnel), so the read buffer starts small, grows while
+/// reads fill it (a big message), and is given back once a message has been read whole.
 pub struct Framed<S> {
     io: S,
     decoder: Decoder,
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
 }
+
+/// The read buffer of an idle connection: a heartbeat or its ack fits.
+const READ_MIN: usize = 256;
+/// The most one read takes at a time.
+const READ_MAX: usize = 16 * 1024;
 
 impl<S> Framed<S> {
     pub fn new(io: S, max_frame: usize) -> Self {
         Framed {
             io,
             decoder: Decoder::new(max_frame),
-            buf: vec![0u8; 4096].into_boxed_slice(),
+            buf: Vec::new(),
         }
     }
 
@@ -299,12 +333,16 @@ impl<S: futures_lite::AsyncWrite + Unpin> Framed<S> {
             self.io.write_all(bytes).await?;
             self.io.flush().await
         };
-        with_timeout(WRITE_TIMEOUT, write).await.unwrap_or_else(|| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the peer stopped reading",
-            ))
-        })
+        // Boxed: every task that holds a connection would otherwise carry the write and its
+        // timer in its own size for its whole life.
+        Box::pin(with_timeout(WRITE_TIMEOUT, write))
+            .await
+            .unwrap_or_else(|| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer stopped reading",
+                ))
+            })
     }
 
     pub async fn close(&mut self) {
@@ -321,7 +359,13 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
                 .next_frame()
                 .map_err(|e| Error::Wire(WireError::Frame(e)))?
             {
+                if self.buf.len() > READ_MIN {
+                    self.buf = Vec::new();
+                }
                 return Ok(Some(msg));
+            }
+            if self.buf.is_empty() {
+                self.buf = vec![0u8; READ_MIN];
             }
             let n = self
                 .io
@@ -332,6 +376,9 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
                 return Ok(None);
             }
             self.decoder.feed(&self.buf[..n]);
+            if n == self.buf.len() && n < READ_MAX {
+                self.buf = vec![0u8; (n * 4).min(READ_MAX)];
+            }
         }
     }
 }
@@ -350,4 +397,25 @@ pub fn dial_addr(listen: SocketAddr) -> String {
         ip => ip,
     };
     SocketAddr::new(ip, listen.port()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_is_on_with_our_timing() {
+        smol::block_on(async {
+            let l = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let tcp = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            keepalive(&tcp);
+            use rustix::net::sockopt;
+            assert!(sockopt::socket_keepalive(&tcp).unwrap());
+            assert_eq!(
+                sockopt::tcp_keepidle(&tcp).unwrap(),
+                Duration::from_secs(KEEPALIVE_IDLE_SECS as u64)
+            );
+            assert_eq!(sockopt::tcp_keepcnt(&tcp).unwrap(), KEEPALIVE_PROBES as u32);
+        });
+    }
 }

@@ -16,7 +16,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// A quiet tunnel (`quiet` in a tunnel's `heartbeat_ack`) beats once per this many intervals;
 /// the proxy waits this many intervals plus three before it judges such a tunnel dead.
-pub const QUIET_EVERY: u32 = 6;
+pub const QUIET_EVERY: u32 = 12;
 
 /// Client to server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

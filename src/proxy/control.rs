@@ -196,6 +196,7 @@ pub async fn run(
     // beat here only every `QUIET_EVERY` intervals): the first time at once.
     let mut next_relay = Instant::now();
     let mut heard = Instant::now();
+    let mut told_quiet = false;
     loop {
         let interval = state.interval();
         let now = Instant::now();
@@ -301,7 +302,8 @@ pub async fn run(
                     proxies,
                     relayed,
                     renew,
-                    quiet: true,
+                    // Said once: the node remembers it for this tunnel.
+                    quiet: !std::mem::replace(&mut told_quiet, true),
                 };
                 if ctl.send(&ack).await.is_err() {
                     return;

@@ -296,6 +296,7 @@ async fn dispatch(
     match alpn.as_deref() {
         Some(ALPN_TUNNEL) => match (subject, facts) {
             (Some(s), Some(f)) if s.role == crate::proto::ROLE_NODE => {
+                net::keepalive(tls.get_ref().0);
                 tunnel::serve(tls, s, f, peer, state, shutdown).await
             }
             _ => warn!(
