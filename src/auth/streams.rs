@@ -122,6 +122,7 @@ pub async fn heartbeat_stream<S: Io>(
         return;
     }
     let guard = state.revoke.register(&subject.host_id);
+    let _trim = net::trim::Held::new();
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let addr = if hello.public_addr.is_empty() {
         peer.ip().to_string()

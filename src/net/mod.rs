@@ -6,6 +6,7 @@ pub mod caps;
 pub mod proxy_protocol;
 pub mod refusal;
 pub mod rpc;
+pub mod trim;
 
 pub use accept::{serve, serve_tls};
 pub use caps::{Caps, Limits, Slot};

@@ -118,6 +118,7 @@ pub async fn serve<T>(
         return;
     }
     let _held = crate::diag::Live::new(&crate::diag::METRICS.proxy_tunnels);
+    let _trim = net::trim::Held::new();
     info!(
         "tunnel from node {:?} ({}) at {peer} established",
         hello.node_name, subject.host_id
