@@ -3,6 +3,7 @@
 //! carries its heartbeats and relays those of tunnelled nodes, and the tunnel registry.
 
 mod control;
+mod denials;
 pub mod dials;
 pub mod link;
 mod renew;
@@ -140,7 +141,7 @@ impl ProxyServer {
         let (relay_tx, relay_rx) = smol::channel::bounded(RELAY_QUEUE);
         let (renew_now, renew_rx) = smol::channel::bounded(1);
         // Locks and removals heard before a restart hold until auth says otherwise.
-        let denied = control::load_denials(&path);
+        let denied = denials::load(&path);
         let state = Arc::new(ProxyState {
             me: ProxyRef {
                 id: subject.host_id.clone(),
