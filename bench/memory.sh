@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 M=${1:-1000}
 HB=${2:-5s}
 LIBC=${3:-musl}
-SAMPLE=${SAMPLE:-15}
+SAMPLE=${SAMPLE:-60} # one full pace of a quiet tunnel (12 intervals of 5 s)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ -n "${TELEPORT_BIN:-}" ]; then
