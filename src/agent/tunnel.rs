@@ -19,8 +19,11 @@ use crate::core::beats::{Beat, Beats};
 use crate::core::pool::ConnId;
 use crate::diag::METRICS;
 use crate::net;
-use crate::proto::{Request, Response};
+use crate::proto::{Request, Response, QUIET_EVERY};
 use crate::rt::Shutdown;
+
+#[path = "seat.rs"]
+mod seat;
 
 pub(super) async fn run(
     t: Dialed,
@@ -52,8 +55,26 @@ pub(super) async fn run(
     });
     let mut beats = Beats::new(Instant::now(), interval, os_seed());
     let via = format!("the tunnel to proxy {:?}", proxy.name);
+    // One tunnel of the node beats every interval; the others, once their proxy said it tells
+    // auth itself that it holds them (`quiet`, said in its first ack), every `QUIET_EVERY`
+    // intervals. TCP keepalive (the kernel's bytes) notices a vanished proxy meanwhile.
+    let host = renewer
+        .identity()
+        .subject()
+        .map_or(node.clone(), |s| s.host_id);
+    let seat = seat::Seat::new(host, conn);
+    let (mut quiet_ok, mut seated) = (false, false);
     loop {
-        match beats.tick(Instant::now()) {
+        let now = Instant::now();
+        if !seated && seat.take() {
+            seated = true;
+            info!(
+                "heartbeats of {node:?} go over the tunnel to proxy {:?}",
+                proxy.name
+            );
+        }
+        beats.set_every(now, if seated || !quiet_ok { 1 } else { QUIET_EVERY });
+        match beats.tick(now) {
             Some(Beat::Send(seq)) => {
                 if ctl.send(&Request::Heartbeat { seq }).await.is_err() {
                     break;
@@ -70,9 +91,12 @@ pub(super) async fn run(
             }
             None => {}
         }
-        let wait = beats
-            .poll_timeout()
-            .saturating_duration_since(Instant::now());
+        // A quiet tunnel looks for a free seat once per interval.
+        let mut wake_at = beats.poll_timeout();
+        if !seated {
+            wake_at = wake_at.min(Instant::now() + beats.interval());
+        }
+        let wait = wake_at.saturating_duration_since(Instant::now());
         let timer = async {
             if shutdown.sleep(wait).await {
                 Wake::Timer
@@ -103,8 +127,10 @@ pub(super) async fn run(
                 proxies,
                 relayed,
                 renew,
+                quiet,
             }))) => match beats.on_ack(Instant::now(), seq) {
                 Ok(rtt) => {
+                    quiet_ok |= quiet;
                     METRICS.rtt_tunnel.observe(rtt);
                     METRICS.heartbeats_acked.fetch_add(1, Relaxed);
                     let _ = events.try_send(Event::Set(conn, proxies));

@@ -189,6 +189,7 @@ pub async fn proxy_link<S: Io>(
                     proxies,
                     relayed: true,
                     renew: renew::must_renew(&state, &cert, ROLE_PROXY, now),
+                    quiet: false,
                 };
                 if conn.send(&ack).await.is_err() {
                     return;

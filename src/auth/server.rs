@@ -194,6 +194,8 @@ async fn handle_conn(
             return;
         }
     };
+    // Rare requests run boxed: this task's size is that of its largest branch, and thousands
+    // of them idle as node streams.
     let reply = match first {
         Request::GetCa { version } | Request::Admin { version, .. }
             if version != PROTOCOL_VERSION =>
@@ -227,7 +229,7 @@ async fn handle_conn(
             match denied.or_else(|| join::rate_limit(&state, source, Charge::Join)) {
                 Some(refusal) => refusal,
                 None => {
-                    let answer = join::register(&state, req, &label).await;
+                    let answer = Box::pin(join::register(&state, req, &label)).await;
                     if matches!(answer, Response::Registered { .. }) {
                         join::joined(&state, source);
                     }
@@ -236,7 +238,9 @@ async fn handle_conn(
             }
         }
         Request::Admin { cmd, .. } => match &subject {
-            Some(s) if s.role == crate::proto::ROLE_ADMIN => super::admin::admin(&state, cmd).await,
+            Some(s) if s.role == crate::proto::ROLE_ADMIN => {
+                Box::pin(super::admin::admin(&state, cmd)).await
+            }
             Some(s) if s.role == crate::proto::ROLE_USER => Response::error(
                 ErrorCode::AccessDenied,
                 format!(
@@ -265,7 +269,7 @@ async fn handle_conn(
                     Some(refusal) => refusal,
                     None => {
                         let from = format!("{source} via proxy {peer}");
-                        join::check_token(&state, token, &role, &from).await
+                        Box::pin(join::check_token(&state, token, &role, &from)).await
                     }
                 }
             }
@@ -277,8 +281,8 @@ async fn handle_conn(
         },
         Request::ProxyHello(hello) => match (subject, cert) {
             (Some(s), Some(c)) if s.role == crate::proto::ROLE_PROXY => {
-                return super::link::proxy_link(conn, hello, s, c, sans, peer, state, shutdown)
-                    .await;
+                let link = super::link::proxy_link(conn, hello, s, c, sans, peer, state, shutdown);
+                return Box::pin(link).await;
             }
             _ => Response::error(
                 ErrorCode::AccessDenied,

@@ -108,7 +108,9 @@ pub async fn heartbeat_stream<S: Io>(
     shutdown: Shutdown,
 ) {
     let checked = limits::check_hello(&hello, &subject.node_name).map_err(|e| e.to_string());
-    if !hello_ok(&mut conn, hello.version, checked).await {
+    // The awaits of this long-lived task are boxed: it idles as one of thousands, and its
+    // size is that of its largest wait.
+    if !Box::pin(hello_ok(&mut conn, hello.version, checked)).await {
         return;
     }
     if let Some(refused) = renew::refusal(&state, &subject.host_id) {
@@ -159,7 +161,7 @@ pub async fn heartbeat_stream<S: Io>(
             &shutdown,
             &guard.killed,
         );
-        match wake.await {
+        match Box::pin(wake).await {
             Wake::Killed => {
                 lock(&state).remove(&subject.host_id, conn_id);
                 let why = renew::refusal(&state, &subject.host_id);
@@ -178,7 +180,7 @@ pub async fn heartbeat_stream<S: Io>(
                 if let Err(why) = renew::still_valid(&state, &cert, now) {
                     lock(&state).remove(&subject.host_id, conn_id);
                     let who = format!("the stream of node {:?} ({})", info.hostname, info.uuid);
-                    return close_invalid(&mut conn, &who, why).await;
+                    return Box::pin(close_invalid(&mut conn, &who, why)).await;
                 }
                 let beat = pacer.on_beat(std::time::Instant::now(), state.heartbeat_interval);
                 if beat == Beat::Flood {
@@ -201,6 +203,7 @@ pub async fn heartbeat_stream<S: Io>(
                     proxies: Vec::new(),
                     relayed: true,
                     renew: renew::must_renew(&state, &cert, ROLE_NODE, now),
+                    quiet: false,
                 };
                 if conn.send(&ack).await.is_err() {
                     return;
@@ -212,7 +215,7 @@ pub async fn heartbeat_stream<S: Io>(
                 if let Err(why) = renew::still_valid(&state, &cert, now_unix()) {
                     lock(&state).remove(&subject.host_id, conn_id);
                     let who = format!("the stream of node {:?} ({})", info.hostname, info.uuid);
-                    return close_invalid(&mut conn, &who, why).await;
+                    return Box::pin(close_invalid(&mut conn, &who, why)).await;
                 }
                 let changed = state.ca.get().rotation.changed;
                 match pacer_renew.attempt(now_unix(), changed, state.host_ttl_secs()) {
@@ -234,7 +237,8 @@ pub async fn heartbeat_stream<S: Io>(
                 }
                 let (st, subj) = (state.clone(), subject.clone());
                 let sans = state.host_sans(&subject.host_id, ROLE_NODE, &[]);
-                let answer = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr, "")).await;
+                let sign = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr, ""));
+                let answer = Box::pin(sign).await;
                 if let Some((facts, _)) = crate::pki::renewed_cert(&answer) {
                     cert = facts;
                 }

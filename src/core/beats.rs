@@ -58,6 +58,9 @@ pub struct Beats {
     /// When the next beat is due while none is in flight.
     next: Instant,
     flight: Option<Flight>,
+    /// Beats once per this many intervals (a quiet tunnel); the ack deadline stays two
+    /// intervals.
+    every: u32,
     /// The latest `now` seen, to notice clock jumps.
     last: Instant,
     jitter: Backoff,
@@ -73,6 +76,7 @@ impl Beats {
             seq: 0,
             next: now,
             flight: None,
+            every: 1,
             last: now,
             jitter: Backoff::with_seed(interval, interval, seed),
         }
@@ -80,6 +84,26 @@ impl Beats {
 
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+
+    /// The pause between an ack and the next beat, before jitter.
+    fn pause(&self) -> Duration {
+        self.interval * self.every
+    }
+
+    /// Beats once per `every` intervals from the next ack on (1: every interval). Leaving a
+    /// quieter pace for a busier one beats at once if no beat is in flight: the stream takes
+    /// over from one that died.
+    pub fn set_every(&mut self, now: Instant, every: u32) {
+        let every = every.max(1);
+        if every < self.every && self.flight.is_none() {
+            self.next = self.next.min(now);
+        }
+        self.every = every;
+    }
+
+    pub fn every(&self) -> u32 {
+        self.every
     }
 
     /// How long a beat may wait for its ack.
@@ -123,7 +147,7 @@ impl Beats {
         match self.flight {
             Some(f) if f.seq == seq => {
                 self.flight = None;
-                let pause = self.jitter.jitter(self.interval, JITTER);
+                let pause = self.jitter.jitter(self.pause(), JITTER);
                 self.next = after(now, pause);
                 Ok(now.saturating_duration_since(f.sent))
             }
@@ -141,7 +165,7 @@ impl Beats {
     /// no fair chance to answer: the beat in flight gets one more full deadline.
     fn observe(&mut self, now: Instant) {
         if now < self.last {
-            let max_pause = self.interval.mul_f64(1.0 + JITTER);
+            let max_pause = self.pause().mul_f64(1.0 + JITTER);
             self.next = self.next.min(after(now, max_pause));
             if let Some(f) = &mut self.flight {
                 f.sent = f.sent.min(now);
@@ -171,6 +195,44 @@ mod tests {
         };
         b.on_ack(now + Duration::from_millis(20), seq).unwrap();
         b.poll_timeout()
+    }
+
+    #[test]
+    fn a_quiet_schedule_beats_every_nth_interval_and_takes_over_at_once() {
+        let t0 = Instant::now();
+        let mut b = Beats::new(t0, I, 3);
+        b.set_every(t0, 6);
+        let next = acked(&mut b, t0);
+        let gap = next - (t0 + Duration::from_millis(20));
+        assert!(
+            gap >= (I * 6).mul_f64(0.9) && gap <= (I * 6).mul_f64(1.1),
+            "{gap:?}"
+        );
+        // The ack deadline stays two intervals, not twelve.
+        let Some(Beat::Send(seq)) = b.tick(next) else {
+            panic!("no beat at {next:?}")
+        };
+        assert_eq!(b.poll_timeout(), next + I * 2);
+        b.on_ack(next, seq).unwrap();
+        // Busier again (the tunnel that beat for the node died): a beat at once.
+        let later = next + I;
+        b.set_every(later, 1);
+        assert_eq!(b.tick(later), Some(Beat::Send(seq + 1)));
+        b.on_ack(later, seq + 1).unwrap();
+        let gap = b.poll_timeout() - later;
+        assert!(gap <= I.mul_f64(1.1), "{gap:?}");
+        // Quieter while a beat is in flight changes only the pause after its ack.
+        let t = b.poll_timeout();
+        let Some(Beat::Send(s)) = b.tick(t) else {
+            panic!()
+        };
+        b.set_every(t, 6);
+        assert_eq!(b.poll_timeout(), t + I * 2);
+        b.on_ack(t, s).unwrap();
+        assert!(b.poll_timeout() - t >= (I * 6).mul_f64(0.9));
+        // Zero means every interval.
+        b.set_every(t, 0);
+        assert_eq!(b.every(), 1);
     }
 
     #[test]

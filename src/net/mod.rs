@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod caps;
 pub mod coalesce;
+mod keepalive;
 pub mod proxy_protocol;
 pub mod refusal;
 pub mod rpc;
@@ -11,6 +12,7 @@ pub mod source;
 
 pub use accept::{serve, serve_tls};
 pub use caps::{Caps, Limits, Slot};
+pub use keepalive::keepalive;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -167,6 +169,7 @@ pub async fn connect_tls_as(
             .await
             .map_err(|e| Error::net(addr, NetKind::Connect(e)))?;
         let _ = tcp.set_nodelay(true);
+        keepalive(&tcp);
         let offers_auth = config.alpn_protocols.iter().any(|p| p == ALPN_AUTH);
         let tls = TlsConnector::from(config)
             .connect(name, tcp)
@@ -260,19 +263,26 @@ pub async fn with_timeout<T>(d: Duration, fut: impl std::future::Future<Output =
     .await
 }
 
-/// A connection that sends and receives whole messages.
+/// A connection that sends and receives whole messages. Thousands of them sit idle in auth and
+/// the proxies (one per node stream or tunnel), so the read buffer starts small, grows while
+/// reads fill it (a big message), and is given back once a message has been read whole.
 pub struct Framed<S> {
     io: S,
     decoder: Decoder,
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
 }
+
+/// The read buffer of an idle connection: a heartbeat or its ack fits.
+const READ_MIN: usize = 256;
+/// The most one read takes at a time.
+const READ_MAX: usize = 16 * 1024;
 
 impl<S> Framed<S> {
     pub fn new(io: S, max_frame: usize) -> Self {
         Framed {
             io,
             decoder: Decoder::new(max_frame),
-            buf: vec![0u8; 4096].into_boxed_slice(),
+            buf: Vec::new(),
         }
     }
 
@@ -301,12 +311,16 @@ impl<S: futures_lite::AsyncWrite + Unpin> Framed<S> {
             self.io.write_all(bytes).await?;
             self.io.flush().await
         };
-        with_timeout(WRITE_TIMEOUT, write).await.unwrap_or_else(|| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the peer stopped reading",
-            ))
-        })
+        // Boxed: every task that holds a connection would otherwise carry the write and its
+        // timer in its own size for its whole life.
+        Box::pin(with_timeout(WRITE_TIMEOUT, write))
+            .await
+            .unwrap_or_else(|| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer stopped reading",
+                ))
+            })
     }
 
     pub async fn close(&mut self) {
@@ -323,7 +337,13 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
                 .next_frame()
                 .map_err(|e| Error::Wire(WireError::Frame(e)))?
             {
+                if self.buf.len() > READ_MIN {
+                    self.buf = Vec::new();
+                }
                 return Ok(Some(msg));
+            }
+            if self.buf.is_empty() {
+                self.buf = vec![0u8; READ_MIN];
             }
             let n = self
                 .io
@@ -334,6 +354,9 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
                 return Ok(None);
             }
             self.decoder.feed(&self.buf[..n]);
+            if n == self.buf.len() && n < READ_MAX {
+                self.buf = vec![0u8; (n * 4).min(READ_MAX)];
+            }
         }
     }
 }

@@ -14,6 +14,10 @@ pub use super::admin::*;
 /// Version of this wire protocol.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// A quiet tunnel (`quiet` in a tunnel's `heartbeat_ack`) beats once per this many intervals;
+/// the proxy waits this many intervals plus three before it judges such a tunnel dead.
+pub const QUIET_EVERY: u32 = 12;
+
 /// Client to server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -239,6 +243,11 @@ pub enum Response {
         /// phase began, or it was issued with an older lifetime).
         #[serde(default, skip_serializing_if = "is_false")]
         renew: bool,
+        /// On tunnels: this proxy tells auth itself, every interval, that it holds the tunnel,
+        /// so a node whose other tunnel beats at the full rate may beat here only every
+        /// `QUIET_EVERY` intervals. Older proxies leave it out (beat every interval).
+        #[serde(default, skip_serializing_if = "is_false")]
+        quiet: bool,
     },
     /// Answer to `Renew` (and inside `RelayAnswer`): the new certificate, the CA certificates
     /// to trust from now on, and its expiry (Unix seconds).

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
@@ -20,6 +20,7 @@ use crate::pki::{self, Subject};
 use crate::proto::pace::{Beat, Pacer};
 use crate::proto::{
     Denial, ErrorCode, LockTarget, RelayedBeat, Request, Response, StreamHello, TrustInfo,
+    QUIET_EVERY,
 };
 use crate::rt::Shutdown;
 
@@ -53,7 +54,7 @@ pub fn trust_changed(state: &ProxyState, info: TrustInfo) {
 /// Auth's new denials: refuse them from now on, close the tunnels of denied hosts and the
 /// dials of denied users, and keep them on disk for a restart while auth is unreachable.
 pub fn denials_changed(state: &Arc<ProxyState>, denials: Vec<Denial>) {
-    save_denials(state, &denials);
+    super::denials::save(state, &denials);
     let map: HashMap<LockTarget, String> =
         denials.into_iter().map(|d| (d.target, d.message)).collect();
     // The map first: a tunnel or dial that starts now is refused, and one that started an
@@ -74,80 +75,18 @@ pub fn denials_changed(state: &Arc<ProxyState>, denials: Vec<Denial>) {
     }
 }
 
-/// Writes the denials to `data_dir` off the executor; a newer push is never overwritten by an
-/// older one still being written.
-fn save_denials(state: &Arc<ProxyState>, denials: &[Denial]) {
-    let generation = state.denials_saved.0.fetch_add(1, Ordering::Relaxed) + 1;
-    let (st, json) = (
-        state.clone(),
-        serde_json::to_vec(denials).unwrap_or_default(),
-    );
-    crate::rt::spawn(smol::unblock(move || {
-        let mut written = st.denials_saved.1.lock().unwrap_or_else(|p| p.into_inner());
-        if *written >= generation {
-            return;
-        }
-        match crate::fsutil::write_atomic(&denials_path(&st.identity_path), &json, 0o600) {
-            Ok(()) => *written = generation,
-            Err(e) => warn!("cannot keep the locks and removals on disk: {e}"),
-        }
-    }))
-    .detach();
-}
-
-/// Where the denials are kept: next to the proxy's identity, in its `data_dir`.
-fn denials_path(identity_path: &std::path::Path) -> std::path::PathBuf {
-    let dir = identity_path.parent().unwrap_or(std::path::Path::new("."));
-    dir.join(crate::config::PROXY_DENIALS_FILE)
-}
-
-/// Largest denials file read back.
-const MAX_DENIALS_FILE: u64 = 64 * 1024 * 1024;
-
-/// The denials saved by an earlier run, if any: a regular file only (never through a symlink,
-/// never a FIFO that would stall the start), of a sane size.
-pub fn load_denials(identity_path: &std::path::Path) -> HashMap<LockTarget, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = denials_path(identity_path);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(&path);
-    let Ok(file) = file else {
-        return HashMap::new();
-    };
-    let regular = file.metadata().is_ok_and(|m| m.is_file());
-    let mut bytes = Vec::new();
-    if !regular
-        || file
-            .take(MAX_DENIALS_FILE + 1)
-            .read_to_end(&mut bytes)
-            .is_err()
-        || bytes.len() as u64 > MAX_DENIALS_FILE
-    {
-        warn!(
-            "{} is not a readable file of locks; waiting for auth's list",
-            path.display()
-        );
-        return HashMap::new();
-    }
-    match serde_json::from_slice::<Vec<Denial>>(&bytes) {
-        Ok(list) => list.into_iter().map(|d| (d.target, d.message)).collect(),
-        Err(e) => {
-            warn!(
-                "{} is unreadable ({e}); waiting for auth's list",
-                path.display()
-            );
-            HashMap::new()
-        }
-    }
-}
-
 /// What ended a wait on the control stream.
 enum Wake {
     Msg(Option<crate::error::Result<Option<Request>>>),
+    /// Time to tell auth again that this tunnel is held, or to judge it silent.
+    Tick,
     Killed,
+}
+
+/// How long a tunnel may stay silent: a quiet tunnel beats every `QUIET_EVERY` intervals, and
+/// gets three more (as a stream that beats every interval gets three) before it is judged dead.
+pub fn silence_allowed(interval: Duration) -> Duration {
+    interval * (QUIET_EVERY + 3)
 }
 
 /// Serves the control stream until the node leaves, fails, is shut out or the proxy stops.
@@ -181,25 +120,51 @@ pub async fn run(
     // copy was read before the welcome went out, and a change that came in between would
     // otherwise never reach the node.
     let mut last_sent = Vec::new();
-    // One relayed beat per half interval at most: a node that beats faster cannot fill the
-    // relay queue and crowd out every other node's beats.
+    // Beats only keep the tunnel alive; a node that beats far faster than the interval is
+    // closed.
     let mut pacer = Pacer::default();
     let mut pacer_renew = RenewPacer::default();
+    // The proxy tells auth itself, once per interval, that it holds this tunnel (the node may
+    // beat here only every `QUIET_EVERY` intervals): the first time at once.
+    let mut next_relay = Instant::now();
+    let mut heard = Instant::now();
+    let mut told_quiet = false;
     loop {
-        let idle = state.interval() * 3;
+        let interval = state.interval();
+        let now = Instant::now();
+        if now >= next_relay {
+            state.relay(Request::Relay(beat.clone()));
+            next_relay = now + interval;
+        }
+        let silent_until = heard + silence_allowed(interval);
+        if now >= silent_until {
+            info!("closing the silent tunnel of {:?}", hello.node_name);
+            return;
+        }
+        let tick = next_relay.min(silent_until);
         let wake = futures_lite::future::or(
-            async { Wake::Msg(net::with_timeout(idle, ctl.recv::<Request>()).await) },
-            async {
-                futures_lite::future::or(shutdown.wait(), killed.wait()).await;
-                if killed.is_fired() {
-                    Wake::Killed
-                } else {
-                    Wake::Msg(None)
-                }
-            },
+            async { Wake::Msg(Some(ctl.recv::<Request>().await)) },
+            futures_lite::future::or(
+                async {
+                    smol::Timer::at(tick).await;
+                    Wake::Tick
+                },
+                async {
+                    futures_lite::future::or(shutdown.wait(), killed.wait()).await;
+                    if killed.is_fired() {
+                        Wake::Killed
+                    } else {
+                        Wake::Msg(None)
+                    }
+                },
+            ),
         )
         .await;
+        if matches!(wake, Wake::Msg(Some(_))) {
+            heard = Instant::now();
+        }
         let msg = match wake {
+            Wake::Tick => continue,
             Wake::Killed => {
                 let why = state
                     .denial(&LockTarget::ServerId(subject.host_id.clone()))
@@ -246,9 +211,8 @@ pub async fn run(
                     }
                     None => now >= cert.renew_at(),
                 };
-                let relayed = match pacer.on_beat(std::time::Instant::now(), state.interval()) {
-                    Beat::Due => state.relay(Request::Relay(beat.clone())),
-                    Beat::Early => state.link_up.load(Ordering::Relaxed),
+                let relayed = match pacer.on_beat(Instant::now(), state.interval()) {
+                    Beat::Due | Beat::Early => state.link_up.load(Ordering::Relaxed),
                     Beat::Flood => {
                         warn!(
                             "tunnel of {:?} sends heartbeats far faster than the interval; \
@@ -270,6 +234,8 @@ pub async fn run(
                     proxies,
                     relayed,
                     renew,
+                    // Said once: the node remembers it for this tunnel.
+                    quiet: !std::mem::replace(&mut told_quiet, true),
                 };
                 if ctl.send(&ack).await.is_err() {
                     return;
@@ -298,7 +264,7 @@ pub async fn run(
                             cert: shown,
                             proof,
                         };
-                        let answer = state.ask_over_link(relay, RENEW_TIMEOUT).await;
+                        let answer = Box::pin(state.ask_over_link(relay, RENEW_TIMEOUT)).await;
                         if let Some((facts, pem)) = pki::renewed_cert(&answer) {
                             cert = facts;
                             cert_pem = pem;

@@ -3,6 +3,7 @@
 //! carries its heartbeats and relays those of tunnelled nodes, and the tunnel registry.
 
 mod control;
+mod denials;
 pub mod dials;
 pub mod link;
 mod renew;
@@ -138,7 +139,7 @@ impl ProxyServer {
         let (relay_tx, relay_rx) = smol::channel::bounded(RELAY_QUEUE);
         let (renew_now, renew_rx) = smol::channel::bounded(1);
         // Locks and removals heard before a restart hold until auth says otherwise.
-        let denied = control::load_denials(&path);
+        let denied = denials::load(&path);
         let state = Arc::new(ProxyState {
             me: ProxyRef {
                 id: subject.host_id.clone(),
@@ -294,6 +295,7 @@ async fn dispatch(
     match alpn.as_deref() {
         Some(ALPN_TUNNEL) => match (subject, facts) {
             (Some(s), Some(f)) if s.role == crate::proto::ROLE_NODE => {
+                net::keepalive(tls.get_ref().0);
                 tunnel::serve(tls, s, f, peer, state, shutdown).await
             }
             _ => warn!(

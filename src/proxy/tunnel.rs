@@ -40,18 +40,21 @@ pub async fn serve<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let m = mux::start(io, false);
-    let control = match net::with_timeout(HELLO_TIMEOUT, m.inbound.recv()).await {
+    let mux::Mux {
+        opener,
+        inbound,
+        driver: _driver,
+    } = mux::start(io, false);
+    let control = match net::with_timeout(HELLO_TIMEOUT, inbound.recv()).await {
         Some(Ok(s)) => s,
         _ => {
             warn!("rejected a tunnel from {peer}: no control stream opened");
             return;
         }
     };
-    // Streams are the proxy's to open: any other the node opens is dropped at once, so none
-    // holds a window of buffered data. The task ends with the tunnel.
-    let inbound = m.inbound.clone();
-    let _drain = crate::rt::spawn(async move { while inbound.recv().await.is_ok() {} });
+    // Streams are the proxy's to open: with the queue closed, any other the node opens is
+    // dropped at once (holding no window of buffered data, and no task to drain it).
+    drop(inbound);
     let mut ctl = Framed::new(control, MAX_REQUEST_FRAME);
     let hello = match net::with_timeout(HELLO_TIMEOUT, ctl.recv::<Request>()).await {
         Some(Ok(Some(Request::TunnelHello(h)))) if h.version == PROTOCOL_VERSION => h,
@@ -98,7 +101,7 @@ pub async fn serve<T>(
         if held < MAX_TUNNELS_PER_HOST {
             list.push(TunnelEntry {
                 node_name: hello.node_name.clone(),
-                opener: m.opener.clone(),
+                opener: opener.clone(),
                 conn,
                 kill,
             });
@@ -142,7 +145,6 @@ pub async fn serve<T>(
         }
     }
     debug!("tunnel from {:?} closed", hello.node_name);
-    drop(m);
 }
 
 /// What arrived instead of the `expected` first message, without echoing the peer's bytes into

@@ -219,7 +219,8 @@ fn a_good_hello_is_welcomed_beats_are_acked_and_relayed_under_the_certificate_na
                 other => panic!("expected heartbeat_ack {seq}, got {other:?}"),
             }
         }
-        // Three quick beats are one due beat: one relay, not three.
+        // Beats cause no relays: the proxy relays a tunnel it holds at once, then once per
+        // interval (5 s here), however the node beats.
         match relayed.try_recv() {
             Ok(Request::Relay(RelayedBeat {
                 host_id, node_name, ..
@@ -261,6 +262,51 @@ fn a_beat_flood_closes_the_tunnel() {
         assert!(
             recv(&mut node).await.is_none(),
             "the flood closed the tunnel"
+        );
+        node.handler.await;
+    });
+    assert_eq!(held(&state), 0);
+}
+
+#[test]
+fn a_held_tunnel_is_relayed_every_interval_without_beats_and_closed_when_silent_too_long() {
+    let (state, relayed) = state();
+    state
+        .heartbeat_interval_ms
+        .store(100, std::sync::atomic::Ordering::Relaxed);
+    let interval = Duration::from_millis(100);
+    block_on(async {
+        let mut node = connect(&state, "web-1").await;
+        assert!(matches!(
+            recv(&mut node).await,
+            Some(Response::TunnelWelcome { .. })
+        ));
+        node.ctl.send(&Request::Heartbeat { seq: 1 }).await.unwrap();
+        match recv(&mut node).await {
+            Some(Response::HeartbeatAck { quiet, .. }) => {
+                assert!(
+                    quiet,
+                    "this proxy tells auth itself: the node may beat rarely"
+                )
+            }
+            other => panic!("expected an ack, got {other:?}"),
+        }
+        // The node stays silent; the proxy keeps telling auth it holds the tunnel.
+        let started = Instant::now();
+        for _ in 0..4 {
+            let got = crate::net::with_timeout(interval * 5, relayed.recv()).await;
+            assert!(
+                matches!(got, Some(Ok(Request::Relay(RelayedBeat { ref host_id, .. }))) if host_id == HOST),
+                "{got:?}"
+            );
+        }
+        // A tunnel silent for longer than a quiet node's pace is judged dead.
+        let ended = crate::net::with_timeout(Duration::from_secs(10), recv(&mut node)).await;
+        assert!(matches!(ended, Some(None)), "closed: {ended:?}");
+        assert!(
+            started.elapsed() >= crate::proxy::control::silence_allowed(interval) / 2,
+            "not closed before a quiet node's pace: {:?}",
+            started.elapsed()
         );
         node.handler.await;
     });

@@ -293,12 +293,14 @@ pub fn responses(cert_pem: &str) -> Vec<Response> {
             proxies: vec![proxy_ref()],
             relayed: false,
             renew: true,
+            quiet: false,
         },
         Response::HeartbeatAck {
             seq: 8,
             proxies: vec![],
             relayed: true,
             renew: false,
+            quiet: false,
         },
         Response::TunnelWelcome {
             proxy: proxy_ref(),

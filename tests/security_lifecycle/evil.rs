@@ -232,6 +232,7 @@ impl Conn {
                     proxies: Vec::new(),
                     relayed: true,
                     renew: !tampered,
+                    quiet: false,
                 },
                 Some(Request::Renew { csr, proof }) => {
                     let a = self.relay(peer, csr, proof).await;

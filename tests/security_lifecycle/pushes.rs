@@ -142,6 +142,17 @@ where
     if conn.send(&ack).await.is_err() || matches!(script, Script::EndlessInterval) {
         return;
     }
+    // Built before the beats it follows: building 100,000 denials takes a debug build long
+    // enough to miss the proxy's beat deadline, which would end the link before the push.
+    let bytes = match script {
+        Script::BadTrustHugeDenied => bad_pushes(locked),
+        Script::TooLarge => {
+            let mut b = ((10 * MAX_RESPONSE_FRAME) as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(&[b'{'; 65536]);
+            b
+        }
+        _ => Vec::new(),
+    };
     let mut pushed = false;
     while let Some(Request::Heartbeat { seq }) = raw::outcome_req(&mut conn).await {
         let ack = Response::HeartbeatAck {
@@ -149,21 +160,13 @@ where
             proxies: Vec::new(),
             relayed: true,
             renew: false,
+            quiet: false,
         };
         if conn.send(&ack).await.is_err() || hang_up.swap(false, Ordering::SeqCst) {
             return;
         }
         if !pushed {
             pushed = true;
-            let bytes = match script {
-                Script::BadTrustHugeDenied => bad_pushes(locked),
-                Script::TooLarge => {
-                    let mut b = ((10 * MAX_RESPONSE_FRAME) as u32).to_be_bytes().to_vec();
-                    b.extend_from_slice(&[b'{'; 65536]);
-                    b
-                }
-                _ => Vec::new(),
-            };
             if conn.send_raw(&bytes).await.is_err() {
                 return;
             }

@@ -229,6 +229,7 @@ pub async fn serve(sh: Arc<Shared>, tcp: std::net::TcpStream) {
                 proxies: Vec::new(),
                 relayed: true,
                 renew: sh.ask.load(Ordering::SeqCst),
+                quiet: false,
             },
             Some(Request::Renew { .. }) if sh.hold.load(Ordering::SeqCst) => {
                 sh.note("held a renewal");
