@@ -5,6 +5,7 @@ pub mod accept;
 pub mod caps;
 pub mod coalesce;
 pub mod proxy_protocol;
+pub mod readahead;
 pub mod refusal;
 pub mod rpc;
 
