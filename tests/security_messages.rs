@@ -72,7 +72,7 @@ where
 async fn auth_conn(
     addr: &str,
     identity: Option<&teleport_lite::pki::identity::Identity>,
-) -> Framed<futures_rustls::client::TlsStream<smol::net::TcpStream>> {
+) -> Framed<futures_rustls::client::TlsStream<teleport_lite::net::Tcp>> {
     let cfg = match identity {
         Some(id) => wire::insecure_with_identity_alpn(id, &[b"teleport-auth"]),
         None => net::insecure_client_config(),
@@ -133,7 +133,7 @@ fn first_messages_on_auths_port_end_at_the_sender() {
 async fn node_stream(
     c: &Cluster,
     id: &teleport_lite::pki::identity::Identity,
-) -> Framed<futures_rustls::client::TlsStream<smol::net::TcpStream>> {
+) -> Framed<futures_rustls::client::TlsStream<teleport_lite::net::Tcp>> {
     let mut conn = auth_conn(&c.addr(), Some(id)).await;
     let name = id.subject().unwrap().node_name;
     let hello = wire::hello(&name, Default::default());

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use log::{debug, info, warn};
 use rustls::ClientConfig;
-use smol::net::TcpStream;
 
 use super::renew::Renewer;
 use super::{rejected_our_cert, stale};
@@ -23,7 +22,7 @@ use crate::pki::verify::ServerRole;
 use crate::proto::{Request, Response, MAX_RESPONSE_FRAME};
 use crate::rt::Shutdown;
 
-type Stream = Framed<futures_rustls::client::TlsStream<TcpStream>>;
+type Stream = Framed<futures_rustls::client::TlsStream<crate::net::Tcp>>;
 
 /// Counts a live direct stream in the readiness gauge while it exists.
 struct StreamGauge;

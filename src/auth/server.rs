@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
-use smol::net::TcpStream;
 
 use super::backend::sqlite::SqliteBackend;
 use super::backend::Backend;
@@ -162,7 +161,7 @@ fn init(s: &Settings) -> Result<Arc<AuthState>> {
 
 /// Who is on the other side, from the verified client certificate: its subject, what renewal
 /// decisions need of it, and its names.
-fn peer_subject(tls: &TlsStream<TcpStream>) -> Option<(Subject, CertFacts, Sans)> {
+fn peer_subject(tls: &TlsStream<crate::net::Tcp>) -> Option<(Subject, CertFacts, Sans)> {
     let der = tls.get_ref().1.peer_certificates()?.first()?;
     Some((
         pki::subject_of(der).ok()?,
@@ -172,7 +171,7 @@ fn peer_subject(tls: &TlsStream<TcpStream>) -> Option<(Subject, CertFacts, Sans)
 }
 
 async fn handle_conn(
-    tls: TlsStream<TcpStream>,
+    tls: TlsStream<crate::net::Tcp>,
     peer: SocketAddr,
     state: Arc<AuthState>,
     shutdown: Shutdown,

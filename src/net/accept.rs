@@ -153,7 +153,7 @@ pub async fn serve_tls<F, Fut>(
     shutdown: Shutdown,
     handle: F,
 ) where
-    F: Fn(TlsStream<TcpStream>, SocketAddr, Slot) -> Fut + Clone + Send + 'static,
+    F: Fn(TlsStream<super::Tcp>, SocketAddr, Slot) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let limits = caps.limits();
@@ -193,7 +193,7 @@ async fn tls_conn<F, Fut>(
     limits: Limits,
     handle: F,
 ) where
-    F: Fn(TlsStream<TcpStream>, SocketAddr, Slot) -> Fut,
+    F: Fn(TlsStream<super::Tcp>, SocketAddr, Slot) -> Fut,
     Fut: Future<Output = ()>,
 {
     let _ = tcp.set_nodelay(true);
@@ -212,7 +212,10 @@ async fn tls_conn<F, Fut>(
             refuse_proxy_header(&tcp).await?;
             tcp_peer
         };
-        let tls = acceptor.accept(tcp).await.map_err(Opening::Tls)?;
+        let tls = acceptor
+            .accept(super::Tcp::new(tcp))
+            .await
+            .map_err(Opening::Tls)?;
         Ok::<_, Opening>((tls, peer))
     };
     let (tls, peer) = match with_timeout(limits.handshake, opening).await {

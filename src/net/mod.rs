@@ -6,6 +6,10 @@ pub mod caps;
 pub mod coalesce;
 mod keepalive;
 pub mod proxy_protocol;
+pub mod readahead;
+
+/// A TCP stream as TLS sees it: reads taken ahead while data flows (see `readahead`).
+pub type Tcp = readahead::ReadAhead<TcpStream>;
 pub mod refusal;
 pub mod rpc;
 pub mod source;
@@ -151,7 +155,7 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr> {
 pub async fn connect_tls(
     addr: &str,
     config: Arc<ClientConfig>,
-) -> Result<futures_rustls::client::TlsStream<TcpStream>> {
+) -> Result<futures_rustls::client::TlsStream<Tcp>> {
     connect_tls_as(addr, config, AUTH_SERVER_NAME).await
 }
 
@@ -160,7 +164,7 @@ pub async fn connect_tls_as(
     addr: &str,
     config: Arc<ClientConfig>,
     server_name: &str,
-) -> Result<futures_rustls::client::TlsStream<TcpStream>> {
+) -> Result<futures_rustls::client::TlsStream<Tcp>> {
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|_| Error::Config(format!("invalid server name {server_name:?}")))?;
     let fut = async {
@@ -172,7 +176,7 @@ pub async fn connect_tls_as(
         keepalive(&tcp);
         let offers_auth = config.alpn_protocols.iter().any(|p| p == ALPN_AUTH);
         let tls = TlsConnector::from(config)
-            .connect(name, tcp)
+            .connect(name, Tcp::new(tcp))
             .await
             .map_err(|e| tls_error(addr, e))?;
         // Our auth server always agrees to its ALPN: a TLS server that does not is another

@@ -27,7 +27,6 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use smol::channel::Receiver;
-use smol::net::TcpStream;
 
 use crate::config::Settings;
 use crate::core::limiter::Limiter;
@@ -279,7 +278,7 @@ fn server_config(live: &Arc<LiveTls>, settings: &Settings) -> Result<Arc<ServerC
 /// `slot` is its place under the anonymous-connection caps, held for as long as it runs
 /// (already released when the client presented a verified certificate).
 async fn dispatch(
-    tls: TlsStream<TcpStream>,
+    tls: TlsStream<crate::net::Tcp>,
     peer: SocketAddr,
     slot: net::Slot,
     state: Arc<ProxyState>,

@@ -9,7 +9,6 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
-use smol::net::TcpStream;
 
 use super::{dials, ProxyState, TunnelEntry};
 use crate::core::rotation::CertFacts;
@@ -245,7 +244,7 @@ pub async fn dial_node(
 /// An admin's or user's `teleport-transport` connection: one dial, then raw bytes both ways.
 /// `who` names the verified identity for the log.
 pub async fn serve_dial(
-    tls: TlsStream<TcpStream>,
+    tls: TlsStream<crate::net::Tcp>,
     peer: SocketAddr,
     state: Arc<ProxyState>,
     subject: &Subject,

@@ -20,7 +20,7 @@ use teleport_lite::proto::{
 use crate::common::{wire, Cluster};
 
 /// A connection to auth (or a user's transport connection to a proxy).
-pub type Conn = Framed<futures_rustls::client::TlsStream<smol::net::TcpStream>>;
+pub type Conn = Framed<futures_rustls::client::TlsStream<teleport_lite::net::Tcp>>;
 /// A tunnel's control stream.
 pub type Ctl = Framed<mux::Stream>;
 

@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 use serde_json::json;
-use smol::net::TcpStream;
 
 use super::ProxyState;
 use crate::http::{self, ParseError};
@@ -55,7 +54,7 @@ impl Reply {
     }
 }
 
-pub async fn serve(mut tls: TlsStream<TcpStream>, peer: SocketAddr, state: Arc<ProxyState>) {
+pub async fn serve(mut tls: TlsStream<crate::net::Tcp>, peer: SocketAddr, state: Arc<ProxyState>) {
     tls.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
     let req = match net::with_timeout(READ_TIMEOUT, http::read_request(&mut tls)).await {
         Some(Ok(r)) => r,
