@@ -35,22 +35,7 @@ count_nodes() { TCTL nodes ls --format=json 2>/dev/null | jq length 2>/dev/null 
 run_herd() {
   local bin=$1 tag=$2
   BIN=$bin
-  ln -sf "$BIN" "$W/tctl"
-  AUTH_PORT=$(port)
-  cat >"$W/auth.yaml" <<YAML
-version: v3
-teleport:
-  nodename: bench-auth
-  data_dir: $W/auth-$tag
-  log: {severity: WARN}
-auth_service:
-  enabled: yes
-  listen_addr: 127.0.0.1:$AUTH_PORT
-  cluster_name: bench.local
-  heartbeat_interval: $HB
-ssh_service:
-  enabled: no
-YAML
+  auth_config "$W/auth-$tag" "$HB"
   "$BIN" start -c "$W/auth.yaml" 2>"$W/auth-$tag.log" & AUTH_PID=$!; pids+=($AUTH_PID)
   wait_until 20 TCTL status
   sleep 1

@@ -23,21 +23,7 @@ count_nodes() { TCTL nodes ls --format=json 2>/dev/null | jq length 2>/dev/null 
 run_joins() {
   BIN=$1
   local tag=$2
-  ln -sf "$BIN" "$W/tctl"
-  AUTH_PORT=$(port)
-  cat >"$W/auth.yaml" <<YAML
-version: v3
-teleport:
-  nodename: bench-auth
-  data_dir: $W/auth-$tag
-auth_service:
-  enabled: yes
-  listen_addr: 127.0.0.1:$AUTH_PORT
-  cluster_name: bench.local
-  heartbeat_interval: 5s
-ssh_service:
-  enabled: no
-YAML
+  auth_config "$W/auth-$tag" 5s
   "$BIN" start -c "$W/auth.yaml" 2>"$W/auth-$tag.log" & AUTH_PID=$!; pids+=($AUTH_PID)
   wait_until 20 TCTL status
   PIN=$(TCTL status | awk '/CA pin/{print $3}')

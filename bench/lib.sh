@@ -63,25 +63,30 @@ wait_until() { # timeout-seconds command...
   done
 }
 
-# start_cluster N HEARTBEAT: sets AUTH_PID AUTH_PORT PIN LB_PORT and proxy_pids.
-start_cluster() {
-  local n=$1 hb=$2
+# auth_config DATA_DIR HEARTBEAT: links tctl, picks AUTH_PORT and writes $W/auth.yaml.
+auth_config() {
   ln -sf "$BIN" "$W/tctl"
   AUTH_PORT=$(port)
   cat >"$W/auth.yaml" <<YAML
 version: v3
 teleport:
   nodename: bench-auth
-  data_dir: $W/auth
+  data_dir: $1
   log: {severity: WARN}
 auth_service:
   enabled: yes
   listen_addr: 127.0.0.1:$AUTH_PORT
   cluster_name: bench.local
-  heartbeat_interval: $hb
+  heartbeat_interval: $2
 ssh_service:
   enabled: no
 YAML
+}
+
+# start_cluster N HEARTBEAT: sets AUTH_PID AUTH_PORT PIN LB_PORT and proxy_pids.
+start_cluster() {
+  local n=$1 hb=$2
+  auth_config "$W/auth" "$hb"
   start_auth
   wait_until 20 TCTL status
   PIN=$(TCTL status | awk '/CA pin/{print $3}')

@@ -46,13 +46,8 @@ fn wait_all_hold(c: &Cluster, names: &[&str], what: &str) {
 #[test]
 fn a_fleet_holds_every_proxy_follows_a_new_one_and_wins_back_a_restarted_one() {
     let c = Cluster::start();
-    let lb_port = free_port();
-    let lb_addr = format!("127.0.0.1:{lb_port}");
-    let mut proxies: Vec<ProxyNode> = (0..3)
-        .map(|i| c.proxy_config(&format!("proxy-{i}"), &lb_addr, ""))
-        .collect();
-    let ports: Vec<u16> = proxies.iter().map(|p| p.port).collect();
-    let lb = HaProxy::start_on(lb_port, &ports, "roundrobin");
+    let (mut proxies, lb) = c.proxies_behind_lb(3);
+    let lb_addr = format!("127.0.0.1:{}", lb.port);
     for p in proxies.iter_mut().take(2) {
         c.start_proxy(p);
     }

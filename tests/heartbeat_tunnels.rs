@@ -15,13 +15,7 @@ const T: Duration = Duration::from_secs(30);
 /// Auth plus three proxies behind a round-robin HAProxy, and a node holding all three tunnels.
 fn three_tunnels(node: &str) -> (Cluster, Vec<ProxyNode>, HaProxy, Node) {
     let c = Cluster::start();
-    let lb_port = free_port();
-    let lb_addr = format!("127.0.0.1:{lb_port}");
-    let mut proxies: Vec<ProxyNode> = (0..3)
-        .map(|i| c.proxy_config(&format!("proxy-{i}"), &lb_addr, ""))
-        .collect();
-    let ports: Vec<u16> = proxies.iter().map(|p| p.port).collect();
-    let lb = HaProxy::start_on(lb_port, &ports, "roundrobin");
+    let (mut proxies, lb) = c.proxies_behind_lb(3);
     for p in proxies.iter_mut() {
         c.start_proxy(p);
     }

@@ -73,7 +73,15 @@ pub(super) async fn run(
                 proxy.name
             );
         }
-        beats.set_every(now, if seated || !quiet_ok { 1 } else { QUIET_EVERY });
+        // A quiet tunnel whose proxy still knows an older certificate (renewed over another
+        // tunnel) beats at once, so that the ack lets it show the new one before the old expires.
+        let behind = shown != renewer.generation();
+        let every = if seated || !quiet_ok || behind {
+            1
+        } else {
+            QUIET_EVERY
+        };
+        beats.set_every(now, every);
         match beats.tick(now) {
             Some(Beat::Send(seq)) => {
                 if ctl.send(&Request::Heartbeat { seq }).await.is_err() {

@@ -82,13 +82,7 @@ impl Fleet {
     /// HAProxy sees them up.
     pub fn start(extra_auth: &str, n: usize) -> Fleet {
         let c = cluster(extra_auth);
-        let lb_port = free_port();
-        let lb_addr = format!("127.0.0.1:{lb_port}");
-        let mut proxies: Vec<ProxyNode> = (0..n)
-            .map(|i| c.proxy_config(&format!("proxy-{i}"), &lb_addr, ""))
-            .collect();
-        let ports: Vec<u16> = proxies.iter().map(|p| p.port).collect();
-        let lb = HaProxy::start_on(lb_port, &ports, "roundrobin");
+        let (mut proxies, lb) = c.proxies_behind_lb(n);
         let proxy_diags: Vec<String> = (0..n).map(|_| diag_addr()).collect();
         for (p, diag) in proxies.iter_mut().zip(&proxy_diags) {
             start_proxy_with_diag(p, diag);

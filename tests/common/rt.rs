@@ -45,6 +45,18 @@ pub fn spawn_with(
 }
 
 impl Cluster {
+    /// `n` proxies (`proxy-0`...), configured but not started, behind a round-robin HAProxy
+    /// that is: what the fleet tests start from.
+    pub fn proxies_behind_lb(&self, n: usize) -> (Vec<ProxyNode>, HaProxy) {
+        let lb_port = super::free_port();
+        let lb_addr = format!("127.0.0.1:{lb_port}");
+        let proxies: Vec<ProxyNode> = (0..n)
+            .map(|i| self.proxy_config(&format!("proxy-{i}"), &lb_addr, ""))
+            .collect();
+        let ports: Vec<u16> = proxies.iter().map(|p| p.port).collect();
+        (proxies, HaProxy::start_on(lb_port, &ports, "roundrobin"))
+    }
+
     /// Stops auth and starts it again (same data) under `nofile` with extra environment,
     /// waiting until `tctl status` answers.
     pub fn restart_auth_with(&mut self, nofile: Option<u32>, env: &[(&str, &str)]) {
