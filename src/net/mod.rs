@@ -294,6 +294,11 @@ impl<S> Framed<S> {
         &self.io
     }
 
+    /// Bytes received of a message not yet whole: a big one still arriving.
+    pub fn pending(&self) -> usize {
+        self.decoder.pending()
+    }
+
     /// The stream and any bytes read past the last frame (for switching to raw bytes).
     pub fn into_parts(self) -> (S, Vec<u8>) {
         (self.io, self.decoder.into_rest())

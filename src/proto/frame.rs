@@ -77,6 +77,11 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes of a frame still arriving (or of frames not yet taken).
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes received after the last complete frame.
     pub fn into_rest(self) -> Vec<u8> {
         self.buf
@@ -121,6 +126,21 @@ mod tests {
         let err = d.next_frame::<Request>().unwrap_err().to_string();
         assert!(!err.contains(secret), "{err}");
         assert!(err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn pending_counts_a_frame_still_arriving_and_drops_once_it_is_taken() {
+        let frame = encode(&Request::Heartbeat { seq: 7 });
+        let mut d = Decoder::new(MAX_REQUEST_FRAME);
+        d.feed(&frame[..5]);
+        assert_eq!(d.pending(), 5);
+        assert!(d.next_frame::<Request>().unwrap().is_none());
+        d.feed(&frame[5..]);
+        assert_eq!(
+            d.next_frame::<Request>().unwrap(),
+            Some(Request::Heartbeat { seq: 7 })
+        );
+        assert_eq!(d.pending(), 0);
     }
 
     #[test]

@@ -106,8 +106,17 @@ async fn session(
 
     let st = state.clone();
     let read_side = async move {
+        // Bytes of a big push (a long denial list) that were arriving when the last wait ran
+        // out: auth is answering, only slowly, so the link is not judged dead while they grow.
+        let mut arriving = 0;
         loop {
-            match net::with_timeout(ttl, reader.recv::<Response>()).await {
+            let got = net::with_timeout(ttl, reader.recv::<Response>()).await;
+            if got.is_none() && reader.pending() > arriving {
+                arriving = reader.pending();
+                continue;
+            }
+            arriving = 0;
+            match got {
                 Some(Ok(Some(Response::HeartbeatAck {
                     seq,
                     proxies,
