@@ -13,23 +13,6 @@ use teleport_lite::proto::{Denial, LockTarget, TrustInfo, MAX_REQUEST_FRAME, MAX
 
 use super::*;
 
-/// The cluster's CA as auth stores it (`authorities/host` in `auth.db`).
-fn stolen_ca(c: &Cluster) -> CertAuthority {
-    let db = rusqlite::Connection::open(c.path().join("auth/auth.db")).unwrap();
-    let value: Vec<u8> = db
-        .query_row(
-            "SELECT value FROM kv WHERE key = 'authorities/host'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
-    CertAuthority {
-        cert_pem: v["cert_pem"].as_str().unwrap().into(),
-        key_pem: v["key_pem"].as_str().unwrap().into(),
-    }
-}
-
 /// An auth server that runs script `k` on its `k`-th connection and serves plainly after the
 /// last one; `connections` counts them.
 struct FakeAuth {
@@ -235,7 +218,7 @@ fn a_proxy_survives_unreadable_absurd_and_oversized_pushes_from_auth() {
     p.proc().stop();
     let good = raw::join(&c, "Node", "good-node");
     let locked = raw::join(&c, "Node", "pushed-locked");
-    let fake = FakeAuth::start(&stolen_ca(&c), raw::host_id(&locked));
+    let fake = FakeAuth::start(&raw::stored_ca(&c), raw::host_id(&locked));
     let yaml = fs::read_to_string(&p.config).unwrap();
     let yaml = yaml.replace(
         &format!("auth_server: {}", c.addr()),

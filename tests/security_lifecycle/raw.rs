@@ -363,3 +363,21 @@ where
         _ => None,
     }
 }
+
+/// The cluster's host CA, key included, read straight from auth's database: what an attacker
+/// who stole the data directory holds.
+pub fn stored_ca(c: &Cluster) -> teleport_lite::pki::ca::CertAuthority {
+    let db = rusqlite::Connection::open(c.path().join("auth/auth.db")).unwrap();
+    let value: Vec<u8> = db
+        .query_row(
+            "SELECT value FROM kv WHERE key = 'authorities/host'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    teleport_lite::pki::ca::CertAuthority {
+        cert_pem: v["cert_pem"].as_str().unwrap().into(),
+        key_pem: v["key_pem"].as_str().unwrap().into(),
+    }
+}

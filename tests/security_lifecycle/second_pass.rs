@@ -22,24 +22,6 @@ use teleport_lite::pki;
 
 use super::*;
 
-/// The current host CA as auth stores it (`authorities/host` in `auth.db`): the key that
-/// leaked, which is why the operator rotates.
-fn stored_ca(c: &Cluster) -> CertAuthority {
-    let db = rusqlite::Connection::open(c.path().join("auth/auth.db")).unwrap();
-    let value: Vec<u8> = db
-        .query_row(
-            "SELECT value FROM kv WHERE key = 'authorities/host'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
-    CertAuthority {
-        cert_pem: v["cert_pem"].as_str().unwrap().into(),
-        key_pem: v["key_pem"].as_str().unwrap().into(),
-    }
-}
-
 /// Whether `cert_pem` was issued by the CA `ca_pem` (each CA of a cluster has its own name).
 fn issued_by(cert_pem: &str, ca_pem: &str) -> bool {
     let cert = pki::certs_from_pem(cert_pem).unwrap().remove(0);
@@ -74,7 +56,7 @@ fn a_proxy_cannot_make_a_node_trust_the_retired_ca_again_with_an_older_signed_ca
     let mut p = c.proxy_config("owned-proxy", "127.0.0.1", "");
     let p_addr = p.addr();
     c.start_proxy(&mut p);
-    let leaked = stored_ca(&c);
+    let leaked = raw::stored_ca(&c);
     let mitm = Mitm::start(c.addr(), lifecycle::proxy_identity_path(&p), echo_server());
     let mut n = node_on_mitm(&c, "retrusted", &p_addr, &mitm);
     let id_path = node_identity_path(&n);
@@ -328,7 +310,7 @@ fn a_node_that_renewed_in_the_second_a_rotation_ended_still_drops_the_retired_ca
         })
     };
     for _ in 0..5 {
-        let old = stored_ca(&c).cert_pem;
+        let old = raw::stored_ca(&c).cert_pem;
         let mut cert = stored().cert_pem;
         for phase in ["init", "update_clients", "update_servers"] {
             next_second(&cert);
@@ -339,7 +321,7 @@ fn a_node_that_renewed_in_the_second_a_rotation_ended_still_drops_the_retired_ca
         let before = now_unix();
         manual(&c, "standby");
         let tie = before == second && now_unix() == second;
-        let new_ca = stored_ca(&c).cert_pem;
+        let new_ca = raw::stored_ca(&c).cert_pem;
         let dropped = || (stored().ca_pems == [new_ca.clone()]).then_some(());
         if !tie {
             // The standby came a second later: the usual path, asked again at once.
