@@ -47,11 +47,19 @@ impl Shared {
 /// A TLS acceptor for tunnels presenting `chain`/`key`, asking clients for a certificate of
 /// the cluster (so the agent's certificate can be relayed).
 fn acceptor(identity: &Identity, cluster_cas: &Identity) -> TlsAcceptor {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in cluster_cas.ca_ders().unwrap() {
-        roots.add(ca).unwrap();
+    tunnel_acceptor(identity, cluster_cas.ca_ders().unwrap())
+}
+
+/// A tunnel acceptor presenting `identity`, taking client certificates that chain to `roots`.
+pub fn tunnel_acceptor(
+    identity: &Identity,
+    roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+) -> TlsAcceptor {
+    let mut store = rustls::RootCertStore::empty();
+    for ca in roots {
+        store.add(ca).unwrap();
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), net::provider())
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), net::provider())
         .build()
         .unwrap();
     let mut cfg = rustls::ServerConfig::builder_with_provider(net::provider())

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::TlsAcceptor;
-use rustls::server::WebPkiClientVerifier;
 use teleport_lite::mux::{self, Mux};
 use teleport_lite::net::{self as tnet, Framed};
 use teleport_lite::pki::{self, Subject};
@@ -22,23 +21,11 @@ use super::*;
 
 /// A tunnel acceptor presenting `id`, taking client certificates of any of `roots`.
 pub fn acceptor(id: &Identity, roots: &[String]) -> TlsAcceptor {
-    let mut store = rustls::RootCertStore::empty();
-    for pem in roots {
-        for der in pki::certs_from_pem(pem).unwrap() {
-            store.add(der).unwrap();
-        }
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), tnet::provider())
-        .build()
-        .unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(tnet::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![id.cert_der().unwrap()], id.key_der().unwrap())
-        .unwrap();
-    cfg.alpn_protocols = vec![b"teleport-reversetunnel".to_vec()];
-    TlsAcceptor::from(Arc::new(cfg))
+    let ders = roots
+        .iter()
+        .flat_map(|pem| pki::certs_from_pem(pem).unwrap())
+        .collect();
+    crate::evil::tunnel_acceptor(id, ders)
 }
 
 /// A CA set and the signatures over it, as a `renewed` answer carries them.
