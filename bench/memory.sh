@@ -93,8 +93,9 @@ P_PER=$(kb $((P_LOADED - P_IDLE)) $((3 * M)))
 TAKEN=$((P_LOADED - P_IDLE))
 RETURNED=$(awk -v t="$TAKEN" -v l="$P_LOADED" -v a="$P_AFTER" 'BEGIN{printf "%.0f", (t>0 ? (l-a)*100/t : 0)}')
 AGENT_MB=$(awk -v k="$AGENT_RSS" 'BEGIN{printf "%.1f", k/1024}')
-T_BPS=$(( (t1 - t0) / M / SAMPLE ))
-D_BPS=$(( (d1 - d0) / M / SAMPLE ))
+per_s() { awk -v b="$1" -v m="$M" -v s="$SAMPLE" 'BEGIN{printf "%.1f", b/m/s}'; }
+T_BPS=$(per_s $((t1 - t0)))
+D_BPS=$(per_s $((d1 - d0)))
 cat <<OUT
 teleport-lite memory benchmark ($LIBC build): auth + 3 proxies behind HAProxy, $M agents, heartbeat $HB
   auth RSS: idle $AUTH_IDLE KiB, with $M direct nodes $AUTH_LOADED KiB -> $AUTH_PER KiB per node (target 12)

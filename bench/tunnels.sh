@@ -35,7 +35,8 @@ io0=$(io_bytes "$LG"); a0=$(cpu_ticks "$AUTH_PID"); p0=$(cpu_ticks "$P1"); sleep
 io1=$(io_bytes "$LG"); a1=$(cpu_ticks "$AUTH_PID"); p1=$(cpu_ticks "$P1")
 LG_RSS=$(rss_kb "$LG")
 kill "$LG"; wait "$LG" 2>/dev/null || true
-TUNNEL_BPS=$(( (io1 - io0) / M / SAMPLE ))
+per_s() { awk -v b="$1" -v m="$M" -v s="$SAMPLE" 'BEGIN{printf "%.1f", b/m/s}'; }
+TUNNEL_BPS=$(per_s $((io1 - io0)))
 
 # Baseline in the same run: the same number of agents heartbeating straight to auth.
 NT2=$(TCTL tokens add --type=node --ttl=1h --format=text)
@@ -45,7 +46,7 @@ direct_up() { [ "$(TCTL nodes ls --format=json | jq '[.[] | select(.hostname | s
 wait_until 300 direct_up
 sleep 2
 d0=$(io_bytes "$LG2"); sleep $SAMPLE; d1=$(io_bytes "$LG2")
-DIRECT_BPS=$(( (d1 - d0) / M / SAMPLE ))
+DIRECT_BPS=$(per_s $((d1 - d0)))
 kill "$LG2"; wait "$LG2" 2>/dev/null || true
 
 HZ=$(getconf CLK_TCK)
@@ -64,4 +65,4 @@ teleport-lite tunnel benchmark: $N proxies behind HAProxy (roundrobin), $M agent
 OUT
 row "convergence, $M agents x $N proxies (s)" "$(awk "BEGIN{printf \"%.1f\", $(( end_ms - start_ms ))/1000}")" - -
 row "proxy memory per idle tunnel at $M (KB)" "$(awk "BEGIN{printf \"%.1f\", $PER_TUNNEL/1024}")" - 30
-row "heartbeat bytes per node, $N tunnels vs direct (B/s)" "$TUNNEL_BPS" "$DIRECT_BPS" "$(( 2 * DIRECT_BPS ))"
+row "heartbeat bytes per node, $N tunnels vs direct (B/s)" "$TUNNEL_BPS" "$DIRECT_BPS" "$(awk -v d="$DIRECT_BPS" 'BEGIN{printf "%.1f", 2*d}')"

@@ -1,7 +1,8 @@
 //! Stream multiplexing over one tunnel connection (yamux): a driver task owns the connection;
 //! handles open outbound streams and receive inbound ones through channels. Dropping the
 //! `Mux` (and so the driver task) closes the connection. yamux writes go through a
-//! `Coalesce` buffer, so each frame (header and data) is one TLS record.
+//! `Coalesce` buffer, so each frame (header and data) is one TLS record, and through a
+//! `PingFilter` that lets only the first of yamux's round-trip pings out.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -65,7 +66,7 @@ where
     let mut cfg = yamux::Config::default();
     cfg.set_max_num_streams(MAX_STREAMS);
     cfg.set_split_send_size(FRAME_BODY);
-    let io = crate::net::coalesce::Coalesce::new(io);
+    let io = crate::net::ping_filter::PingFilter::new(crate::net::coalesce::Coalesce::new(io));
     let mode = if client {
         yamux::Mode::Client
     } else {

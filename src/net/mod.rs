@@ -5,6 +5,7 @@ pub mod accept;
 pub mod caps;
 pub mod coalesce;
 mod keepalive;
+pub mod ping_filter;
 pub mod proxy_protocol;
 pub mod readahead;
 
