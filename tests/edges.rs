@@ -110,11 +110,6 @@ fn keys_we_do_not_implement_are_refused_by_name() {
             "systemctl reload teleport",
         ),
         (
-            "teleport:\n  auth_servers: [a:3025, b:3025]\n",
-            "teleport.auth_servers",
-            "--auth-server several times",
-        ),
-        (
             "teleport:\n  log:\n    format:\n      extra_fields: [caller]\n",
             "extra_fields",
             "remove the key",

@@ -194,10 +194,22 @@ fn cluster_addrs(
         ));
     }
     let from_flags = flags.proxy.is_some() || !flags.auth_servers.is_empty();
+    if g.auth_server.is_some() && g.auth_servers.is_some() {
+        return Err(Error::Config(
+            "both teleport.auth_server and teleport.auth_servers are set: keep one (either \
+             takes a list of auth servers)"
+                .into(),
+        ));
+    }
     let raw_auth: Vec<String> = if from_flags {
         flags.auth_servers.clone()
+    } else if let Some(list) = &g.auth_servers {
+        list.clone()
     } else {
-        g.auth_server.clone().into_iter().collect()
+        g.auth_server
+            .clone()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
     };
     let mut auth_servers = raw_auth
         .iter()

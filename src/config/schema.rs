@@ -65,9 +65,11 @@ pub struct Global {
     pub join_params: Option<JoinParams>,
     /// Legacy spelling of `join_params.token_name`.
     pub auth_token: Option<String>,
-    pub auth_server: Option<String>,
-    /// The v1/v2 list; read only to say what to write instead (`unsupported`).
-    pub auth_servers: Option<serde_yaml::Value>,
+    /// One address, a comma-separated list, or a YAML list: tried in order, and in turn when the
+    /// one in use dies.
+    pub auth_server: Option<OneOrMany>,
+    /// The v1/v2 spelling of the list, accepted in any version.
+    pub auth_servers: Option<Vec<String>>,
     pub proxy_server: Option<String>,
     pub ca_pin: Option<OneOrMany>,
     pub diag_addr: Option<String>,

@@ -137,3 +137,25 @@ fn outputs_and_addresses() {
     assert_eq!(normalize_addr("auth", 3025, "a").unwrap(), "auth:3025");
     assert!(normalize_addr("https://auth:3025", 3025, "a").is_err());
 }
+
+#[test]
+fn several_auth_servers_come_from_a_list_in_either_key_and_not_from_both() {
+    let load = |teleport: &str| {
+        let y = format!("version: v3\nteleport:\n{teleport}ssh_service:\n  enabled: true\n");
+        let cfg = parse_file_config(&y, Path::new("x"))?;
+        Settings::merge(cfg, Some("x".into()), &StartFlags::default())
+    };
+    for t in [
+        "  auth_server: [a:3025, b]\n",
+        "  auth_servers: [a:3025, b]\n",
+        "  auth_server: a:3025,b\n",
+    ] {
+        let s = load(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_eq!(s.auth_servers, ["a:3025", "b:3025"], "{t}");
+        assert_eq!(s.auth_server.as_deref(), Some("a:3025"), "{t}");
+    }
+    let err = load("  auth_server: a:3025\n  auth_servers: [b:3025]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("keep one"), "{err}");
+}

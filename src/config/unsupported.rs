@@ -18,13 +18,6 @@ pub fn check(file: &FileConfig, origin: &Path) -> Result<()> {
         )))
     };
     let g = &file.teleport;
-    if g.auth_servers.is_some() {
-        return refuse(
-            "teleport.auth_servers",
-            "it is the v1/v2 list; in a v3 file write auth_server: HOST:3025 (or proxy_server: \
-             HOST:443), and pass --auth-server several times to try more than one in order",
-        );
-    }
     let extra_fields = g.log.as_ref().and_then(|l| l.format.as_ref());
     if extra_fields.is_some_and(|f| f.extra_fields.as_ref().is_some_and(|v| !v.is_empty())) {
         return refuse(

@@ -55,3 +55,62 @@ async fn reach(addr: &str) -> crate::error::Result<()> {
         .await
         .unwrap_or_else(|| Err(crate::error::Error::net(addr, "timed out connecting")))
 }
+
+/// The auth servers a long-lived client (a proxy's link) uses, and the one in use now. A client
+/// whose connection to auth fails moves on to the next (`fail_over`), so the backoff between
+/// attempts is spent on another server rather than on the one that died.
+#[derive(Debug)]
+pub struct AuthAddrs {
+    addrs: Vec<String>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl AuthAddrs {
+    /// `addrs` must not be empty; `first` is the one to use first.
+    pub fn new(addrs: Vec<String>, first: usize) -> Self {
+        assert!(!addrs.is_empty(), "at least one auth server");
+        let first = first % addrs.len();
+        AuthAddrs {
+            addrs,
+            current: first.into(),
+        }
+    }
+
+    pub fn current(&self) -> &str {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.addrs[i % self.addrs.len()]
+    }
+
+    /// Moves to the next address (a single one stays); returns it.
+    pub fn fail_over(&self) -> &str {
+        let n = self.addrs.len();
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        self.current
+            .store((i + 1) % n, std::sync::atomic::Ordering::Relaxed);
+        self.current()
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuthAddrs;
+
+    #[test]
+    fn failing_over_goes_round_the_list_from_the_first_used() {
+        let a = AuthAddrs::new(vec!["a:1".into(), "b:2".into(), "c:3".into()], 1);
+        assert_eq!(a.current(), "b:2");
+        assert_eq!(a.fail_over(), "c:3");
+        assert_eq!(a.fail_over(), "a:1");
+        assert_eq!(a.current(), "a:1");
+        let one = AuthAddrs::new(vec!["x:9".into()], 0);
+        assert_eq!(one.fail_over(), "x:9");
+    }
+}

@@ -36,9 +36,11 @@ pub async fn run(state: Arc<ProxyState>, relay_rx: RelayRx, shutdown: Shutdown) 
                     backoff.reset();
                 }
                 let delay = backoff.next_delay();
+                let lost = state.auth.current().to_owned();
+                // Several auth servers: the next attempt goes to the next one.
+                let next = state.auth.fail_over();
                 warn!(
-                    "link to auth at {} lost: {e}; reconnecting in {:.1}s",
-                    state.auth_addr,
+                    "link to auth at {lost} lost: {e}; reconnecting to {next} in {:.1}s",
                     delay.as_secs_f64()
                 );
                 if !shutdown.sleep(delay).await {
@@ -55,7 +57,7 @@ async fn session(
     shutdown: &Shutdown,
     ever_up: &mut bool,
 ) -> Result<()> {
-    let addr = state.auth_addr.clone();
+    let addr = state.auth.current().to_owned();
     let identity = state.identity();
     let config = verify::client_config(&identity.ca_ders()?, Some(&identity), ServerRole::Auth)?;
     let tls = net::connect_tls(&addr, config).await?;
@@ -143,9 +145,11 @@ async fn session(
                     super::control::denials_changed(&st, denials)
                 }
                 Some(Ok(Some(_))) => {}
-                Some(Ok(None)) => return Err(Error::net(&st.auth_addr, "auth closed the link")),
+                Some(Ok(None)) => {
+                    return Err(Error::net(st.auth.current(), "auth closed the link"))
+                }
                 Some(Err(e)) => return Err(e),
-                None => return Err(Error::net(&st.auth_addr, "auth stopped answering")),
+                None => return Err(Error::net(st.auth.current(), "auth stopped answering")),
             }
         }
     };

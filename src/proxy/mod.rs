@@ -31,6 +31,7 @@ use smol::channel::Receiver;
 use crate::config::Settings;
 use crate::core::limiter::Limiter;
 use crate::error::{Error, Result};
+use crate::join::servers::AuthAddrs;
 use crate::join::{self, JoinSpec, Via};
 use crate::net;
 use crate::pki;
@@ -81,20 +82,24 @@ impl ProxyServer {
         shutdown: Shutdown,
     ) -> Result<Option<ProxyServer>> {
         let path = settings.proxy_identity_path();
-        let (identity, auth_addr) = match local_auth {
-            Some(l) => (l.identity, l.auth_addr),
+        let (identity, auth) = match local_auth {
+            Some(l) => (l.identity, AuthAddrs::new(vec![l.auth_addr], 0)),
             None => {
-                let mut auth_addr = settings
-                    .auth_server
-                    .clone()
-                    .ok_or_else(|| Error::Config("the proxy needs auth_server".into()))?;
-                // --auth-server repeated: the first that can be reached, in order.
-                let all = &settings.auth_servers;
-                match crate::join::servers::first_reachable(all, 0, &shutdown).await {
-                    Some(i) if i < all.len() => auth_addr = all[i].clone(),
-                    Some(_) => {}
-                    None => return Ok(None),
+                let mut all = settings.auth_servers.clone();
+                if all.is_empty() {
+                    all.extend(settings.auth_server.clone());
                 }
+                if all.is_empty() {
+                    return Err(Error::Config("the proxy needs auth_server".into()));
+                }
+                // Several auth servers: the first that can be reached, in order; the link
+                // moves on to the next when the one in use dies.
+                let Some(first) = crate::join::servers::first_reachable(&all, 0, &shutdown).await
+                else {
+                    return Ok(None);
+                };
+                let auth = AuthAddrs::new(all, first);
+                let auth_addr = auth.current().to_owned();
                 let id = match Identity::load_optional(&path)? {
                     Some(id) => id,
                     None => {
@@ -112,7 +117,7 @@ impl ProxyServer {
                         }
                     }
                 };
-                (id, auth_addr)
+                (id, auth)
             }
         };
         let subject = identity.subject()?;
@@ -147,7 +152,7 @@ impl ProxyServer {
             public_addr: settings.proxy.public_addr.clone(),
             web_listen_addr: local_addr,
             cluster_name: subject.cluster.clone(),
-            auth_addr,
+            auth,
             identity: RwLock::new(identity),
             identity_path: path,
             tls,

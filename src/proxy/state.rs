@@ -84,7 +84,8 @@ pub struct ProxyState {
     pub public_addr: String,
     pub web_listen_addr: SocketAddr,
     pub cluster_name: String,
-    pub auth_addr: String,
+    /// The auth servers, and the one the link and the web API use now.
+    pub auth: crate::join::servers::AuthAddrs,
     /// This proxy's identity, replaced at each renewal (and stored at `identity_path`).
     pub identity: RwLock<Identity>,
     pub identity_path: PathBuf,

@@ -51,7 +51,7 @@ fn state() -> (Arc<ProxyState>, Receiver<Request>) {
         public_addr: String::new(),
         web_listen_addr: "127.0.0.1:0".parse().unwrap(),
         cluster_name: "test".into(),
-        auth_addr: String::new(),
+        auth: crate::join::servers::AuthAddrs::new(vec![String::new()], 0),
         identity: RwLock::new(identity.clone()),
         identity_path: std::path::PathBuf::new(),
         tls: crate::pki::live::LiveTls::new(&identity).unwrap(),

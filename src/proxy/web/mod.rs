@@ -223,10 +223,11 @@ async fn ask_auth(state: &ProxyState, req: Request) -> crate::error::Result<Resp
         Some(&identity),
         crate::pki::verify::ServerRole::Auth,
     )?;
-    let tls = net::connect_tls(&state.auth_addr, config).await?;
+    let addr = state.auth.current().to_owned();
+    let tls = net::connect_tls(&addr, config).await?;
     let mut conn = Framed::new(tls, MAX_RESPONSE_FRAME);
     conn.send(&req)
         .await
-        .map_err(|e| crate::error::Error::net(&state.auth_addr, e))?;
-    crate::net::rpc::recv(&mut conn, &state.auth_addr).await
+        .map_err(|e| crate::error::Error::net(&addr, e))?;
+    crate::net::rpc::recv(&mut conn, &addr).await
 }
