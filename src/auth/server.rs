@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 
+use super::backend::postgres::PostgresBackend;
 use super::backend::sqlite::SqliteBackend;
 use super::backend::Backend;
 use super::cas::CaSet;
@@ -108,11 +109,25 @@ impl AuthServer {
     }
 }
 
+/// The backend `teleport.storage` names; says which in the log (without a password).
+fn open_backend(s: &Settings) -> Result<Arc<dyn Backend>> {
+    Ok(match &s.auth.storage {
+        config::Storage::Sqlite => {
+            let path = s.data_dir.join(config::AUTH_DB_FILE);
+            log::info!("auth storage: sqlite at {}", path.display());
+            Arc::new(SqliteBackend::open(&path)?)
+        }
+        config::Storage::Postgres(params) => {
+            log::info!("auth storage: {}", params.redacted());
+            Arc::new(PostgresBackend::open(params.clone())?)
+        }
+    })
+}
+
 /// Blocking first-start work: directories, database, CAs, host UUID, identities.
 fn init(s: &Settings) -> Result<Arc<AuthState>> {
     fsutil::ensure_private_dir(&s.data_dir)?;
-    let backend: Arc<dyn Backend> =
-        Arc::new(SqliteBackend::open(&s.data_dir.join(config::AUTH_DB_FILE))?);
+    let backend = open_backend(s)?;
     let now = now_unix();
     let ca = CaSet::load_or_create(backend.clone(), &s.auth.cluster_name, now)?;
     let host_id = load_or_create_host_uuid(&s.data_dir)?;

@@ -65,13 +65,20 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Connects with the TLS settings of `p` (reading its certificate files now).
+    pub fn open(p: &ConnParams) -> Result<Connection, PgError> {
+        let tls = super::tls::client_config(p)
+            .map_err(|m| PgError::new(&p.addr(), PgErrorKind::Config(m)))?;
+        Connection::connect(p, tls)
+    }
+
     /// Connects, negotiates TLS as `p.sslmode` says and authenticates, all within
     /// `p.connect_timeout`.
     pub fn connect(p: &ConnParams, tls: Option<Arc<ClientConfig>>) -> Result<Connection, PgError> {
         let addr = p.addr();
         let err = |kind| PgError::new(&addr, kind);
         let deadline = Instant::now() + p.connect_timeout;
-        let tcp = dial(p, deadline).map_err(|k| err(k))?;
+        let tcp = dial(p, deadline).map_err(err)?;
         let _ = tcp.set_nodelay(true);
         let mut c = Connection {
             stream: Stream::Plain(tcp),
@@ -233,7 +240,7 @@ impl Connection {
                 }
                 Backend::Error(e) => {
                     self.broken = true;
-                    return Err(PgError::new(&self.addr, PgErrorKind::Server(e)));
+                    return Err(PgError::new(&self.addr, PgErrorKind::Server(Box::new(e))));
                 }
                 other => {
                     return Err(self.err(PgErrorKind::Wire(wire::WireError(format!(
@@ -301,7 +308,7 @@ impl Connection {
     pub fn poll_notifications(&mut self, deadline: Instant) -> Result<Vec<Notification>, PgError> {
         self.deadline = deadline;
         while self.notifications.is_empty() {
-            match self.decoder.next() {
+            match self.decoder.next_message() {
                 Ok(Some(Backend::Notification(n))) => self.queue(n),
                 Ok(Some(Backend::Notice(_) | Backend::ParameterStatus { .. })) => {}
                 Ok(Some(other)) => {
@@ -383,14 +390,14 @@ impl Connection {
             }
         }
         match failed {
-            Some(e) => Err(PgError::new(&self.addr, PgErrorKind::Server(e))),
+            Some(e) => Err(PgError::new(&self.addr, PgErrorKind::Server(Box::new(e)))),
             None => Ok(result),
         }
     }
 
     fn read_message(&mut self, what: &'static str) -> Result<Backend, PgError> {
         loop {
-            match self.decoder.next() {
+            match self.decoder.next_message() {
                 Ok(Some(m)) => return Ok(m),
                 Ok(None) => self.fill(what)?,
                 Err(e) => return Err(self.err(PgErrorKind::Wire(e))),

@@ -26,7 +26,7 @@ pub enum PgErrorKind {
     /// The server broke the protocol.
     Wire(WireError),
     /// The server refused the connection's authentication or the statement.
-    Server(ServerError),
+    Server(Box<ServerError>),
     /// Authentication cannot proceed (a method we refuse, a missing password, a bad proof).
     Auth(String),
     /// Every pooled connection stayed busy until the deadline.

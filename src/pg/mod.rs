@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod error;
+pub mod pool;
 pub mod scram;
 pub mod tls;
 pub mod url;
@@ -13,4 +14,5 @@ pub mod wire;
 
 pub use conn::{bytea, Connection, Param, QueryResult};
 pub use error::{PgError, PgErrorKind};
+pub use pool::Pool;
 pub use url::{ConnParams, SslMode};

@@ -127,7 +127,7 @@ impl Decoder {
 
     /// The next whole message, `Ok(None)` if more bytes are needed. After an error the
     /// connection must be dropped.
-    pub fn next(&mut self) -> Result<Option<Backend>, WireError> {
+    pub fn next_message(&mut self) -> Result<Option<Backend>, WireError> {
         if self.buf.len() < 5 {
             return Ok(None);
         }
@@ -394,7 +394,7 @@ mod tests {
         let mut got = Vec::new();
         for b in bytes {
             d.feed(&[b]);
-            while let Some(m) = d.next().unwrap() {
+            while let Some(m) = d.next_message().unwrap() {
                 got.push(m);
             }
         }
@@ -422,14 +422,14 @@ mod tests {
     fn refuses_huge_or_short_lengths_before_allocating() {
         let mut d = Decoder::default();
         d.feed(b"D\x7f\xff\xff\xff");
-        assert!(d.next().is_err());
+        assert!(d.next_message().is_err());
         let mut d = Decoder::default();
         d.feed(b"Z\x00\x00\x00\x02");
-        assert!(d.next().is_err());
+        assert!(d.next_message().is_err());
         // A column longer than its message.
         let mut d = Decoder::default();
         d.feed(&backend(b'D', b"\x00\x01\x00\x00\x10\x00ab"));
-        assert!(d.next().is_err());
+        assert!(d.next_message().is_err());
     }
 
     #[test]
