@@ -244,7 +244,8 @@ impl Connection {
                 }
                 other => {
                     return Err(self.err(PgErrorKind::Wire(wire::WireError(format!(
-                        "unexpected {other:?} during startup"
+                        "unexpected {} during startup",
+                        other.name()
                     )))))
                 }
             }
@@ -313,7 +314,8 @@ impl Connection {
                 Ok(Some(Backend::Notice(_) | Backend::ParameterStatus { .. })) => {}
                 Ok(Some(other)) => {
                     return Err(self.err(PgErrorKind::Wire(wire::WireError(format!(
-                        "unexpected {other:?} while idle"
+                        "unexpected {} while idle",
+                        other.name()
                     )))))
                 }
                 Ok(None) => match self.fill("notifications") {
@@ -509,8 +511,9 @@ fn encode(p: &Param<'_>) -> Option<Vec<u8>> {
         Param::Bytes(b) => {
             let mut v = Vec::with_capacity(2 + b.len() * 2);
             v.extend_from_slice(b"\\x");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
             for byte in *b {
-                v.extend_from_slice(format!("{byte:02x}").as_bytes());
+                v.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
             }
             Some(v)
         }

@@ -1,6 +1,7 @@
 //! The TLS side of `sslmode`: which server certificates are accepted, and the client
 //! certificate (`sslcert`/`sslkey`) when the server asks for one.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -48,10 +49,9 @@ pub fn client_config(p: &ConnParams) -> Result<Option<Arc<ClientConfig>>, String
         .with_custom_certificate_verifier(verifier);
     let mut config = match (&p.sslcert, &p.sslkey) {
         (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cannot read sslcert {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
+            let certs = read_certs(cert, "sslcert")?;
+            let key_pem = read(key, "sslkey")?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
                 .map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
             builder
                 .with_client_auth_cert(certs, key)
@@ -67,9 +67,7 @@ pub fn client_config(p: &ConnParams) -> Result<Option<Arc<ClientConfig>>, String
 /// `sslrootcert`, or the system's roots when it is not given.
 fn roots(p: &ConnParams) -> Result<RootCertStore, String> {
     let certs = match &p.sslrootcert {
-        Some(path) => CertificateDer::pem_file_iter(path)
-            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?,
+        Some(path) => read_certs(path, "sslrootcert")?,
         None => crate::net::system_roots(),
     };
     let mut store = RootCertStore::empty();
@@ -83,6 +81,17 @@ fn roots(p: &ConnParams) -> Result<RootCertStore, String> {
         });
     }
     Ok(store)
+}
+
+// Files are read whole and parsed as slices: the same PEM code the rest of the executable uses.
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+}
+
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(&read(path, what)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
 }
 
 /// `require` (no `inner`: any certificate, but the handshake signature is still checked) and

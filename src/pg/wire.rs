@@ -109,6 +109,33 @@ pub enum Backend {
     Copy(u8),
 }
 
+impl Backend {
+    /// The message's name, for errors (cheaper than `Debug` of every variant).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Auth(_) => "Authentication",
+            Backend::ParameterStatus { .. } => "ParameterStatus",
+            Backend::BackendKeyData { .. } => "BackendKeyData",
+            Backend::ReadyForQuery(_) => "ReadyForQuery",
+            Backend::RowDescription(_) => "RowDescription",
+            Backend::DataRow(_) => "DataRow",
+            Backend::CommandComplete(_) => "CommandComplete",
+            Backend::EmptyQuery => "EmptyQueryResponse",
+            Backend::Error(_) => "ErrorResponse",
+            Backend::Notice(_) => "NoticeResponse",
+            Backend::Notification(_) => "NotificationResponse",
+            Backend::ParseComplete => "ParseComplete",
+            Backend::BindComplete => "BindComplete",
+            Backend::CloseComplete => "CloseComplete",
+            Backend::NoData => "NoData",
+            Backend::PortalSuspended => "PortalSuspended",
+            Backend::ParameterDescription => "ParameterDescription",
+            Backend::NegotiateProtocolVersion => "NegotiateProtocolVersion",
+            Backend::Copy(_) => "Copy",
+        }
+    }
+}
+
 /// Reads backend messages out of the bytes fed in.
 #[derive(Debug, Default)]
 pub struct Decoder {

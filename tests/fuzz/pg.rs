@@ -20,8 +20,14 @@ fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
 fn message_seeds() -> Vec<Vec<u8>> {
     let startup = [
         msg(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0"),
-        msg(b'R', b"\0\0\0\x0br=abcdefXYZ,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"),
-        msg(b'R', b"\0\0\0\x0cv=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
+        msg(
+            b'R',
+            b"\0\0\0\x0br=abcdefXYZ,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+        ),
+        msg(
+            b'R',
+            b"\0\0\0\x0cv=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
+        ),
         msg(b'R', b"\0\0\0\0"),
         msg(b'R', b"\0\0\0\x03"),
         msg(b'R', b"\0\0\0\x05salt"),
@@ -32,12 +38,21 @@ fn message_seeds() -> Vec<Vec<u8>> {
     let answer = [
         msg(b'1', b""),
         msg(b'2', b""),
-        msg(b'T', b"\0\x03key\0\0\0\0\0\0\x01\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0"),
-        msg(b'D', b"\0\x03\0\0\0\x08tokens/a\0\0\0\x04\\x6869\xff\xff\xff\xff"),
+        msg(
+            b'T',
+            b"\0\x03key\0\0\0\0\0\0\x01\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0",
+        ),
+        msg(
+            b'D',
+            b"\0\x03\0\0\0\x08tokens/a\0\0\0\x04\\x6869\xff\xff\xff\xff",
+        ),
         msg(b'C', b"UPDATE 1\0"),
         msg(b'A', b"\0\0\0\x07changes\0locks/x\0"),
         msg(b'N', b"SNOTICE\0C00000\0Mhello\0\0"),
-        msg(b'E', b"SERROR\0VERROR\0C23505\0Mduplicate key\0Dkey exists\0Hfix it\0\0"),
+        msg(
+            b'E',
+            b"SERROR\0VERROR\0C23505\0Mduplicate key\0Dkey exists\0Hfix it\0\0",
+        ),
         msg(b'I', b""),
         msg(b'n', b""),
         msg(b'Z', b"T"),
@@ -101,7 +116,17 @@ fn pg_messages() {
         name: "pg_messages",
         weight: 1.0,
         seeds: message_seeds(),
-        dict: &["\0", "SCRAM-SHA-256", "r=", ",s=", ",i=", "v=", "e=", "\\x", "\u{ff}\u{ff}"],
+        dict: &[
+            "\0",
+            "SCRAM-SHA-256",
+            "r=",
+            ",s=",
+            ",i=",
+            "v=",
+            "e=",
+            "\\x",
+            "\u{ff}\u{ff}",
+        ],
         max_len: 64 * 1024,
         run: messages,
     });
@@ -118,8 +143,16 @@ fn conn_string(data: &[u8]) -> String {
             password: p.password.as_ref().map(|_| "other".into()),
             ..p.clone()
         };
-        assert_eq!(format!("{p:?}"), format!("{other:?}"), "Debug shows the password");
-        assert_eq!(p.redacted(), other.redacted(), "redacted() shows the password");
+        assert_eq!(
+            format!("{p:?}"),
+            format!("{other:?}"),
+            "Debug shows the password"
+        );
+        assert_eq!(
+            p.redacted(),
+            other.redacted(),
+            "redacted() shows the password"
+        );
         assert!(p.port != 0);
     }
     outcome(&r)
@@ -137,7 +170,9 @@ fn pg_conn_string() {
         name: "pg_conn_string",
         weight: 0.5,
         seeds: seeds.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        dict: &["%", "%zz", "@", ":", "/", "?", "&", "=", "[", "]", "sslmode=", "hunter2"],
+        dict: &[
+            "%", "%zz", "@", ":", "/", "?", "&", "=", "[", "]", "sslmode=", "hunter2",
+        ],
         max_len: 4096,
         run: conn_string,
     });
