@@ -408,3 +408,31 @@ fn a_silent_or_hostile_server_is_left_within_the_deadline() {
         .to_string();
     assert!(e.contains("does not offer TLS"), "{e}");
 }
+
+#[test]
+fn connections_the_server_closed_are_replaced_without_failing_a_call() {
+    let (b, url) = backend();
+    let db = url
+        .rsplit_once('/')
+        .unwrap()
+        .1
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    b.put(&item("k", b"1", None)).unwrap();
+    let s = PgServer::shared();
+    let kill = format!(
+        "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE datname = '{db}'"
+    );
+    for _ in 0..2 {
+        assert_ne!(s.psql(&kill).trim(), "0", "no pooled connection to close");
+        // The closed connection is found out before anything is sent: even the calls that
+        // are never retried (create, delete, compare_and_swap) succeed.
+        assert!(b.create(&item("c", b"", None), 0).unwrap());
+        assert!(b.delete("c", 0).unwrap());
+        let v2 = item("k", b"2", None);
+        assert!(b.compare_and_swap(&item("k", b"1", None), &v2, 0).unwrap());
+        b.put(&item("k", b"1", None)).unwrap();
+    }
+}

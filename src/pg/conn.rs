@@ -104,6 +104,23 @@ impl Connection {
         self.broken
     }
 
+    /// Whether an idle connection still looks usable, without waiting: a server that closed it
+    /// (restart, `pg_terminate_backend`, idle timeout) has sent EOF or a last FATAL error, and
+    /// nothing else arrives unasked on a connection that does not LISTEN. Lets the pool drop it
+    /// before sending a statement that must not run twice.
+    pub fn looks_alive(&mut self) -> bool {
+        let tcp = self.stream.tcp();
+        let mut byte = [0u8; 1];
+        let alive = tcp.set_nonblocking(true).is_ok()
+            && matches!(tcp.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            && self.decoder.pending() == 0;
+        if !alive || tcp.set_nonblocking(false).is_err() {
+            self.broken = true;
+            return false;
+        }
+        true
+    }
+
     fn err(&mut self, kind: PgErrorKind) -> PgError {
         if !matches!(kind, PgErrorKind::Server(_)) {
             self.broken = true;

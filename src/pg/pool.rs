@@ -78,8 +78,12 @@ impl Pool {
     fn acquire(&self, deadline: Instant) -> Result<(Connection, bool), PgError> {
         let mut st = self.lock();
         loop {
-            if let Some(c) = st.idle.pop() {
-                return Ok((c, true));
+            if let Some(mut c) = st.idle.pop() {
+                if c.looks_alive() {
+                    return Ok((c, true));
+                }
+                st.open -= 1;
+                continue;
             }
             if st.open < self.max {
                 st.open += 1;
