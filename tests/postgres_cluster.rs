@@ -150,3 +150,52 @@ fn two_auth_servers_started_together_on_an_empty_database_share_one_schema_and_c
         .count();
     assert_eq!(created, 1, "{logs:?}");
 }
+
+#[test]
+fn auth_refuses_to_start_on_a_database_it_cannot_use_and_says_why_without_the_password() {
+    let (s, db, _) = database();
+    let ca = s.tls.as_ref().unwrap().ca.display().to_string();
+    let wrong_password = "Wr0ng-but-secret";
+    let cases = [
+        (
+            s.url(
+                "teleport",
+                Some(wrong_password),
+                &db,
+                &format!("sslrootcert={ca}"),
+            ),
+            vec![
+                "PostgreSQL at 127.0.0.1",
+                "28P01",
+                "check the user and password",
+            ],
+        ),
+        (
+            // The server's certificate does not name 127.0.0.2.
+            s.url(
+                "teleport",
+                Some(wrong_password),
+                &db,
+                &format!("sslrootcert={ca}"),
+            )
+            .replace("127.0.0.1", "127.0.0.2"),
+            vec!["PostgreSQL at 127.0.0.2", "certificate was refused"],
+        ),
+        (
+            format!(
+                "postgresql://teleport:{wrong_password}@127.0.0.1:{}/x?sslmode=disable",
+                free_port()
+            ),
+            vec!["connection refused"],
+        ),
+    ];
+    for (url, needles) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("auth.yaml");
+        fs::write(&config, auth_yaml(dir.path(), free_port(), &url)).unwrap();
+        let cfg = config.display().to_string();
+        let mut auth = Proc::spawn("auth", dir.path(), &["start", "-c", &cfg]);
+        let log = common::lifecycle::exits_with(&mut auth, &needles);
+        assert!(!log.contains(wrong_password), "{log}");
+    }
+}
