@@ -48,6 +48,8 @@ pub enum Error {
     Pki(String),
     /// The durable store failed.
     Storage(String),
+    /// The PostgreSQL backend failed; the error names the server and the fix.
+    Postgres(Box<crate::pg::PgError>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -191,6 +193,7 @@ impl fmt::Display for Error {
             }
             Error::Pki(msg) => write!(f, "certificate error: {msg}"),
             Error::Storage(msg) => write!(f, "storage error: {msg}"),
+            Error::Postgres(e) => write!(f, "storage error: {e}"),
         }
     }
 }
@@ -203,6 +206,7 @@ impl std::error::Error for Error {
             Error::Net(n) | Error::ForeignServer { source: n, .. } => std::error::Error::source(n),
             Error::Wire(WireError::Frame(e)) => Some(e),
             Error::Wire(WireError::Read(e)) => Some(e),
+            Error::Postgres(e) => std::error::Error::source(e),
             _ => None,
         }
     }
@@ -217,6 +221,12 @@ impl From<NetError> for Error {
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Storage(e.to_string())
+    }
+}
+
+impl From<crate::pg::PgError> for Error {
+    fn from(e: crate::pg::PgError) -> Self {
+        Error::Postgres(Box::new(e))
     }
 }
 

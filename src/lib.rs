@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mux;
 pub mod net;
+pub mod pg;
 pub mod pki;
 pub mod proto;
 pub mod proxy;

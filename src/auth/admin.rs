@@ -99,6 +99,7 @@ fn admin_blocking(state: &AuthState, cmd: AdminCmd) -> Result<Response> {
             ca_pins: state.ca_pins(),
             rotation: Box::new(state.ca.get().rotation.info()),
             host_cert_ttl_secs: state.host_ttl_secs(),
+            storage: state.storage.clone(),
             nodes_online: state
                 .inventory
                 .lock()

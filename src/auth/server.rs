@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 
+use super::backend::postgres::PostgresBackend;
 use super::backend::sqlite::SqliteBackend;
 use super::backend::Backend;
 use super::cas::CaSet;
@@ -108,11 +109,28 @@ impl AuthServer {
     }
 }
 
+/// The backend `teleport.storage` names, and how `tctl status` and the log name it (never
+/// with a password).
+fn open_backend(s: &Settings) -> Result<(Arc<dyn Backend>, String)> {
+    let (backend, name): (Arc<dyn Backend>, String) = match &s.auth.storage {
+        config::Storage::Sqlite => {
+            let path = s.data_dir.join(config::AUTH_DB_FILE);
+            let b = SqliteBackend::open(&path)?;
+            (Arc::new(b), format!("sqlite {}", path.display()))
+        }
+        config::Storage::Postgres(params) => {
+            let b = PostgresBackend::open(params.clone())?;
+            (Arc::new(b), params.redacted())
+        }
+    };
+    log::info!("auth storage: {name}");
+    Ok((backend, name))
+}
+
 /// Blocking first-start work: directories, database, CAs, host UUID, identities.
 fn init(s: &Settings) -> Result<Arc<AuthState>> {
     fsutil::ensure_private_dir(&s.data_dir)?;
-    let backend: Arc<dyn Backend> =
-        Arc::new(SqliteBackend::open(&s.data_dir.join(config::AUTH_DB_FILE))?);
+    let (backend, storage) = open_backend(s)?;
     let now = now_unix();
     let ca = CaSet::load_or_create(backend.clone(), &s.auth.cluster_name, now)?;
     let host_id = load_or_create_host_uuid(&s.data_dir)?;
@@ -154,6 +172,7 @@ fn init(s: &Settings) -> Result<Arc<AuthState>> {
         tls: LiveTls::new(&first)?,
         renewed: Mutex::new(Default::default()),
         own,
+        storage,
     });
     super::own::refresh(&state)?;
     Ok(state)

@@ -43,6 +43,8 @@ pub struct AuthState {
     pub(crate) renewed: Mutex<super::renew::Renewals>,
     /// Auth's own certificate and the admin identity.
     pub(crate) own: super::own::Own,
+    /// Which backend holds the state, for `tctl status` (never a password).
+    pub(crate) storage: String,
 }
 
 impl AuthState {

@@ -67,6 +67,7 @@ fn state() -> Arc<AuthState> {
         started: Instant::now(),
         next_conn: AtomicU64::new(1),
         audit: crate::auth::audit::AuditLog::discard(),
+        storage: "sqlite".into(),
     })
 }
 

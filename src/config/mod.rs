@@ -122,6 +122,17 @@ pub struct AuthSettings {
     pub host_cert_ttl: Duration,
     /// The address printed in join instructions.
     pub advertise_addr: String,
+    /// Where auth keeps its state (`teleport.storage`).
+    pub storage: Storage,
+}
+
+/// Auth's backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// `data_dir/auth.db` (the default).
+    Sqlite,
+    /// A shared PostgreSQL database; its `Debug` masks the password.
+    Postgres(crate::pg::ConnParams),
 }
 
 #[derive(Debug, Clone)]
@@ -351,6 +362,7 @@ impl Settings {
             heartbeat_interval,
             host_cert_ttl: values::host_cert_ttl(a.host_cert_ttl.as_deref())?,
             advertise_addr: format!("{advertise_host}:{}", listen_addr.port()),
+            storage: values::parse_storage(g.storage.as_ref())?,
         };
 
         let p = &file.proxy_service;

@@ -75,6 +75,27 @@ pub struct Global {
     pub diag_addr: Option<String>,
     pub advertise_ip: Option<String>,
     pub log: Option<LogConf>,
+    pub storage: Option<StorageConf>,
+}
+
+/// `teleport.storage`: where auth keeps its state. `type: sqlite` (the default, a file in
+/// data_dir) or `type: postgresql` with a `conn_string`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConf {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// May hold a password: never printed (`Debug` masks it).
+    pub conn_string: Option<String>,
+}
+
+impl std::fmt::Debug for StorageConf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConf")
+            .field("kind", &self.kind)
+            .field("conn_string", &self.conn_string.as_ref().map(|_| "MASKED"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -88,6 +88,10 @@ fn examples_parse_and_blocks_without_enabled_run() {
     for (name, text) in [
         ("all-in-one", include_str!("../../examples/all-in-one.yaml")),
         ("node", include_str!("../../examples/node.yaml")),
+        (
+            "auth-postgres",
+            include_str!("../../examples/auth-postgres.yaml"),
+        ),
     ] {
         let cfg = parse_file_config(text, Path::new(name)).unwrap();
         // The node example names a token file that exists only on a real host.
@@ -158,4 +162,51 @@ fn several_auth_servers_come_from_a_list_in_either_key_and_not_from_both() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("keep one"), "{err}");
+}
+
+#[test]
+fn storage_is_sqlite_by_default_or_postgresql_with_a_conn_string() {
+    let storage = |y: &str| {
+        let text = format!("version: v3\nteleport:\n{y}ssh_service: {{enabled: no}}\n");
+        let cfg = parse_file_config(&text, Path::new("x"))?;
+        Settings::merge(cfg, Some("x".into()), &StartFlags::default()).map(|s| s.auth.storage)
+    };
+    assert_eq!(storage("").unwrap(), Storage::Sqlite);
+    assert_eq!(
+        storage("  storage: {type: sqlite}\n").unwrap(),
+        Storage::Sqlite
+    );
+    assert_eq!(
+        storage("  storage: {type: dir}\n").unwrap(),
+        Storage::Sqlite
+    );
+    let pg = "  storage:\n    type: postgresql\n    conn_string: \
+              postgresql://u:hunter2@db:5433/auth?sslmode=verify-ca\n";
+    let Storage::Postgres(p) = storage(pg).unwrap() else {
+        panic!("not postgres")
+    };
+    assert_eq!((p.addr(), p.database.as_str()), ("db:5433".into(), "auth"));
+    // The password shows nowhere: not in Debug of the settings, nor of the file.
+    let cfg = parse_file_config(&format!("version: v3\nteleport:\n{pg}"), Path::new("x")).unwrap();
+    assert!(!format!("{cfg:?}").contains("hunter2"));
+    assert!(!format!("{:?}", storage(pg).unwrap()).contains("hunter2"));
+
+    let err = |y: &str| storage(y).unwrap_err().to_string();
+    let e = err("  storage: {type: postgresql}\n");
+    assert!(e.contains("conn_string is missing"), "{e}");
+    let e = err("  storage: {type: postgresql, conn_string: \"mysql://u:hunter2@h/d\"}\n");
+    assert!(e.contains("postgresql://") && !e.contains("hunter2"), "{e}");
+    for kind in ["dynamodb", "etcd", "firestore"] {
+        let e = err(&format!("  storage: {{type: {kind}}}\n"));
+        assert!(
+            e.contains("not supported by teleport-lite; use sqlite or postgresql"),
+            "{e}"
+        );
+    }
+    let e = err("  storage: {type: mongo}\n");
+    assert!(e.contains("unknown"), "{e}");
+    let e = err("  storage: {type: sqlite, path: /x}\n");
+    assert!(e.contains("path"), "{e}");
+    let e = err("  storage: {type: sqlite, conn_string: \"postgresql://u@h/d\"}\n");
+    assert!(e.contains("only read with type: postgresql"), "{e}");
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{LogConf, LogOutput, LogSettings, StaticToken};
+use super::{LogConf, LogOutput, LogSettings, StaticToken, Storage, StorageConf};
 use crate::error::{Error, Result};
 use crate::secret::Token;
 
@@ -229,4 +229,48 @@ pub fn host_cert_ttl(value: Option<&str>) -> Result<Duration> {
         )));
     }
     Ok(ttl)
+}
+
+/// `teleport.storage`: SQLite in data_dir unless `type: postgresql` with a `conn_string`.
+pub fn parse_storage(conf: Option<&StorageConf>) -> Result<Storage> {
+    let Some(conf) = conf else {
+        return Ok(Storage::Sqlite);
+    };
+    let kind = conf.kind.as_deref().map(str::trim).unwrap_or("sqlite");
+    match kind.to_ascii_lowercase().as_str() {
+        "" | "sqlite" | "dir" => {
+            if conf.conn_string.is_some() {
+                return Err(Error::Config(
+                    "teleport.storage.conn_string is only read with type: postgresql; remove it \
+                     or set type: postgresql"
+                        .into(),
+                ));
+            }
+            Ok(Storage::Sqlite)
+        }
+        "postgresql" | "postgres" => {
+            let url = conf.conn_string.as_deref().filter(|s| !s.trim().is_empty());
+            let url = url.ok_or_else(|| {
+                Error::Config(
+                    "teleport.storage.type is postgresql but conn_string is missing: add \
+                     conn_string: \"postgresql://USER@HOST:5432/DATABASE?sslmode=verify-full\""
+                        .into(),
+                )
+            })?;
+            // The message never repeats the URL: it may hold a password.
+            let params = crate::pg::ConnParams::parse(url).map_err(|why| {
+                Error::Config(format!("teleport.storage.conn_string is not usable: {why}"))
+            })?;
+            Ok(Storage::Postgres(params))
+        }
+        "dynamodb" | "etcd" | "firestore" | "spanner" | "cockroachdb" => {
+            Err(Error::Config(format!(
+                "teleport.storage.type {kind:?} is not supported by teleport-lite; use sqlite or \
+             postgresql"
+            )))
+        }
+        _ => Err(Error::Config(format!(
+            "teleport.storage.type {kind:?} is unknown: use sqlite (the default) or postgresql"
+        ))),
+    }
 }

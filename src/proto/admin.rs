@@ -203,4 +203,7 @@ pub struct ClusterStatus {
     /// `auth_service.host_cert_ttl` in seconds.
     #[serde(default)]
     pub host_cert_ttl_secs: u64,
+    /// Auth's backend: "sqlite" or the PostgreSQL URL without its password.
+    #[serde(default)]
+    pub storage: String,
 }

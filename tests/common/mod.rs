@@ -6,6 +6,7 @@
 pub mod access;
 pub mod certs;
 pub mod lifecycle;
+pub mod pg;
 pub mod rt;
 pub mod web;
 pub mod wire;

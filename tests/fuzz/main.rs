@@ -6,6 +6,7 @@
 
 mod harness;
 mod mutate;
+mod pg;
 mod samples;
 
 use std::path::Path;
@@ -44,7 +45,9 @@ pub const TOTAL_WEIGHT: f64 = 1.0 // http_request
     + 1.0 // config_yaml
     + 0.5 // config_strings
     + 0.5 // route
-    + 1.0; // proxy_protocol
+    + 1.0 // proxy_protocol
+    + 1.0 // pg_messages
+    + 0.5; // pg_conn_string
 
 /// An outcome label for feedback: the letters and spaces of a message up to its first quoted
 /// part (where the input shows up), so "invalid pin \"x\" at 3" and "invalid pin \"y\" at 4"

@@ -445,6 +445,7 @@ pub fn cluster_status() -> ClusterStatus {
         nodes_online: 2,
         rotation: Box::new(rotation_info()),
         host_cert_ttl_secs: 24 * 3600,
+        storage: "postgresql://teleport@db.example.com:5432/teleport?sslmode=verify-full".into(),
     }
 }
 

@@ -160,6 +160,9 @@ pub fn status(s: &ClusterStatus) -> String {
     if s.host_cert_ttl_secs > 0 {
         rows.push(("Host cert TTL", duration(s.host_cert_ttl_secs)));
     }
+    if !s.storage.is_empty() {
+        rows.push(("Storage", s.storage.clone()));
+    }
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
         .map(|(k, v)| format!("{k:<w$}  {}\n", printable(v, MAX_CELL)))

@@ -152,6 +152,7 @@ fn cluster_status(rotation: RotationInfo, pins: &[&str], ttl: u64) -> ClusterSta
         nodes_online: 3,
         rotation: Box::new(rotation),
         host_cert_ttl_secs: ttl,
+        storage: String::new(),
     }
 }
 
