@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod caps;
 pub mod coalesce;
+mod crypto;
 mod keepalive;
 pub mod ping_filter;
 pub mod proxy_protocol;
@@ -44,9 +45,7 @@ pub use crate::proto::ALPN_AUTH;
 /// Time allowed for TCP connect plus TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+pub use crypto::provider;
 
 fn roots(cas: &[CertificateDer<'static>]) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();

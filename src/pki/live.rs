@@ -22,9 +22,7 @@ pub struct LiveTls {
     verifier: RwLock<Arc<dyn ClientCertVerifier>>,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::net::provider;
 
 fn certified(identity: &Identity) -> Result<Arc<CertifiedKey>> {
     let signing = provider()
