@@ -2,8 +2,10 @@
 //! where the kernel drops signals that have no handler), and systemd's readiness protocol.
 //! A leaf: it imports nothing above it.
 
+mod group;
 mod notify;
 
+pub use group::{group, Group, Spawner};
 pub use notify::notify;
 
 use std::future::Future;
