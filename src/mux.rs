@@ -3,6 +3,10 @@
 //! `Mux` (and so the driver task) closes the connection. yamux writes go through a
 //! `Coalesce` buffer, so each frame (header and data) is one TLS record, and through a
 //! `PingFilter` that lets only the first of yamux's round-trip pings out.
+//!
+//! The splices of the connection's streams run in the driver task too (`Opener::run`,
+//! `Opener::detach`): a yamux stream hands every frame to its connection through a channel,
+//! and with both in one task that hand-over wakes no other task.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -33,14 +37,36 @@ const MAX_STREAMS: usize = 256;
 
 type OpenReply = Sender<yamux::Result<Stream>>;
 
-/// A handle to open streams on the connection.
+/// Work handed to the driver task and not yet taken in.
+const GROUP_QUEUE: usize = 16;
+
+/// A handle to the connection's driver task: opens streams, runs their splices.
 #[derive(Clone)]
-pub struct Opener(Sender<OpenReply>);
+pub struct Opener {
+    open: Sender<OpenReply>,
+    beside: crate::rt::Spawner,
+}
 
 impl Opener {
+    /// Runs `fut` (a splice of one of this connection's streams) in the driver task; its
+    /// output, or `None` if the connection ended first. Dropping the returned future stops
+    /// `fut`.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        self.beside.run(fut).await
+    }
+
+    /// Starts `fut` in the driver task, to run until it ends or the connection does; false if
+    /// the connection has ended.
+    pub async fn detach(&self, fut: impl Future<Output = ()> + Send + 'static) -> bool {
+        self.beside.detach(fut).await
+    }
+
     pub async fn open(&self) -> std::io::Result<Stream> {
         let (tx, rx) = channel::bounded(1);
-        self.0
+        self.open
             .send(tx)
             .await
             .map_err(|_| std::io::Error::other("tunnel closed"))?;
@@ -75,7 +101,8 @@ where
     let mut conn = yamux::Connection::new(io, cfg, mode);
     let (open_tx, open_rx) = channel::bounded::<OpenReply>(16);
     let (in_tx, in_rx) = channel::bounded::<Stream>(16);
-    let driver = crate::rt::spawn(async move {
+    let (beside, group) = crate::rt::group(GROUP_QUEUE);
+    let driver = crate::rt::spawn(group.run(async move {
         let mut open_rx = Box::pin(open_rx);
         let mut pending: Option<OpenReply> = None;
         let result = poll_fn(|cx| {
@@ -111,9 +138,12 @@ where
         if let Err(e) = result {
             log::debug!("tunnel connection ended: {e}");
         }
-    });
+    }));
     Mux {
-        opener: Opener(open_tx),
+        opener: Opener {
+            open: open_tx,
+            beside,
+        },
         inbound: in_rx,
         driver,
     }

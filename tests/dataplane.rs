@@ -123,4 +123,17 @@ fn sixty_four_mib_each_way_and_both_ways_at_once_arrive_intact() {
     );
     assert_eq!(out.stdout.len(), LEN);
     assert_eq!(sha(&out.stdout), sha(&input), "echoed bytes differ");
+
+    // The node ran all that on its main thread: no executor workers, so no wakeup of the data
+    // plane crossed threads.
+    let pid = a.node.proc.as_ref().unwrap().child.id();
+    let workers: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("worker-"))
+        .collect();
+    assert!(
+        workers.is_empty(),
+        "the node runs executor workers: {workers:?}"
+    );
 }

@@ -45,10 +45,14 @@ pub(super) async fn run(
     let mut shown = generation;
     let _path = renewer.path();
     let inbound = mux.inbound.clone();
+    let opener = mux.opener.clone();
     let (gone_tx, gone) = smol::channel::bounded::<()>(1);
     let _acceptor = crate::rt::spawn(async move {
         while let Ok(stream) = inbound.recv().await {
-            crate::rt::spawn(dataplane::serve(stream)).detach();
+            // In the tunnel's own task: its frames reach the connection without a wakeup.
+            if !opener.detach(dataplane::serve(stream)).await {
+                break;
+            }
         }
         // The connection ended: the proxy closed it or it broke.
         drop(gone_tx);

@@ -170,10 +170,12 @@ fn start(c: StartCmd) -> Result<()> {
         roles_text(settings.roles),
         settings.data_dir.display()
     );
-    // Auth and proxy serve many peers: a thread per core. The agent stays on one.
-    if settings.roles.auth || settings.roles.proxy {
-        rt::set_threads(rt::cores());
-    }
+    // Auth and proxy serve many peers: a thread per core. The agent stays on this one.
+    rt::set_threads(if settings.roles.auth || settings.roles.proxy {
+        rt::cores()
+    } else {
+        0
+    });
     let result = rt::block_on(run_services(&settings, shutdown));
     if let Some(p) = &settings.pid_file {
         let _ = std::fs::remove_file(p);

@@ -193,12 +193,13 @@ fn find_tunnel(tunnels: &std::collections::HashMap<String, Vec<TunnelEntry>>, no
 }
 
 /// Opens a stream to `addr` on the node through its tunnel; returns the stream ready for raw
-/// bytes (after the node's `DialOk`).
+/// bytes (after the node's `DialOk`), what followed the answer, and the tunnel's handle (to
+/// run the splice in the tunnel's task).
 pub async fn dial_node(
     state: &ProxyState,
     node: &str,
     addr: &str,
-) -> Result<(mux::Stream, Vec<u8>), Response> {
+) -> Result<(mux::Stream, Vec<u8>, mux::Opener), Response> {
     let opener = find_tunnel(&state.tunnels(), node);
     let opener = match opener {
         Found::One(o) => o,
@@ -232,7 +233,10 @@ pub async fn dial_node(
         return Err(Response::error(ErrorCode::Unavailable, e.to_string()));
     }
     match net::with_timeout(Duration::from_secs(10), f.recv::<Response>()).await {
-        Some(Ok(Some(Response::DialOk))) => Ok(f.into_parts()),
+        Some(Ok(Some(Response::DialOk))) => {
+            let (stream, rest) = f.into_parts();
+            Ok((stream, rest, opener))
+        }
         Some(Ok(Some(err @ Response::Error { .. }))) => Err(err),
         other => Err(Response::error(
             ErrorCode::Unavailable,
@@ -296,7 +300,7 @@ pub async fn serve_dial(
         }
     }
     match dial_node(&state, &node, &addr).await {
-        Ok((stream, node_rest)) => {
+        Ok((stream, node_rest, tunnel)) => {
             m.proxy_dials_ok.fetch_add(1, Ordering::Relaxed);
             if f.send(&Response::DialOk).await.is_err() {
                 return;
@@ -325,6 +329,11 @@ pub async fn serve_dial(
                 return;
             }
             let splice = crate::diag::splice(tls, stream, &m.proxy_bytes, &m.proxy_streams_active);
+            // In the tunnel's task: frames reach the connection without a wakeup. Dropping
+            // this future (the user is locked) stops the splice there.
+            let splice = async {
+                tunnel.run(splice).await;
+            };
             match &slot {
                 // A user's dial ends when the user is locked.
                 Some(slot) => {

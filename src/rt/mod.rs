@@ -2,8 +2,10 @@
 //! where the kernel drops signals that have no handler), and systemd's readiness protocol.
 //! A leaf: it imports nothing above it.
 
+mod group;
 mod notify;
 
+pub use group::{group, Group, Spawner};
 pub use notify::notify;
 
 use std::future::Future;
@@ -17,11 +19,13 @@ use smol::{Executor, Task};
 /// Worker threads the executor starts with; set before the first `spawn`.
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// Sets how many threads run tasks: auth and proxy take one per core, so that one busy
-/// connection (or a slow handshake) cannot stall every other; the agent keeps one. Takes effect
-/// only before the first task is spawned.
+/// Sets how many worker threads run tasks beside the thread in `block_on`: auth and proxy take
+/// one per core, so that one busy connection (or a slow handshake) cannot stall every other.
+/// The agent takes none: its tasks run only on the thread in `block_on` (which then also waits
+/// on the sockets itself), so a wakeup never crosses threads. Takes effect only before the
+/// first task is spawned.
 pub fn set_threads(n: usize) {
-    THREADS.store(n.max(1), Ordering::Relaxed);
+    THREADS.store(n, Ordering::Relaxed);
 }
 
 /// One thread per core, as the OS reports them.
