@@ -26,7 +26,7 @@ const COPY_BUF_SMALL: usize = 8 * 1024;
 
 /// Bytes `splice` reads at a time once a read fills the small buffer (a bulk transfer): fewer
 /// reads, writes and frames per byte. Only streams moving data hold it.
-const COPY_BUF_LARGE: usize = 64 * 1024;
+const COPY_BUF_LARGE: usize = crate::net::bufpool::SIZE;
 
 /// Largest yamux data frame body: with its 12-byte header a frame fills one TLS record (16 KiB
 /// of plaintext) exactly, instead of a full record and a 12-byte one.
@@ -237,8 +237,9 @@ where
 /// The buffer for the next read, after one that returned `n` bytes into `buf`.
 fn resized(buf: Vec<u8>, n: usize) -> Vec<u8> {
     if n == buf.len() && buf.len() < COPY_BUF_LARGE {
-        vec![0u8; COPY_BUF_LARGE]
+        crate::net::bufpool::take().into_vec()
     } else if n < COPY_BUF_SMALL && buf.len() > COPY_BUF_SMALL {
+        crate::net::bufpool::give(buf.into_boxed_slice());
         vec![0u8; COPY_BUF_SMALL]
     } else {
         buf

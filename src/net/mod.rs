@@ -2,6 +2,7 @@
 //! submodules) the one accept loop of every listener with its caps and the PROXY protocol.
 
 pub mod accept;
+pub mod bufpool;
 pub mod caps;
 pub mod coalesce;
 mod crypto;

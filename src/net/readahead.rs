@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 /// Bytes read from the socket at once while data flows: four full TLS records.
-pub const SIZE: usize = 64 * 1024;
+pub const SIZE: usize = super::bufpool::SIZE;
 
 /// `S`, with its reads taken ahead while data flows (writes pass straight through).
 pub struct ReadAhead<S> {
@@ -45,7 +45,9 @@ impl<S> ReadAhead<S> {
     }
 
     fn free(&mut self) {
-        self.buf = None;
+        if let Some(buf) = self.buf.take() {
+            super::bufpool::give(buf);
+        }
         self.pos = 0;
         self.end = 0;
     }
@@ -74,7 +76,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             // more is likely waiting, so take the next reads ahead.
             let n = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
             if n == out.len() && n < SIZE {
-                this.buf = Some(vec![0u8; SIZE].into_boxed_slice());
+                this.buf = Some(super::bufpool::take());
             }
             return Poll::Ready(Ok(n));
         };
