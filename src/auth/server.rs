@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 
 use super::backend::sqlite::SqliteBackend;
@@ -87,14 +86,7 @@ impl AuthServer {
             caps,
             false,
             shutdown.clone(),
-            move |tls, peer, slot| {
-                let conn = handle_conn(tls, peer, st.clone(), sd.clone());
-                // Anonymous connections keep their slot for their whole life.
-                async move {
-                    let _slot = slot;
-                    conn.await
-                }
-            },
+            move |tls, peer, slot| serve_conn(tls, peer, slot, st.clone(), sd.clone()),
         );
         crate::rt::spawn(serve).detach();
         let host_id = state.own.host_id.clone();
@@ -161,7 +153,7 @@ fn init(s: &Settings) -> Result<Arc<AuthState>> {
 
 /// Who is on the other side, from the verified client certificate: its subject, what renewal
 /// decisions need of it, and its names.
-fn peer_subject(tls: &TlsStream<crate::net::Tcp>) -> Option<(Subject, CertFacts, Sans)> {
+fn peer_subject(tls: &crate::net::ServerTls) -> Option<(Subject, CertFacts, Sans)> {
     let der = tls.get_ref().1.peer_certificates()?.first()?;
     Some((
         pki::subject_of(der).ok()?,
@@ -170,8 +162,24 @@ fn peer_subject(tls: &TlsStream<crate::net::Tcp>) -> Option<(Subject, CertFacts,
     ))
 }
 
+/// One connection's task. Anonymous connections keep their slot for their whole life.
+///
+/// Thousands of these idle as node streams, and a task is as big as its largest wait: the
+/// handler is called inside this future (a closure that built it first and awaited it in an
+/// `async move` block held it twice), and long-lived branches run boxed.
+async fn serve_conn(
+    tls: crate::net::ServerTls,
+    peer: SocketAddr,
+    slot: net::Slot,
+    state: Arc<AuthState>,
+    shutdown: Shutdown,
+) {
+    let _slot = slot;
+    handle_conn(tls, peer, state, shutdown).await
+}
+
 async fn handle_conn(
-    tls: TlsStream<crate::net::Tcp>,
+    tls: crate::net::ServerTls,
     peer: SocketAddr,
     state: Arc<AuthState>,
     shutdown: Shutdown,
@@ -290,7 +298,8 @@ async fn handle_conn(
         },
         Request::Hello(hello) => match (subject, cert) {
             (Some(s), Some(c)) if s.role == crate::proto::ROLE_NODE => {
-                return streams::heartbeat_stream(conn, hello, s, c, peer, state, shutdown).await;
+                let stream = streams::heartbeat_stream(conn, hello, s, c, peer, state, shutdown);
+                return Box::pin(stream).await;
             }
             _ => Response::error(
                 ErrorCode::AccessDenied,
@@ -342,3 +351,26 @@ async fn housekeeping(state: Arc<AuthState>, shutdown: Shutdown) {
 pub use crate::net::dial_addr;
 
 pub use crate::config::admin_identity_path;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle node stream is one such task: its size is auth's memory per node. It was
+    /// 62 KB when the handler future was held three times over (issue 11).
+    #[test]
+    fn a_node_stream_task_stays_small() {
+        fn task<Fut: std::future::Future<Output = ()>>(
+            _: &impl Fn(net::ServerTls, SocketAddr, net::Slot, Arc<AuthState>, Shutdown) -> Fut,
+        ) -> usize {
+            net::accept::task_size::<fn(net::ServerTls, SocketAddr, net::Slot) -> Fut, Fut>()
+        }
+        fn ret7<A, B, C, D, E, F, G, R>(_: &impl Fn(A, B, C, D, E, F, G) -> R) -> usize {
+            std::mem::size_of::<R>()
+        }
+        let conn = task(&serve_conn);
+        let stream = ret7(&streams::heartbeat_stream::<net::ServerTls>);
+        assert!(conn <= 4096, "a connection's task is {conn} bytes");
+        assert!(stream <= 4096, "a boxed node stream is {stream} bytes");
+    }
+}
