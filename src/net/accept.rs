@@ -217,7 +217,9 @@ async fn tls_conn<F, Fut>(
             .map_err(Opening::Tls)?;
         Ok::<_, Opening>((Box::new(tls), peer))
     };
-    let (tls, peer) = match with_timeout(limits.handshake, opening).await {
+    // Boxed: the handshake's state (a rustls connection mid-handshake) would otherwise stay
+    // reserved in this task's allocation for the connection's whole life.
+    let (tls, peer) = match Box::pin(with_timeout(limits.handshake, opening)).await {
         Some(Ok(x)) => x,
         Some(Err(e)) => {
             log_opening(e, tcp_peer);

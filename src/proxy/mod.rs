@@ -335,6 +335,6 @@ mod task_size_tests {
             net::accept::task_size::<fn(net::ServerTls, SocketAddr, net::Slot) -> Fut, Fut>()
         }
         let size = task(&dispatch);
-        assert!(size <= 6144, "a connection's task is {size} bytes");
+        assert!(size <= 4096, "a connection's task is {size} bytes");
     }
 }
