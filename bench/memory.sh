@@ -4,6 +4,8 @@
 # joins) holding a tunnel to each of the 3 proxies. Prints
 #   - auth KB per idle direct node          (auth RSS with M direct nodes minus idle auth)
 #   - proxy KB per idle tunnel              (proxy RSS with M tunnels minus idle proxy, 3 proxies)
+#   - both again as a slope between M/2 and M (the fleet comes in two halves): what one more
+#     node or tunnel costs, without the fixed cost of the first ones (allocator warm-up)
 #   - proxy memory returned after the M tunnels closed (% of what they had taken)
 #   - idle agent RSS with 3 tunnels         (a separate `teleport start` node process)
 #   - heartbeat bytes per node and second with 3 tunnels, against the same M agents direct
@@ -43,27 +45,47 @@ sleep 1
 AUTH_IDLE=$(rss_kb "$AUTH_PID")
 P_IDLE=$(rss_sum "${proxy_pids[@]}")
 
-# 1. M agents straight to auth (they join here; the tunnel phase reuses their identities).
+# The fleet in two load generators of M/2 (A) and M - M/2 (B) agents: RSS is read with A's
+# half and with all M.
+HALF=$((M / 2))
 NT=$(TCTL tokens add --type=node --ttl=1h --format=text)
-"$BIN" loadgen --count "$M" --token "$NT" --ca-pin "$PIN" --auth-server "127.0.0.1:$AUTH_PORT" \
-  --prefix mem --data-dir "$W/agents" 2>"$W/direct.log" & LG=$!; pids+=($LG)
-direct_up() { [ "$(TCTL nodes ls --format=json | jq length)" = "$M" ]; }
-wait_until "${JOIN_WAIT:-600}" direct_up
+# half A|B, then the loadgen's further arguments; sets LG_A or LG_B.
+fleet() {
+  local h=$1 n=$HALF; shift
+  [ "$h" = A ] || n=$((M - HALF))
+  "$BIN" loadgen --count "$n" --token "$NT" --ca-pin "$PIN" --prefix "mem$h" \
+    --data-dir "$W/agents" "$@" & pids+=($!)
+  eval "LG_$h=$!"
+}
+io_fleet() { echo $(($(io_bytes "$LG_A") + $(io_bytes "$LG_B"))); }
+stop_fleet() { kill "$LG_A" "$LG_B"; wait "$LG_A" "$LG_B" 2>/dev/null || true; }
+
+# 1. M agents straight to auth (they join here; the tunnel phase reuses their identities).
+nodes_up() { [ "$(TCTL nodes ls --format=json | jq length)" = "$1" ]; }
+fleet A --auth-server "127.0.0.1:$AUTH_PORT" 2>"$W/direct-a.log"
+wait_until "${JOIN_WAIT:-600}" nodes_up "$HALF"
+settle
+AUTH_HALF=$(rss_kb "$AUTH_PID")
+fleet B --auth-server "127.0.0.1:$AUTH_PORT" 2>"$W/direct-b.log"
+wait_until "${JOIN_WAIT:-600}" nodes_up "$M"
 settle
 AUTH_LOADED=$(rss_kb "$AUTH_PID")
-d0=$(io_bytes "$LG"); sleep "$SAMPLE"; d1=$(io_bytes "$LG")
-kill "$LG"; wait "$LG" 2>/dev/null || true
+d0=$(io_fleet); sleep "$SAMPLE"; d1=$(io_fleet)
+stop_fleet
 nobody() { [ "$(TCTL nodes ls --format=json | jq length)" = 0 ]; }
 wait_until 60 nobody
 
 # 2. The same agents through the load balancer: a tunnel to every proxy.
-"$BIN" loadgen --count "$M" --token "$NT" --ca-pin "$PIN" --proxy "127.0.0.1:$LB_PORT" \
-  --prefix mem --data-dir "$W/agents" 2>"$W/tunnels.log" & LG=$!; pids+=($LG)
-all_tunnels() { [ "$(TCTL proxies ls --format=json | jq "[.[] | select(.tunnels == $M)] | length")" = 3 ]; }
-wait_until "${TUNNEL_WAIT:-600}" all_tunnels
+all_tunnels() { [ "$(TCTL proxies ls --format=json | jq "[.[] | select(.tunnels == $1)] | length")" = 3 ]; }
+fleet A --proxy "127.0.0.1:$LB_PORT" 2>"$W/tunnels-a.log"
+wait_until "${TUNNEL_WAIT:-600}" all_tunnels "$HALF"
+settle
+P_HALF=$(rss_sum "${proxy_pids[@]}")
+fleet B --proxy "127.0.0.1:$LB_PORT" 2>"$W/tunnels-b.log"
+wait_until "${TUNNEL_WAIT:-600}" all_tunnels "$M"
 settle
 P_LOADED=$(rss_sum "${proxy_pids[@]}")
-t0=$(io_bytes "$LG"); sleep "$SAMPLE"; t1=$(io_bytes "$LG")
+t0=$(io_fleet); sleep "$SAMPLE"; t1=$(io_fleet)
 
 # 3. One real agent process holding a tunnel to each proxy.
 "$BIN" node configure --token="$NT" --proxy="127.0.0.1:$LB_PORT" --ca-pin="$PIN" \
@@ -75,7 +97,7 @@ settle
 AGENT_RSS=$(rss_kb "$AGENT")
 
 # 4. The tunnels close (the agents say goodbye): what do the proxies give back?
-kill "$LG"; wait "$LG" 2>/dev/null || true
+stop_fleet
 one_left() { [ "$(TCTL proxies ls --format=json | jq '[.[] | select(.tunnels <= 1)] | length')" = 3 ]; }
 wait_until 120 one_left
 prev=0
@@ -90,6 +112,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b>0 ? a/b : 0)}'; }
 kb() { awk -v a="$1" -v n="$2" 'BEGIN{printf "%.1f", a/n}'; }
 AUTH_PER=$(kb $((AUTH_LOADED - AUTH_IDLE)) "$M")
 P_PER=$(kb $((P_LOADED - P_IDLE)) $((3 * M)))
+AUTH_SLOPE=$(kb $((AUTH_LOADED - AUTH_HALF)) $((M - HALF)))
+P_SLOPE=$(kb $((P_LOADED - P_HALF)) $((3 * (M - HALF))))
 TAKEN=$((P_LOADED - P_IDLE))
 RETURNED=$(awk -v t="$TAKEN" -v l="$P_LOADED" -v a="$P_AFTER" 'BEGIN{printf "%.0f", (t>0 ? (l-a)*100/t : 0)}')
 AGENT_MB=$(awk -v k="$AGENT_RSS" 'BEGIN{printf "%.1f", k/1024}')
@@ -99,7 +123,9 @@ D_BPS=$(per_s $((d1 - d0)))
 cat <<OUT
 teleport-lite memory benchmark ($LIBC build): auth + 3 proxies behind HAProxy, $M agents, heartbeat $HB
   auth RSS: idle $AUTH_IDLE KiB, with $M direct nodes $AUTH_LOADED KiB -> $AUTH_PER KiB per node (target 12)
+    with $HALF nodes $AUTH_HALF KiB: $AUTH_SLOPE KiB per node from $HALF to $M
   proxies' RSS (sum of 3): idle $P_IDLE KiB, with $M tunnels each $P_LOADED KiB -> $P_PER KiB per tunnel (target 30)
+    with $HALF tunnels each $P_HALF KiB: $P_SLOPE KiB per tunnel from $HALF to $M
   after the tunnels closed: $P_AFTER KiB, $RETURNED % of what the tunnels took given back
   idle agent with 3 tunnels: $AGENT_RSS KiB (target 6 MiB)
   heartbeat bytes per node: $T_BPS B/s with 3 tunnels, $D_BPS B/s direct (ratio $(ratio "$T_BPS" "$D_BPS"), target 2)
@@ -107,6 +133,8 @@ OUT
 printf 'ROW\t%s\t%s\t%s\t%s\t%s\n' \
   "auth memory per idle direct node, $LIBC (KB)" "$AUTH_PER" "$AUTH_IDLE" "$(ratio "$AUTH_PER" 12)" 12 \
   "proxy memory per idle tunnel, $LIBC (KB)" "$P_PER" "$P_IDLE" "$(ratio "$P_PER" 30)" 30 \
+  "auth memory per direct node, slope M/2..M, $LIBC (KB)" "$AUTH_SLOPE" - "$(ratio "$AUTH_SLOPE" 12)" 12 \
+  "proxy memory per tunnel, slope M/2..M, $LIBC (KB)" "$P_SLOPE" - "$(ratio "$P_SLOPE" 30)" 30 \
   "proxy memory returned after tunnels close, $LIBC (%)" "$RETURNED" - - ">= 90" \
   "idle agent RSS with 3 tunnels, $LIBC (MB)" "$AGENT_MB" - "$(ratio "$AGENT_MB" 6)" 6 \
   "heartbeat bytes per node with 3 tunnels (B/s)" "$T_BPS" "$D_BPS" "$(ratio "$T_BPS" "$D_BPS")" "2x direct"

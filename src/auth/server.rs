@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 
 use super::backend::postgres::PostgresBackend;
@@ -88,14 +87,7 @@ impl AuthServer {
             caps,
             false,
             shutdown.clone(),
-            move |tls, peer, slot| {
-                let conn = handle_conn(tls, peer, st.clone(), sd.clone());
-                // Anonymous connections keep their slot for their whole life.
-                async move {
-                    let _slot = slot;
-                    conn.await
-                }
-            },
+            move |tls, peer, slot| serve_conn(tls, peer, slot, st.clone(), sd.clone()),
         );
         crate::rt::spawn(serve).detach();
         let host_id = state.own.host_id.clone();
@@ -180,7 +172,7 @@ fn init(s: &Settings) -> Result<Arc<AuthState>> {
 
 /// Who is on the other side, from the verified client certificate: its subject, what renewal
 /// decisions need of it, and its names.
-fn peer_subject(tls: &TlsStream<crate::net::Tcp>) -> Option<(Subject, CertFacts, Sans)> {
+fn peer_subject(tls: &crate::net::ServerTls) -> Option<(Subject, CertFacts, Sans)> {
     let der = tls.get_ref().1.peer_certificates()?.first()?;
     Some((
         pki::subject_of(der).ok()?,
@@ -189,12 +181,36 @@ fn peer_subject(tls: &TlsStream<crate::net::Tcp>) -> Option<(Subject, CertFacts,
     ))
 }
 
-async fn handle_conn(
-    tls: TlsStream<crate::net::Tcp>,
+/// One connection's task. Anonymous connections keep their slot for their whole life.
+///
+/// Thousands of these idle as node streams, and a task's allocation is as big as its largest
+/// wait, for its whole life: the opening (first message, one-shot requests) runs boxed and is
+/// freed before the long-lived stream it hands over starts, so an idle node costs this small
+/// future and its boxed stream only.
+async fn serve_conn(
+    tls: crate::net::ServerTls,
     peer: SocketAddr,
+    slot: net::Slot,
     state: Arc<AuthState>,
     shutdown: Shutdown,
 ) {
+    let _slot = slot;
+    let stream = Box::pin(handle_conn(tls, peer, state, shutdown)).await;
+    if let Some(stream) = stream {
+        stream.await
+    }
+}
+
+/// A connection's long-lived part: a node's heartbeat stream or a proxy's link.
+type Stream = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Answers the first message; returns the stream it opens, if any, for the caller to run.
+async fn handle_conn(
+    tls: crate::net::ServerTls,
+    peer: SocketAddr,
+    state: Arc<AuthState>,
+    shutdown: Shutdown,
+) -> Option<Stream> {
     let verified = peer_subject(&tls).filter(|(s, _, _)| s.cluster == state.cluster_name);
     let (subject, cert, sans) = match verified {
         Some((s, c, n)) => (Some(s), Some(c), n),
@@ -203,13 +219,13 @@ async fn handle_conn(
     let mut conn = Framed::new(tls, MAX_REQUEST_FRAME);
     let first = match net::with_timeout(FIRST_MESSAGE_TIMEOUT, conn.recv::<Request>()).await {
         Some(Ok(Some(req))) => req,
-        Some(Ok(None)) | None => return,
+        Some(Ok(None)) | None => return None,
         Some(Err(e)) => {
             debug!("bad first message from {peer}: {e}");
             let _ = conn
                 .send(&Response::error(ErrorCode::BadParameter, e.to_string()))
                 .await;
-            return;
+            return None;
         }
     };
     // Rare requests run boxed: this task's size is that of its largest branch, and thousands
@@ -300,7 +316,7 @@ async fn handle_conn(
         Request::ProxyHello(hello) => match (subject, cert) {
             (Some(s), Some(c)) if s.role == crate::proto::ROLE_PROXY => {
                 let link = super::link::proxy_link(conn, hello, s, c, sans, peer, state, shutdown);
-                return Box::pin(link).await;
+                return Some(Box::pin(link));
             }
             _ => Response::error(
                 ErrorCode::AccessDenied,
@@ -309,7 +325,8 @@ async fn handle_conn(
         },
         Request::Hello(hello) => match (subject, cert) {
             (Some(s), Some(c)) if s.role == crate::proto::ROLE_NODE => {
-                return streams::heartbeat_stream(conn, hello, s, c, peer, state, shutdown).await;
+                let stream = streams::heartbeat_stream(conn, hello, s, c, peer, state, shutdown);
+                return Some(Box::pin(stream));
             }
             _ => Response::error(
                 ErrorCode::AccessDenied,
@@ -331,6 +348,7 @@ async fn handle_conn(
     };
     let _ = conn.send(&reply).await;
     conn.close().await;
+    None
 }
 
 /// Periodic cleanup: expired nodes from memory, expired tokens from storage.
@@ -361,3 +379,27 @@ async fn housekeeping(state: Arc<AuthState>, shutdown: Shutdown) {
 pub use crate::net::dial_addr;
 
 pub use crate::config::admin_identity_path;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle node stream is one such task and its boxed stream: their sizes are part of
+    /// auth's memory per node. The task was 62 KB when it held the handler three times over
+    /// (issue 11).
+    #[test]
+    fn a_node_stream_task_stays_small() {
+        fn task<Fut: std::future::Future<Output = ()>>(
+            _: &impl Fn(net::ServerTls, SocketAddr, net::Slot, Arc<AuthState>, Shutdown) -> Fut,
+        ) -> usize {
+            net::accept::task_size::<fn(net::ServerTls, SocketAddr, net::Slot) -> Fut, Fut>()
+        }
+        fn ret7<A, B, C, D, E, F, G, R>(_: &impl Fn(A, B, C, D, E, F, G) -> R) -> usize {
+            std::mem::size_of::<R>()
+        }
+        let conn = task(&serve_conn);
+        let stream = ret7(&streams::heartbeat_stream::<net::ServerTls>);
+        assert!(conn <= 1536, "a connection's task is {conn} bytes");
+        assert!(stream <= 3072, "a boxed node stream is {stream} bytes");
+    }
+}

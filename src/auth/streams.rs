@@ -211,38 +211,17 @@ pub async fn heartbeat_stream<S: Io>(
             }
             // The stream's TLS already proved the node holds its key: no proof needed.
             Wake::Msg(Some(Request::Renew { csr, .. })) => {
-                // An expired certificate renews nothing, even on a stream opened before.
-                if let Err(why) = renew::still_valid(&state, &cert, now_unix()) {
-                    lock(&state).remove(&subject.host_id, conn_id);
-                    let who = format!("the stream of node {:?} ({})", info.hostname, info.uuid);
-                    return Box::pin(close_invalid(&mut conn, &who, why)).await;
-                }
-                let changed = state.ca.get().rotation.changed;
-                match pacer_renew.attempt(now_unix(), changed, state.host_ttl_secs()) {
-                    Pace::Go => {}
-                    Pace::TooSoon => {
-                        let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
-                        if conn.send(&soon).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    Pace::Flood => {
-                        warn!(
-                            "node {:?} ({}) asks for renewals far too often; closing its stream",
-                            info.hostname, info.uuid
-                        );
-                        return;
-                    }
-                }
-                let (st, subj) = (state.clone(), subject.clone());
-                let sans = state.host_sans(&subject.host_id, ROLE_NODE, &[]);
-                let sign = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr, ""));
-                let answer = Box::pin(sign).await;
-                if let Some((facts, _)) = crate::pki::renewed_cert(&answer) {
-                    cert = facts;
-                }
-                if conn.send(&answer).await.is_err() {
+                let renewal = renew_on_stream(
+                    &mut conn,
+                    csr,
+                    &subject,
+                    &mut cert,
+                    &mut pacer_renew,
+                    (conn_id, &info.hostname),
+                    &state,
+                );
+                // Boxed: a rare branch, and this long-lived task is as big as its largest wait.
+                if !Box::pin(renewal).await {
                     return;
                 }
             }
@@ -260,6 +239,47 @@ pub async fn heartbeat_stream<S: Io>(
             }
         }
     }
+}
+
+/// A renewal asked for on a node's stream; false when the stream must close.
+async fn renew_on_stream<S: Io>(
+    conn: &mut Framed<S>,
+    csr: String,
+    subject: &Subject,
+    cert: &mut CertFacts,
+    pacer_renew: &mut RenewPacer,
+    (conn_id, hostname): (u64, &str),
+    state: &Arc<AuthState>,
+) -> bool {
+    // An expired certificate renews nothing, even on a stream opened before.
+    if let Err(why) = renew::still_valid(state, cert, now_unix()) {
+        lock(state).remove(&subject.host_id, conn_id);
+        let who = format!("the stream of node {hostname:?} ({})", subject.host_id);
+        close_invalid(conn, &who, why).await;
+        return false;
+    }
+    let changed = state.ca.get().rotation.changed;
+    match pacer_renew.attempt(now_unix(), changed, state.host_ttl_secs()) {
+        Pace::Go => {}
+        Pace::TooSoon => {
+            let soon = Response::error(ErrorCode::RateLimited, rotation::TOO_SOON);
+            return conn.send(&soon).await.is_ok();
+        }
+        Pace::Flood => {
+            warn!(
+                "node {hostname:?} ({}) asks for renewals far too often; closing its stream",
+                subject.host_id
+            );
+            return false;
+        }
+    }
+    let (st, subj) = (state.clone(), subject.clone());
+    let sans = state.host_sans(&subject.host_id, ROLE_NODE, &[]);
+    let answer = smol::unblock(move || renew::sign(&st, &subj, &sans, &csr, "")).await;
+    if let Some((facts, _)) = crate::pki::renewed_cert(&answer) {
+        *cert = facts;
+    }
+    conn.send(&answer).await.is_ok()
 }
 
 /// Closes a stream or link whose certificate expired or lost its CA (`who` names it in the

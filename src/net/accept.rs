@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
-use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
 use log::{debug, info, warn};
 use smol::net::{TcpListener, TcpStream};
@@ -153,7 +152,7 @@ pub async fn serve_tls<F, Fut>(
     shutdown: Shutdown,
     handle: F,
 ) where
-    F: Fn(TlsStream<super::Tcp>, SocketAddr, Slot) -> Fut + Clone + Send + 'static,
+    F: Fn(super::ServerTls, SocketAddr, Slot) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let limits = caps.limits();
@@ -193,7 +192,7 @@ async fn tls_conn<F, Fut>(
     limits: Limits,
     handle: F,
 ) where
-    F: Fn(TlsStream<super::Tcp>, SocketAddr, Slot) -> Fut,
+    F: Fn(super::ServerTls, SocketAddr, Slot) -> Fut,
     Fut: Future<Output = ()>,
 {
     let _ = tcp.set_nodelay(true);
@@ -216,9 +215,11 @@ async fn tls_conn<F, Fut>(
             .accept(super::Tcp::new(tcp))
             .await
             .map_err(Opening::Tls)?;
-        Ok::<_, Opening>((tls, peer))
+        Ok::<_, Opening>((Box::new(tls), peer))
     };
-    let (tls, peer) = match with_timeout(limits.handshake, opening).await {
+    // Boxed: the handshake's state (a rustls connection mid-handshake) would otherwise stay
+    // reserved in this task's allocation for the connection's whole life.
+    let (tls, peer) = match Box::pin(with_timeout(limits.handshake, opening)).await {
         Some(Ok(x)) => x,
         Some(Err(e)) => {
             log_opening(e, tcp_peer);
@@ -324,6 +325,20 @@ async fn refuse_proxy_header(tcp: &TcpStream) -> Result<(), Opening> {
         return Err(Opening::Unexpected);
     }
     Ok(())
+}
+
+/// The size of one connection's task with `handle` (for the services' tests: an idle
+/// connection costs at least this).
+#[cfg(test)]
+pub(crate) fn task_size<F, Fut>() -> usize
+where
+    F: Fn(super::ServerTls, SocketAddr, Slot) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    fn ret<A, B, C, D, E, G, H, R>(_: &impl Fn(A, B, C, D, E, G, H) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+    ret(&tls_conn::<F, Fut>)
 }
 
 #[cfg(test)]

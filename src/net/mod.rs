@@ -6,6 +6,7 @@ pub mod bufpool;
 pub mod caps;
 pub mod coalesce;
 mod crypto;
+mod deadline;
 mod keepalive;
 pub mod ping_filter;
 pub mod proxy_protocol;
@@ -13,12 +14,16 @@ pub mod readahead;
 
 /// A TCP stream as TLS sees it: reads taken ahead while data flows (see `readahead`).
 pub type Tcp = readahead::ReadAhead<TcpStream>;
+/// An accepted TLS stream, boxed: it is handed down through several async functions, and each
+/// would otherwise keep a dead 1.3 KB copy of it in its state for the connection's whole life.
+pub type ServerTls = Box<futures_rustls::server::TlsStream<Tcp>>;
 pub mod refusal;
 pub mod rpc;
 pub mod source;
 
 pub use accept::{serve, serve_tls};
 pub use caps::{Caps, Limits, Slot};
+pub use deadline::{with_timeout, Deadline};
 pub use keepalive::keepalive;
 
 use std::net::SocketAddr;
@@ -257,15 +262,6 @@ fn tls_error(addr: &str, e: std::io::Error) -> Error {
     }
     let tls = tls.clone();
     NetError::new(addr, NetKind::Tls(tls)).into()
-}
-
-/// Runs `fut` for at most `d`; `None` on timeout.
-pub async fn with_timeout<T>(d: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        smol::Timer::after(d).await;
-        None
-    })
-    .await
 }
 
 /// A connection that sends and receives whole messages. Thousands of them sit idle in auth and

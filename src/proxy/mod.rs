@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use futures_rustls::server::TlsStream;
 use log::{info, warn};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -282,8 +281,11 @@ fn server_config(live: &Arc<LiveTls>, settings: &Settings) -> Result<Arc<ServerC
 /// Serves one connection by ALPN. `peer` is the client (from the PROXY header when enabled);
 /// `slot` is its place under the anonymous-connection caps, held for as long as it runs
 /// (already released when the client presented a verified certificate).
+///
+/// Thousands of these idle as tunnels, and a task is as big as its largest wait: the short
+/// lived web and dial branches run boxed.
 async fn dispatch(
-    tls: TlsStream<crate::net::Tcp>,
+    tls: crate::net::ServerTls,
     peer: SocketAddr,
     slot: net::Slot,
     state: Arc<ProxyState>,
@@ -310,16 +312,34 @@ async fn dispatch(
         // Dials are what a user identity (tctl auth sign) is for; admins may dial too.
         Some(ALPN_TRANSPORT) => match subject {
             Some(s) if s.role == crate::proto::ROLE_ADMIN || s.role == crate::proto::ROLE_USER => {
-                tunnel::serve_dial(tls, peer, state, &s).await
+                Box::pin(tunnel::serve_dial(tls, peer, state, &s)).await
             }
             _ => warn!(
                 "rejected a transport connection from {peer}: an admin or user identity is \
                  required"
             ),
         },
-        _ => web::serve(tls, peer, state).await,
+        _ => Box::pin(web::serve(tls, peer, state)).await,
     }
 }
 
 /// Drains relayed messages; used by the link.
 pub type RelayRx = Receiver<Request>;
+
+#[cfg(test)]
+mod task_size_tests {
+    use super::*;
+
+    /// Every idle tunnel is one such task: its size is part of the proxy's memory per tunnel.
+    /// It was 58 KB when the handler future was held three times over (issue 11).
+    #[test]
+    fn a_tunnel_task_stays_small() {
+        fn task<Fut: std::future::Future<Output = ()>>(
+            _: &impl Fn(net::ServerTls, SocketAddr, net::Slot, Arc<ProxyState>, Shutdown) -> Fut,
+        ) -> usize {
+            net::accept::task_size::<fn(net::ServerTls, SocketAddr, net::Slot) -> Fut, Fut>()
+        }
+        let size = task(&dispatch);
+        assert!(size <= 4096, "a connection's task is {size} bytes");
+    }
+}

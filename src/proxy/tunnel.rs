@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 
 use super::{dials, ProxyState, TunnelEntry};
@@ -248,7 +247,7 @@ pub async fn dial_node(
 /// An admin's or user's `teleport-transport` connection: one dial, then raw bytes both ways.
 /// `who` names the verified identity for the log.
 pub async fn serve_dial(
-    tls: TlsStream<crate::net::Tcp>,
+    tls: crate::net::ServerTls,
     peer: SocketAddr,
     state: Arc<ProxyState>,
     subject: &Subject,

@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_rustls::server::TlsStream;
 use log::{debug, info, warn};
 use serde_json::json;
 
@@ -54,7 +53,7 @@ impl Reply {
     }
 }
 
-pub async fn serve(mut tls: TlsStream<crate::net::Tcp>, peer: SocketAddr, state: Arc<ProxyState>) {
+pub async fn serve(mut tls: crate::net::ServerTls, peer: SocketAddr, state: Arc<ProxyState>) {
     tls.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
     let req = match net::with_timeout(READ_TIMEOUT, http::read_request(&mut tls)).await {
         Some(Ok(r)) => r,
