@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use log::{info, warn};
 use smol::channel::{Receiver, Sender};
 
 use super::backend::{Backend, Item};
@@ -103,22 +104,76 @@ impl Drop for LinkGuard {
 impl Revocations {
     /// Loads locks and removed hosts. Blocking.
     pub fn load(backend: Arc<dyn Backend>, now: i64) -> Result<Arc<Self>> {
-        let mut inner = Inner::default();
-        for item in backend.list(LOCKS, now)? {
-            if let Ok(info) = serde_json::from_slice::<LockInfo>(&item.value) {
-                inner.locks.insert(info.target.clone(), info);
-            }
-        }
-        for item in backend.list(REMOVED, now)? {
-            if let Ok(r) = serde_json::from_slice::<Removed>(&item.value) {
-                let id = item.key.trim_start_matches(REMOVED).to_string();
-                inner.removed.insert(id, r.removed);
-            }
-        }
+        let inner = Inner {
+            locks: read_locks(&*backend, now)?,
+            removed: read_removed(&*backend, now)?,
+            ..Inner::default()
+        };
         Ok(Arc::new(Revocations {
             backend,
             inner: Mutex::new(inner),
         }))
+    }
+
+    /// Reads what another auth server may have changed and applies it as a local change
+    /// would: a new lock or removal closes its target's connections, and any change wakes the
+    /// proxy links. Returns the server IDs newly denied (to forget from presence). Blocking.
+    pub fn sync(&self, topic: &str, now: i64) -> Result<Vec<String>> {
+        let all = topic == super::backend::TOPIC_ALL;
+        let locks = if all || topic == super::backend::TOPIC_LOCKS {
+            Some(read_locks(&*self.backend, now)?)
+        } else {
+            None
+        };
+        let removed = if all || topic == super::backend::TOPIC_REMOVED {
+            Some(read_removed(&*self.backend, now)?)
+        } else {
+            None
+        };
+        let mut denied = Vec::new();
+        let mut changed = false;
+        {
+            let mut inner = self.lock();
+            if let Some(locks) = locks {
+                for (target, info) in &locks {
+                    if inner.locks.get(target) != Some(info) {
+                        denied.push(target.clone());
+                    }
+                }
+                changed |= inner.locks != locks;
+                inner.locks = locks;
+            }
+            if let Some(removed) = removed {
+                for id in removed.keys() {
+                    if !inner.removed.contains_key(id) {
+                        denied.push(LockTarget::ServerId(id.clone()));
+                    }
+                }
+                // Removals are for good: one this server knows stays even if the store
+                // forgot it (the oldest are dropped past `MAX_REMOVED`).
+                changed |= removed.len() != inner.removed.len();
+                inner.removed.extend(removed);
+            }
+        }
+        let mut ids = Vec::new();
+        for target in &denied {
+            info!("{target} was locked or removed on another auth server; closing its connections");
+            self.close(target);
+            if let LockTarget::ServerId(id) = target {
+                ids.push(id.clone());
+            }
+        }
+        if changed || !denied.is_empty() {
+            self.wake_links();
+        }
+        Ok(ids)
+    }
+
+    /// Tells the other auth servers; a failure only delays them to their next poll.
+    fn announce(&self, topic: &str) {
+        if let Err(e) = self.backend.notify(topic) {
+            warn!("could not announce a change of {topic} to other auth servers: {e}");
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -186,6 +241,7 @@ impl Revocations {
         let target = info.target.clone();
         self.lock().locks.insert(target.clone(), info);
         self.enforce(&target);
+        self.announce(super::backend::TOPIC_LOCKS);
         Ok(())
     }
 
@@ -194,6 +250,7 @@ impl Revocations {
         self.backend.delete(&lock_key(target), now)?;
         let had = self.lock().locks.remove(target).is_some();
         self.wake_links();
+        self.announce(super::backend::TOPIC_LOCKS);
         Ok(had)
     }
 
@@ -225,6 +282,7 @@ impl Revocations {
             }
         }
         self.enforce(&LockTarget::ServerId(host_id.to_string()));
+        self.announce(super::backend::TOPIC_REMOVED);
         Ok(())
     }
 
@@ -245,14 +303,18 @@ impl Revocations {
 
     /// Closes `target`'s streams and links here and tells every proxy.
     fn enforce(&self, target: &LockTarget) {
+        self.close(target);
+        self.wake_links();
+    }
+
+    /// Closes `target`'s streams and links here.
+    fn close(&self, target: &LockTarget) {
         if let LockTarget::ServerId(id) = target {
-            if let Some(list) = self.lock().conns.remove(id) {
-                for (_, trigger) in list {
-                    trigger.fire();
-                }
+            let list = self.lock().conns.remove(id);
+            for (_, trigger) in list.into_iter().flatten() {
+                trigger.fire();
             }
         }
-        self.wake_links();
     }
 
     /// Wakes every proxy link so it sends what changed (denials, trust).
@@ -294,6 +356,26 @@ impl Revocations {
             changed: rx,
         }
     }
+}
+
+fn read_locks(backend: &dyn Backend, now: i64) -> Result<BTreeMap<LockTarget, LockInfo>> {
+    Ok(backend
+        .list(LOCKS, now)?
+        .iter()
+        .filter_map(|item| serde_json::from_slice::<LockInfo>(&item.value).ok())
+        .map(|info| (info.target.clone(), info))
+        .collect())
+}
+
+fn read_removed(backend: &dyn Backend, now: i64) -> Result<HashMap<String, i64>> {
+    Ok(backend
+        .list(REMOVED, now)?
+        .iter()
+        .filter_map(|item| {
+            let r = serde_json::from_slice::<Removed>(&item.value).ok()?;
+            Some((item.key.trim_start_matches(REMOVED).to_string(), r.removed))
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -343,5 +425,35 @@ mod tests {
         assert!(msg.contains("join again"), "{msg}");
         assert!(again.is_removed("h1"));
         assert_eq!(again.denials(0).len(), 1);
+    }
+
+    #[test]
+    fn a_change_made_by_another_server_is_applied_by_sync() {
+        let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().unwrap());
+        let here = Revocations::load(backend.clone(), 0).unwrap();
+        let there = Revocations::load(backend, 0).unwrap();
+        let conn = here.register("h1");
+        let removed = here.register("h2");
+        let link = here.subscribe();
+        let target = LockTarget::ServerId("h1".into());
+        there.add_lock(lock(target.clone(), None)).unwrap();
+        there.remove_host("h2", "web-2", 5).unwrap();
+        assert!(here.denial(&target, 1).is_none(), "not yet synced");
+        let mut denied = here.sync(super::super::backend::TOPIC_ALL, 1).unwrap();
+        denied.sort();
+        assert_eq!(denied, vec!["h1".to_string(), "h2".to_string()]);
+        assert!(conn.killed.is_fired() && removed.killed.is_fired());
+        assert!(link.changed.try_recv().is_ok());
+        assert!(here.denial(&target, 1).is_some() && here.is_removed("h2"));
+        // Nothing new: nothing closed, nobody woken.
+        assert!(here
+            .sync(super::super::backend::TOPIC_LOCKS, 1)
+            .unwrap()
+            .is_empty());
+        assert!(link.changed.try_recv().is_err());
+        there.remove_lock(&target, 1).unwrap();
+        here.sync(super::super::backend::TOPIC_LOCKS, 1).unwrap();
+        assert!(here.denial(&target, 1).is_none());
+        assert!(link.changed.try_recv().is_ok());
     }
 }

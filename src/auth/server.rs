@@ -100,6 +100,8 @@ impl AuthServer {
         crate::rt::spawn(serve).detach();
         let host_id = state.own.host_id.clone();
         crate::rt::spawn(super::own::keep_current(state.clone(), shutdown.clone())).detach();
+        crate::rt::spawn(super::watch::watch(state.clone(), shutdown.clone())).detach();
+        crate::rt::spawn(super::presence::publish(state.clone(), shutdown.clone())).detach();
         crate::rt::spawn(housekeeping(state.clone(), shutdown)).detach();
         Ok(AuthServer {
             state,
@@ -135,7 +137,7 @@ fn init(s: &Settings) -> Result<Arc<AuthState>> {
     let ca = CaSet::load_or_create(backend.clone(), &s.auth.cluster_name, now)?;
     let host_id = load_or_create_host_uuid(&s.data_dir)?;
     let revoke = Revocations::load(backend.clone(), now)?;
-    let tokens = TokenStore::new(backend, &s.auth.static_tokens)?;
+    let tokens = TokenStore::new(backend.clone(), &s.auth.static_tokens)?;
     let own = Own {
         host_id,
         listen_addr: s.auth.listen_addr,
@@ -173,6 +175,7 @@ fn init(s: &Settings) -> Result<Arc<AuthState>> {
         renewed: Mutex::new(Default::default()),
         own,
         storage,
+        backend,
     });
     super::own::refresh(&state)?;
     Ok(state)

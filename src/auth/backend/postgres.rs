@@ -4,11 +4,18 @@
 //! their `WHERE` on the row the winner left (READ COMMITTED), so exactly one of them counts.
 //! The schema is created and migrated at start under a transaction-scoped advisory lock.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{Backend, Item};
+use super::{Backend, Item, TOPIC_ALL};
 use crate::error::{Error, Result};
 use crate::pg::{bytea, ConnParams, Connection, Param, PgError, PgErrorKind, Pool};
+
+/// The channel auth servers announce changes on (`NOTIFY`), payload a topic.
+pub const CHANNEL: &str = "teleport_lite_changes";
+/// Rows per statement of a batch: 3 parameters each, far below PostgreSQL's 65,535.
+const BATCH_ROWS: usize = 1000;
+/// Longest wait of the watcher between reconnection attempts.
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Connections per auth server: calls are short and `smol::unblock` runs a handful at once.
 pub const POOL_SIZE: usize = 4;
@@ -223,6 +230,134 @@ impl Backend for PostgresBackend {
             &[Param::Int(now)],
         )?;
         Ok(r.affected as usize)
+    }
+
+    /// Multi-row upserts of `BATCH_ROWS` in one transaction: a few round trips for thousands
+    /// of presence rows. Keys must be distinct (one statement may not update a row twice).
+    fn put_batch(&self, items: &[Item]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let chunks: Vec<(String, Vec<Param<'_>>)> = items
+            .chunks(BATCH_ROWS)
+            .map(|chunk| {
+                let mut sql = String::from("INSERT INTO kv (key, value, expires) VALUES ");
+                let mut params = Vec::with_capacity(chunk.len() * 3);
+                for (n, i) in chunk.iter().enumerate() {
+                    let b = n * 3;
+                    if n > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}::bytea, ${}::bigint)",
+                        b + 1,
+                        b + 2,
+                        b + 3
+                    ));
+                    params.extend([
+                        Param::Text(&i.key),
+                        Param::Bytes(&i.value),
+                        expires(i.expires),
+                    ]);
+                }
+                sql.push_str(
+                    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, \
+                     expires = EXCLUDED.expires",
+                );
+                (sql, params)
+            })
+            .collect();
+        self.pool.with(CALL_TIMEOUT, true, |c| {
+            c.execute("BEGIN", CALL_TIMEOUT)?;
+            for (sql, params) in &chunks {
+                if let Err(e) = c.query(sql, params, CALL_TIMEOUT) {
+                    let _ = c.execute("ROLLBACK", CALL_TIMEOUT);
+                    return Err(e);
+                }
+            }
+            c.execute("COMMIT", CALL_TIMEOUT)
+        })?;
+        Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn notify(&self, topic: &str) -> Result<()> {
+        self.run(
+            true,
+            &format!("SELECT pg_notify('{CHANNEL}', $1)"),
+            &[Param::Text(topic)],
+        )?;
+        Ok(())
+    }
+
+    fn watch(&self) -> Option<smol::channel::Receiver<String>> {
+        let (tx, rx) = smol::channel::bounded(64);
+        let params = self.pool.params().clone();
+        let spawned = std::thread::Builder::new()
+            .name("pg-listen".into())
+            .spawn(move || listen_loop(&params, &tx));
+        match spawned {
+            Ok(_) => Some(rx),
+            Err(e) => {
+                log::warn!("cannot start the PostgreSQL change listener: {e}; polling only");
+                None
+            }
+        }
+    }
+}
+
+/// The watcher's thread: one connection that LISTENs, reconnecting with backoff, until the
+/// receiver is gone. Says `TOPIC_ALL` on every (re)connection: what was announced while it was
+/// away is lost.
+fn listen_loop(params: &ConnParams, tx: &smol::channel::Sender<String>) {
+    let mut backoff =
+        crate::core::backoff::Backoff::new(Duration::from_millis(200), WATCH_BACKOFF_MAX);
+    let mut down_since: Option<Instant> = None;
+    while !tx.is_closed() {
+        let listening = Connection::open(params).and_then(|mut c| {
+            c.listen(CHANNEL, CALL_TIMEOUT)?;
+            Ok(c)
+        });
+        match listening {
+            Ok(mut c) => {
+                if down_since.take().is_some() {
+                    log::info!(
+                        "listening for changes on PostgreSQL at {} again",
+                        params.addr()
+                    );
+                }
+                backoff.reset();
+                let _ = tx.try_send(TOPIC_ALL.to_string());
+                loop {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    match c.poll_notifications(Instant::now() + Duration::from_secs(1)) {
+                        // A full queue means the watcher is busy reloading; its next pass
+                        // reads the store anyway.
+                        Ok(ns) => ns.into_iter().for_each(|n| {
+                            let _ = tx.try_send(n.payload);
+                        }),
+                        Err(e) => {
+                            log::warn!(
+                                "stopped listening for changes on PostgreSQL: {e}; reconnecting"
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) if down_since.is_none() => {
+                log::warn!("cannot listen for changes on PostgreSQL: {e}; retrying");
+                down_since = Some(Instant::now());
+            }
+            Err(e) => log::debug!("cannot listen for changes on PostgreSQL: {e}"),
+        }
+        down_since.get_or_insert_with(Instant::now);
+        std::thread::sleep(backoff.next_delay());
     }
 }
 

@@ -127,6 +127,21 @@ impl Backend for SqliteBackend {
             params![now],
         )?)
     }
+
+    fn put_batch(&self, items: &[Item]) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?1, ?2, ?3)",
+            )?;
+            for i in items {
+                stmt.execute(params![i.key, i.value, i.expires])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
