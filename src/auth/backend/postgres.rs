@@ -52,6 +52,43 @@ impl PostgresBackend {
         Ok(PostgresBackend { pool })
     }
 
+    /// Like `open`, but while the database is unreachable (down, restarting, refusing
+    /// connections for now) retries with backoff, logging why and saying so on `/readyz`,
+    /// until it answers or `stop` says to give up. A wrong password, certificate or
+    /// conn_string fails at once: retrying cannot fix it.
+    pub fn open_retrying(params: ConnParams, stop: impl Fn() -> bool) -> Result<Self> {
+        let mut backoff =
+            crate::core::backoff::Backoff::new(Duration::from_millis(500), WATCH_BACKOFF_MAX);
+        loop {
+            let err = match Pool::new(params.clone(), POOL_SIZE).and_then(|pool| {
+                pool.with(MIGRATE_TIMEOUT, true, |c| migrate(c, MIGRATE_TIMEOUT))?;
+                Ok(pool)
+            }) {
+                Ok(pool) => {
+                    crate::diag::set_storage_down(None);
+                    return Ok(PostgresBackend { pool });
+                }
+                Err(e) if transient(&e) => e,
+                Err(e) => return Err(e.into()),
+            };
+            let why = format!("the auth storage does not answer: {err}");
+            if crate::diag::set_storage_down(Some(&why)) {
+                log::warn!("{why}; retrying until it does");
+            }
+            let delay = backoff.next_delay();
+            let until = Instant::now() + delay;
+            while Instant::now() < until {
+                if stop() {
+                    return Err(Error::Storage(format!(
+                        "stopped while waiting for PostgreSQL at {}: {err}",
+                        params.addr()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100).min(delay));
+            }
+        }
+    }
+
     /// "postgresql://user@host:port/db?sslmode=..." without the password.
     pub fn describe(&self) -> String {
         self.pool.params().redacted()
@@ -127,6 +164,20 @@ fn migrate_in_tx(c: &mut Connection, timeout: Duration) -> std::result::Result<V
         applied.push(*version);
     }
     Ok(applied)
+}
+
+/// Whether waiting may fix `e`: the server is down or not accepting connections yet, as
+/// opposed to a refused login, an untrusted certificate or a bad conn_string.
+fn transient(e: &PgError) -> bool {
+    match &e.kind {
+        PgErrorKind::Io(_) | PgErrorKind::Timeout(_) | PgErrorKind::PoolBusy => true,
+        // cannot_connect_now (starting or stopping), too_many_connections, admin_shutdown,
+        // crash_shutdown.
+        PgErrorKind::Server(_) => {
+            matches!(e.code(), Some("57P03" | "53300" | "57P01" | "57P02"))
+        }
+        _ => false,
+    }
 }
 
 fn first_i64(rows: &[Vec<Option<Vec<u8>>>]) -> Option<i64> {
