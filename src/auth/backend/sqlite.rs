@@ -243,6 +243,16 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_replaces_and_adds_in_one_go() {
+        let b = SqliteBackend::in_memory().unwrap();
+        b.put(&item("p/a", Some(1))).unwrap();
+        let items = [item("p/a", Some(9)), item("p/b", None)];
+        b.put_batch(&items).unwrap();
+        assert_eq!(b.list("p/", 5).unwrap(), items.to_vec());
+        assert!(!b.shared() && b.watch().is_none());
+    }
+
+    #[test]
     fn prefix_list_is_literal() {
         let b = SqliteBackend::in_memory().unwrap();
         b.put(&item("tokens/a", None)).unwrap();
