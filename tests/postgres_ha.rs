@@ -4,8 +4,8 @@
 //! one auth server are seen on the other within a second (measured); every node is listed on
 //! both. SIGKILL one auth server: the other keeps listing every node, serves joins (also with
 //! a token made before the kill) and locks; the restarted one catches up. PostgreSQL stopped
-//! for 10 s: both auth servers report not ready, the nodes keep their tunnels, and everything
-//! recovers without a restart.
+//! for 10 s: both auth servers report not ready, the nodes keep their tunnels, one auth server
+//! restarted meanwhile waits for the database, and everything recovers when it returns.
 
 mod common;
 
@@ -195,7 +195,22 @@ fn two_auth_servers_on_one_postgresql_act_as_one_cluster_through_a_kill_and_an_o
                 .iter()
                 .all(|n| b.tunnels_of(n).is_some_and(|t| t.len() == 2))
     });
-    println!("MEASURE SIGKILL of auth A to every node served by B: {served:?}");
+    println!("MEASURE SIGKILL of auth A to proxy-1 linked to B, every node listed: {served:?}");
+    // Once A's presence records have expired, B still lists every node with both tunnels:
+    // it serves them itself.
+    let a_id = std::fs::read_to_string(a.path().join("auth").join("host_uuid")).unwrap();
+    let a_records = format!(
+        "SELECT count(*) FROM kv WHERE key LIKE 'presence/%/{}' \
+         AND expires > extract(epoch from now())",
+        a_id.trim()
+    );
+    let alone = measure(killed, T, "B alone listing every node", || {
+        pg.psql_in("ha", &a_records).trim() == "0"
+            && alive
+                .iter()
+                .all(|n| b.tunnels_of(n).is_some_and(|t| t.len() == 2))
+    });
+    println!("MEASURE SIGKILL of auth A to every node served by B alone: {alone:?}");
     let proxies = b.proxies();
     assert_eq!(proxies.len(), 2, "{proxies:?}");
 
@@ -242,6 +257,14 @@ fn two_auth_servers_on_one_postgresql_act_as_one_cluster_through_a_kill_and_an_o
     });
     println!("MEASURE PostgreSQL stopped: not ready after {unready:?}");
     assert!(is_listed(&b, "ha-node-3"), "B lists from memory");
+    // B restarts while the database is down: it waits for it, not ready, saying why.
+    b.auth().kill9();
+    let cfg = b.config.display().to_string();
+    b.auth = Some(Proc::spawn("auth", b.dir.path(), &["start", "-c", &cfg]));
+    b.auth().wait_log("retrying until it does", T);
+    wait_for(T, "the restarted B to answer not ready", || {
+        (readyz(&diag_b) == Some(503)).then_some(())
+    });
     while stopped.elapsed() < OUTAGE {
         for (i, d) in diags.iter().enumerate().skip(3) {
             assert_eq!(metric(d, TUNNELS_HELD), Some(2.0), "node {i} lost a tunnel");
@@ -257,7 +280,11 @@ fn two_auth_servers_on_one_postgresql_act_as_one_cluster_through_a_kill_and_an_o
     for n in nodes.iter_mut().skip(3) {
         assert_running(n.proc());
     }
-    assert!(a.auth().running() && b.auth.as_mut().unwrap().running());
+    assert!(a.auth().running() && b.auth().running());
+    // B, started during the outage, catches up from the database and A's presence records.
+    for name in &alive {
+        b.wait_tunnels(name, 2, T);
+    }
     // Writes work again on both: a token made on B joins a node, listed on A.
     let after = b.token("node", "30m");
     let (mut n, diag) = (Node::new("ha-node-7"), diag_addr());
