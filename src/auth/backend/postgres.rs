@@ -6,16 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Backend, Item, TOPIC_ALL};
+use super::{Backend, Item};
 use crate::error::{Error, Result};
 use crate::pg::{bytea, ConnParams, Connection, Param, PgError, PgErrorKind, Pool};
 
-/// The channel auth servers announce changes on (`NOTIFY`), payload a topic.
-pub const CHANNEL: &str = "teleport_lite_changes";
+pub use super::pg_listen::CHANNEL;
 /// Rows per statement of a batch: 3 parameters each, far below PostgreSQL's 65,535.
 const BATCH_ROWS: usize = 1000;
-/// Longest wait of the watcher between reconnection attempts.
-const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest wait between attempts to reach a database that does not answer at start.
+const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Connections per auth server: calls are short and `smol::unblock` runs a handful at once.
 pub const POOL_SIZE: usize = 4;
@@ -58,7 +57,7 @@ impl PostgresBackend {
     /// conn_string fails at once: retrying cannot fix it.
     pub fn open_retrying(params: ConnParams, stop: impl Fn() -> bool) -> Result<Self> {
         let mut backoff =
-            crate::core::backoff::Backoff::new(Duration::from_millis(500), WATCH_BACKOFF_MAX);
+            crate::core::backoff::Backoff::new(Duration::from_millis(500), OPEN_BACKOFF_MAX);
         loop {
             let err = match Pool::new(params.clone(), POOL_SIZE).and_then(|pool| {
                 pool.with(MIGRATE_TIMEOUT, true, |c| migrate(c, MIGRATE_TIMEOUT))?;
@@ -345,70 +344,7 @@ impl Backend for PostgresBackend {
     }
 
     fn watch(&self) -> Option<smol::channel::Receiver<String>> {
-        let (tx, rx) = smol::channel::bounded(64);
-        let params = self.pool.params().clone();
-        let spawned = std::thread::Builder::new()
-            .name("pg-listen".into())
-            .spawn(move || listen_loop(&params, &tx));
-        match spawned {
-            Ok(_) => Some(rx),
-            Err(e) => {
-                log::warn!("cannot start the PostgreSQL change listener: {e}; polling only");
-                None
-            }
-        }
-    }
-}
-
-/// The watcher's thread: one connection that LISTENs, reconnecting with backoff, until the
-/// receiver is gone. Says `TOPIC_ALL` on every (re)connection: what was announced while it was
-/// away is lost.
-fn listen_loop(params: &ConnParams, tx: &smol::channel::Sender<String>) {
-    let mut backoff =
-        crate::core::backoff::Backoff::new(Duration::from_millis(200), WATCH_BACKOFF_MAX);
-    let mut down_since: Option<Instant> = None;
-    while !tx.is_closed() {
-        let listening = Connection::open(params).and_then(|mut c| {
-            c.listen(CHANNEL, CALL_TIMEOUT)?;
-            Ok(c)
-        });
-        match listening {
-            Ok(mut c) => {
-                if down_since.take().is_some() {
-                    log::info!(
-                        "listening for changes on PostgreSQL at {} again",
-                        params.addr()
-                    );
-                }
-                backoff.reset();
-                let _ = tx.try_send(TOPIC_ALL.to_string());
-                loop {
-                    if tx.is_closed() {
-                        return;
-                    }
-                    match c.poll_notifications(Instant::now() + Duration::from_secs(1)) {
-                        // A full queue means the watcher is busy reloading; its next pass
-                        // reads the store anyway.
-                        Ok(ns) => ns.into_iter().for_each(|n| {
-                            let _ = tx.try_send(n.payload);
-                        }),
-                        Err(e) => {
-                            log::warn!(
-                                "stopped listening for changes on PostgreSQL: {e}; reconnecting"
-                            );
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) if down_since.is_none() => {
-                log::warn!("cannot listen for changes on PostgreSQL: {e}; retrying");
-                down_since = Some(Instant::now());
-            }
-            Err(e) => log::debug!("cannot listen for changes on PostgreSQL: {e}"),
-        }
-        down_since.get_or_insert_with(Instant::now);
-        std::thread::sleep(backoff.next_delay());
+        super::pg_listen::spawn(self.pool.params().clone())
     }
 }
 
