@@ -235,7 +235,10 @@ impl CaSet {
         &self,
         step: impl FnOnce(&mut Rotation) -> std::result::Result<Option<Effect>, String>,
     ) -> Result<Applied> {
-        let mut guard = self.cas.write().unwrap_or_else(|p| p.into_inner());
+        // No lock is held while the new CA is generated and stored: readers on the executor
+        // never wait for the database. Two local steps from one view race in the store like
+        // two servers' do.
+        let guard = self.get();
         let mut rotation = guard.rotation.clone();
         let effect = match step(&mut rotation)
             .map_err(|e| Error::remote(crate::proto::ErrorCode::BadParameter, e))?
@@ -278,8 +281,14 @@ impl CaSet {
         }
         cas.stored = item.value;
         let cas = Arc::new(cas);
-        *guard = cas.clone();
-        drop(guard);
+        {
+            let mut view = self.cas.write().unwrap_or_else(|p| p.into_inner());
+            // Unless the watcher adopted another record meanwhile: its next pass (at once, on
+            // our announcement) settles which one is stored.
+            if view.stored == guard.stored {
+                *view = cas.clone();
+            }
+        }
         if let Err(e) = self.backend.notify(super::backend::TOPIC_CA) {
             log::warn!("could not announce the rotation to other auth servers: {e}");
         }
