@@ -293,4 +293,25 @@ fn two_auth_servers_on_one_postgresql_act_as_one_cluster_through_a_kill_and_an_o
         a.wait_tunnels("ha-node-7", 2, T),
         vec!["proxy-1", "proxy-2"]
     );
+
+    // A semi-automatic rotation: both auth servers check every second whether a phase is due,
+    // exactly one moves each phase on, the other adopts it; it ends with one new CA on both.
+    a.tctl_ok(&["auth", "rotate", "--type=host", "--grace-period=6s"]);
+    let new_pin = wait_for(T, "the rotation to end on both", || {
+        let (pa, pb) = (a.pin(), b.pin());
+        (pa != pin && pa == pb && !status_has(&a, "in progress") && !status_has(&b, "in progress"))
+            .then_some(pa)
+    });
+    let logs = [a.auth().log_text(), b.auth().log_text()];
+    for phase in ["update_clients", "update_servers", "standby"] {
+        let moved = format!("host CA rotation: phase {phase} (auto)");
+        let adopted = format!("host CA rotation: phase {phase} (set by another auth server)");
+        let count = |n: &str| logs.iter().map(|l| l.matches(n).count()).sum::<usize>();
+        assert_eq!(count(&moved), 1, "{phase} moved once: {logs:?}");
+        assert_eq!(count(&adopted), 1, "{phase} adopted once: {logs:?}");
+    }
+    for name in ["ha-node-3", "ha-node-7"] {
+        assert_eq!(b.wait_tunnels(name, 2, T), vec!["proxy-1", "proxy-2"]);
+    }
+    assert_ne!(new_pin, pin);
 }
