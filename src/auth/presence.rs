@@ -12,9 +12,9 @@ use log::debug;
 use super::backend::Item;
 use super::state::AuthState;
 use crate::clock::now_unix;
-use crate::core::presence::{NodeRecord, ProxyRecord, Remote};
+use crate::core::presence::{ProxyRecord, Remote};
 use crate::error::{Error, Result};
-use crate::proto::LockTarget;
+use crate::proto::{LockTarget, NodeInfo, ProxyInfo, ProxyRef, WebTrust};
 use crate::rt::Shutdown;
 
 pub const NODES: &str = "presence/nodes/";
@@ -56,30 +56,20 @@ fn exchange(state: &AuthState) -> Result<()> {
     let life = state.heartbeat_interval * RECORD_INTERVALS;
     // Whole seconds, rounded up, and at least two: the store's clock counts seconds.
     let expires = Some(now + (life.as_millis().div_ceil(1000) as i64).max(2));
+    // Values are the listed forms (the auth server's ID is in the key): no record type of
+    // their own to encode and decode.
     let mut items = Vec::with_capacity(nodes.len() + proxies.len());
     for node in nodes {
-        let key = node_key(&node.uuid, me);
-        let rec = NodeRecord {
-            auth: me.clone(),
-            node,
-        };
         items.push(Item {
-            key,
-            value: to_json(&rec)?,
+            key: node_key(&node.uuid, me),
+            value: to_json(&node)?,
             expires,
         });
     }
     for (proxy, info, web) in proxies {
-        let key = format!("{PROXIES}{}/{me}", proxy.id);
-        let rec = ProxyRecord {
-            auth: me.clone(),
-            proxy,
-            info,
-            web,
-        };
         items.push(Item {
-            key,
-            value: to_json(&rec)?,
+            key: format!("{PROXIES}{}/{me}", proxy.id),
+            value: to_json(&(info, web))?,
             expires,
         });
     }
@@ -99,29 +89,35 @@ fn read_others(state: &AuthState, now: i64) -> Result<()> {
     let now_ms = state.now_ms();
     // Expiry on the inventory's clock: what is left of the record's life from now.
     let at = |e: Option<i64>| now_ms + (e.unwrap_or(now) - now).max(0) as u64 * 1000;
-    let nodes: Vec<(NodeRecord, u64)> = state
+    // Keys end with the writer's ID: this server's own records are skipped.
+    let others = |key: &str| key.rsplit('/').next() != Some(me.as_str());
+    let nodes: Vec<(NodeInfo, u64)> = state
         .backend
         .list(NODES, now)?
         .into_iter()
+        .filter(|i| others(&i.key))
         .filter_map(|i| {
             Some((
-                serde_json::from_slice::<NodeRecord>(&i.value).ok()?,
+                serde_json::from_slice::<NodeInfo>(&i.value).ok()?,
                 at(i.expires),
             ))
         })
-        .filter(|(r, _)| r.auth != *me && !denied(&r.node.uuid))
+        .filter(|(n, _)| !denied(&n.uuid))
         .collect();
     let proxies: Vec<(ProxyRecord, u64)> = state
         .backend
         .list(PROXIES, now)?
         .into_iter()
+        .filter(|i| others(&i.key))
         .filter_map(|i| {
-            Some((
-                serde_json::from_slice::<ProxyRecord>(&i.value).ok()?,
-                at(i.expires),
-            ))
+            let (info, web) = serde_json::from_slice::<(ProxyInfo, WebTrust)>(&i.value).ok()?;
+            let proxy = ProxyRef {
+                id: info.uuid.clone(),
+                name: info.name.clone(),
+            };
+            Some((ProxyRecord { proxy, info, web }, at(i.expires)))
         })
-        .filter(|(r, _)| r.auth != *me && !denied(&r.proxy.id))
+        .filter(|(r, _)| !denied(&r.proxy.id))
         .collect();
     let remote = Remote::new(nodes, proxies);
     state

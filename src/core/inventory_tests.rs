@@ -95,7 +95,6 @@ fn web_trust_is_public_only_when_every_live_proxy_is() {
 
 #[test]
 fn other_auth_servers_nodes_and_proxies_are_merged_by_host_id() {
-    use crate::core::presence::NodeRecord;
     let mut inv = Inventory::default();
     inv.upsert_proxy(p("1"), "", "1", 1, 0, 1000);
     inv.upsert_via(n("a"), "1", 0, 1000);
@@ -103,15 +102,7 @@ fn other_auth_servers_nodes_and_proxies_are_merged_by_host_id() {
     a.tunnels = vec!["proxy-2".into()];
     let mut b = n("b");
     b.tunnels = vec!["proxy-2".into()];
-    let rec = |node: NodeInfo| {
-        (
-            NodeRecord {
-                auth: "B".into(),
-                node,
-            },
-            2000,
-        )
-    };
+    let rec = |node: NodeInfo| (node, 2000);
     let info = |id: &str| ProxyInfo {
         name: format!("proxy-{id}"),
         uuid: id.into(),
@@ -120,14 +111,13 @@ fn other_auth_servers_nodes_and_proxies_are_merged_by_host_id() {
         tunnels: 2,
     };
     let prx = |id: &str| ProxyRecord {
-        auth: "B".into(),
         proxy: p(id),
         info: info(id),
         web: WebTrust::default(),
     };
     inv.set_remote(Remote::new(
-        [rec(a), rec(b)],
-        [(prx("1"), 2000), (prx("2"), 2000)],
+        vec![rec(a), rec(b)],
+        vec![(prx("1"), 2000), (prx("2"), 2000)],
     ));
     let l = inv.list(500);
     assert_eq!(l.len(), 2);

@@ -4,25 +4,13 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::proto::{NodeInfo, ProxyInfo, ProxyRef, WebTrust};
 
-/// One auth server's record of a node it holds (a direct stream or relayed beats).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    /// The host ID of the auth server that wrote it.
-    pub auth: String,
-    pub node: NodeInfo,
-}
-
 /// One auth server's record of a proxy linked to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyRecord {
-    pub auth: String,
     pub proxy: ProxyRef,
     pub info: ProxyInfo,
-    #[serde(default)]
     pub web: WebTrust,
 }
 
@@ -34,22 +22,19 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Builds the view from records expiring at `expires_ms` (the inventory's clock). Two
-    /// auth servers holding one node (each through its own proxies) give one entry with the
-    /// tunnels of both and the later expiry.
-    pub fn new(
-        nodes: impl IntoIterator<Item = (NodeRecord, u64)>,
-        proxies: impl IntoIterator<Item = (ProxyRecord, u64)>,
-    ) -> Remote {
+    /// Builds the view from records (the nodes and proxies other auth servers hold) expiring
+    /// at the given times (the inventory's clock). Two auth servers holding one node (each
+    /// through its own proxies) give one entry with the tunnels of both and the later expiry.
+    pub fn new(nodes: Vec<(NodeInfo, u64)>, proxies: Vec<(ProxyRecord, u64)>) -> Remote {
         let mut r = Remote::default();
-        for (rec, exp) in nodes {
-            match r.nodes.get_mut(&rec.node.uuid) {
+        for (node, exp) in nodes {
+            match r.nodes.get_mut(&node.uuid) {
                 Some((info, e)) => {
-                    merge_tunnels(info, &rec.node.tunnels);
+                    merge_tunnels(info, &node.tunnels);
                     *e = (*e).max(exp);
                 }
                 None => {
-                    r.nodes.insert(rec.node.uuid.clone(), (rec.node, exp));
+                    r.nodes.insert(node.uuid.clone(), (node, exp));
                 }
             }
         }
