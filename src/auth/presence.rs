@@ -91,34 +91,32 @@ fn read_others(state: &AuthState, now: i64) -> Result<()> {
     let at = |e: Option<i64>| now_ms + (e.unwrap_or(now) - now).max(0) as u64 * 1000;
     // Keys end with the writer's ID: this server's own records are skipped.
     let others = |key: &str| key.rsplit('/').next() != Some(me.as_str());
-    let nodes: Vec<(NodeInfo, u64)> = state
-        .backend
-        .list(NODES, now)?
-        .into_iter()
-        .filter(|i| others(&i.key))
-        .filter_map(|i| {
-            Some((
-                serde_json::from_slice::<NodeInfo>(&i.value).ok()?,
-                at(i.expires),
-            ))
-        })
-        .filter(|(n, _)| !denied(&n.uuid))
-        .collect();
-    let proxies: Vec<(ProxyRecord, u64)> = state
-        .backend
-        .list(PROXIES, now)?
-        .into_iter()
-        .filter(|i| others(&i.key))
-        .filter_map(|i| {
-            let (info, web) = serde_json::from_slice::<(ProxyInfo, WebTrust)>(&i.value).ok()?;
-            let proxy = ProxyRef {
-                id: info.uuid.clone(),
-                name: info.name.clone(),
-            };
-            Some((ProxyRecord { proxy, info, web }, at(i.expires)))
-        })
-        .filter(|(r, _)| !denied(&r.proxy.id))
-        .collect();
+    let mut nodes = Vec::new();
+    for i in state.backend.list(NODES, now)? {
+        if !others(&i.key) {
+            continue;
+        }
+        if let Ok(n) = serde_json::from_slice::<NodeInfo>(&i.value) {
+            if !denied(&n.uuid) {
+                nodes.push((n, at(i.expires)));
+            }
+        }
+    }
+    let mut proxies = Vec::new();
+    for i in state.backend.list(PROXIES, now)? {
+        if !others(&i.key) {
+            continue;
+        }
+        if let Ok((info, web)) = serde_json::from_slice::<(ProxyInfo, WebTrust)>(&i.value) {
+            if !denied(&info.uuid) {
+                let proxy = ProxyRef {
+                    id: info.uuid.clone(),
+                    name: info.name.clone(),
+                };
+                proxies.push((ProxyRecord { proxy, info, web }, at(i.expires)));
+            }
+        }
+    }
     let remote = Remote::new(nodes, proxies);
     state
         .inventory

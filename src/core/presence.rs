@@ -67,12 +67,11 @@ impl Remote {
     }
 }
 
-/// Adds tunnels `info` does not list yet, keeping them sorted.
+/// Adds tunnels `info` does not list yet, keeping the (sorted) list sorted.
 pub(super) fn merge_tunnels(info: &mut NodeInfo, more: &[String]) {
     for t in more {
-        if !info.tunnels.contains(t) {
-            info.tunnels.push(t.clone());
+        if let Err(at) = info.tunnels.binary_search(t) {
+            info.tunnels.insert(at, t.clone());
         }
     }
-    info.tunnels.sort();
 }
