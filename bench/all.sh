@@ -28,6 +28,7 @@ BENCHES=(
   "scale|300|3000"
   "dataplane|1 2000|2 5000"
   "rotation|300 30s|300 30s"
+  "ha|300|1000"
 )
 
 ONLY=("$@")

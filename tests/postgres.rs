@@ -98,6 +98,58 @@ fn every_backend_method_keeps_its_contract() {
 }
 
 #[test]
+fn a_batch_is_written_whole_in_chunks_and_replaces_what_was_there() {
+    let (b, _) = backend();
+    b.put(&item("presence/n/0", b"old", Some(1))).unwrap();
+    // More rows than one statement carries, with every byte value.
+    let items: Vec<Item> = (0..2500)
+        .map(|i| item(&format!("presence/n/{i}"), &[i as u8, 0, 255], Some(100)))
+        .collect();
+    b.put_batch(&items).unwrap();
+    b.put_batch(&[]).unwrap();
+    let listed = b.list("presence/n/", 50).unwrap();
+    assert_eq!(listed.len(), 2500);
+    assert_eq!(b.get("presence/n/0", 50).unwrap().unwrap(), items[0]);
+    assert_eq!(b.get("presence/n/2499", 50).unwrap().unwrap(), items[2499]);
+    // One bad row (a key twice in a statement) fails the whole batch: nothing half-written.
+    let dup = [
+        item("presence/x/1", b"", None),
+        item("presence/x/1", b"", None),
+    ];
+    assert!(b.put_batch(&dup).is_err());
+    assert!(b.list("presence/x/", 0).unwrap().is_empty());
+}
+
+#[test]
+fn a_watcher_hears_announcements_and_says_it_listens_again_after_a_disconnect() {
+    let (s, db) = fresh_db();
+    let url = s.url("trusted", None, &db, "sslmode=disable");
+    let b = PostgresBackend::open(params(&url)).unwrap();
+    assert!(b.shared());
+    let rx = b.watch().unwrap();
+    let next = || {
+        smol::block_on(async {
+            futures_lite::future::or(async { rx.recv().await.ok() }, async {
+                smol::Timer::after(Duration::from_secs(20)).await;
+                None
+            })
+            .await
+        })
+    };
+    assert_eq!(next().as_deref(), Some("*"), "listening");
+    b.notify("locks").unwrap();
+    assert_eq!(next().as_deref(), Some("locks"));
+    // The server drops the listening connection: the watcher reconnects and says so.
+    s.psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{db}' AND query LIKE 'LISTEN%'"
+    ));
+    assert_eq!(next().as_deref(), Some("*"), "listening again");
+    b.notify("ca").unwrap();
+    assert_eq!(next().as_deref(), Some("ca"));
+}
+
+#[test]
 fn list_prefix_is_literal_and_ordered_bytewise() {
     let (b, _) = backend();
     for k in [

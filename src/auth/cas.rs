@@ -49,6 +49,10 @@ pub struct Cas {
     pub retired_at: i64,
     current_name: Vec<u8>,
     next_name: Option<Vec<u8>>,
+    /// The stored record this view was read from or written as: a change is a
+    /// compare-and-swap against it, so of two auth servers moving the same rotation on at the
+    /// same moment only one does.
+    stored: Vec<u8>,
 }
 
 impl Cas {
@@ -67,6 +71,7 @@ impl Cas {
             rotation,
             retired: retired.0,
             retired_at: retired.1,
+            stored: Vec::new(),
         })
     }
 
@@ -167,9 +172,11 @@ impl CaSet {
             Some(item) => decode(&item.value, cluster_name)?,
             None => {
                 let ca = CertAuthority::generate(cluster_name)?;
-                let cas = Cas::new(ca, None, Rotation::default(), (None, 0))?;
-                if backend.create(&encode(cluster_name, &cas)?, now)? {
+                let mut cas = Cas::new(ca, None, Rotation::default(), (None, 0))?;
+                let item = encode(cluster_name, &cas)?;
+                if backend.create(&item, now)? {
                     log::info!("created the host CA of cluster {cluster_name:?}");
+                    cas.stored = item.value;
                     cas
                 } else {
                     // Another process created it at the same moment: use theirs.
@@ -192,20 +199,52 @@ impl CaSet {
         self.cas.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Reads the stored record and adopts it if another auth server changed it. Blocking.
+    /// Returns the new view, or `None` when nothing changed.
+    pub fn sync(&self, now: i64) -> Result<Option<Arc<Cas>>> {
+        let item = self
+            .backend
+            .get(CA_KEY, now)?
+            .ok_or_else(|| Error::Storage("the stored CA vanished".into()))?;
+        let mut guard = self.cas.write().unwrap_or_else(|p| p.into_inner());
+        if guard.stored == item.value {
+            return Ok(None);
+        }
+        let cas = Arc::new(decode(&item.value, &self.cluster_name)?);
+        *guard = cas.clone();
+        Ok(Some(cas))
+    }
+
     /// Changes the rotation with `step` and applies its effect (a new CA, a promotion, a
-    /// dropped CA); stored before it is visible. Blocking. Returns the new view, or `None`
-    /// when `step` made no change.
+    /// dropped CA); stored before it is visible, and announced to the other auth servers.
+    /// Blocking. Returns the new view, or `None` when `step` made no change. Fails when
+    /// another auth server changed the record since this one read it (see `try_apply`).
     pub fn apply(
         &self,
         step: impl FnOnce(&mut Rotation) -> std::result::Result<Option<Effect>, String>,
     ) -> Result<Option<Arc<Cas>>> {
-        let mut guard = self.cas.write().unwrap_or_else(|p| p.into_inner());
+        match self.try_apply(step)? {
+            Applied::Changed(cas) => Ok(Some(cas)),
+            Applied::Unchanged => Ok(None),
+            Applied::Stale => Err(Error::Storage(STALE.into())),
+        }
+    }
+
+    /// Like `apply`, telling a stale view apart.
+    pub fn try_apply(
+        &self,
+        step: impl FnOnce(&mut Rotation) -> std::result::Result<Option<Effect>, String>,
+    ) -> Result<Applied> {
+        // No lock is held while the new CA is generated and stored: readers on the executor
+        // never wait for the database. Two local steps from one view race in the store like
+        // two servers' do.
+        let guard = self.get();
         let mut rotation = guard.rotation.clone();
         let effect = match step(&mut rotation)
             .map_err(|e| Error::remote(crate::proto::ErrorCode::BadParameter, e))?
         {
             Some(e) => e,
-            None => return Ok(None),
+            None => return Ok(Applied::Unchanged),
         };
         let mut retired = (guard.retired.clone(), guard.retired_at);
         let now = rotation.changed;
@@ -230,25 +269,58 @@ impl CaSet {
             }
             Effect::None => (guard.current.clone(), guard.next.clone()),
         };
-        let cas = Cas::new(current, next, rotation, retired)?;
-        self.backend.put(&encode(&self.cluster_name, &cas)?)?;
+        let mut cas = Cas::new(current, next, rotation, retired)?;
+        let item = encode(&self.cluster_name, &cas)?;
+        let expected = Item {
+            key: CA_KEY.into(),
+            value: guard.stored.clone(),
+            expires: None,
+        };
+        if !self.backend.compare_and_swap(&expected, &item, now)? {
+            return Ok(Applied::Stale);
+        }
+        cas.stored = item.value;
         let cas = Arc::new(cas);
-        *guard = cas.clone();
-        Ok(Some(cas))
+        {
+            let mut view = self.cas.write().unwrap_or_else(|p| p.into_inner());
+            // Unless the watcher adopted another record meanwhile: its next pass (at once, on
+            // our announcement) settles which one is stored.
+            if view.stored == guard.stored {
+                *view = cas.clone();
+            }
+        }
+        if let Err(e) = self.backend.notify(super::backend::TOPIC_CA) {
+            log::warn!("could not announce the rotation to other auth servers: {e}");
+        }
+        Ok(Applied::Changed(cas))
     }
 
-    /// Moves a semi-automatic rotation on when its next phase is due. Blocking.
+    /// Moves a semi-automatic rotation on when its next phase is due. Blocking. When another
+    /// auth server moved it first, this one leaves it to the watcher to adopt.
     pub fn advance(&self, now: i64) -> Result<Option<(Phase, Arc<Cas>)>> {
         let mut moved = None;
-        let cas = self.apply(|r| {
+        let applied = self.try_apply(|r| {
             Ok(r.advance(now).map(|(phase, effect)| {
                 moved = Some(phase);
                 effect
             }))
         })?;
-        Ok(cas.and_then(|c| moved.map(|p| (p, c))))
+        Ok(match applied {
+            Applied::Changed(c) => moved.map(|p| (p, c)),
+            Applied::Unchanged | Applied::Stale => None,
+        })
     }
 }
+
+/// What `try_apply` did.
+pub enum Applied {
+    Changed(Arc<Cas>),
+    Unchanged,
+    /// Another auth server changed the stored record first; nothing was written.
+    Stale,
+}
+
+const STALE: &str = "another auth server changed the CA rotation at the same moment; retry";
 
 fn decode(value: &[u8], cluster_name: &str) -> Result<Cas> {
     let stored: StoredCa = serde_json::from_slice(value)
@@ -268,12 +340,14 @@ fn decode(value: &[u8], cluster_name: &str) -> Result<Cas> {
         cert_pem: p.cert_pem,
         key_pem: p.key_pem,
     });
-    Cas::new(
+    let mut cas = Cas::new(
         current,
         next,
         stored.rotation,
         (stored.retired, stored.retired_at),
-    )
+    )?;
+    cas.stored = value.to_vec();
+    Ok(cas)
 }
 
 fn encode(cluster_name: &str, cas: &Cas) -> Result<Item> {
@@ -297,43 +371,5 @@ fn encode(cluster_name: &str, cas: &Cas) -> Result<Item> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::backend::sqlite::SqliteBackend;
-
-    #[test]
-    fn a_rotation_survives_a_restart_and_ends_with_only_the_new_ca() {
-        let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().unwrap());
-        let set = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
-        let old = set.get().current.cert_pem.clone();
-        set.apply(|r| r.start_auto(30, 100).map(Some)).unwrap();
-        let view = set.get();
-        assert_eq!(view.pins().len(), 2);
-        assert_eq!(
-            view.signer("Node").cert_pem,
-            old,
-            "init signs with the old CA"
-        );
-        let again = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
-        assert_eq!(again.get().rotation.phase, Phase::Init);
-        assert_eq!(
-            again.get().next.as_ref().unwrap().cert_pem,
-            view.next.as_ref().unwrap().cert_pem
-        );
-        set.advance(110).unwrap();
-        let view = set.get();
-        assert_ne!(view.signer("Node").cert_pem, old);
-        assert_eq!(
-            view.signer("Proxy").cert_pem,
-            old,
-            "servers keep the old CA"
-        );
-        assert_eq!(view.trust_info(60).client_signer, 1);
-        set.advance(120).unwrap();
-        let (phase, view) = set.advance(130).unwrap().unwrap();
-        assert_eq!(phase, Phase::Standby);
-        assert_eq!(view.trusted().len(), 1);
-        assert_ne!(view.current.cert_pem, old);
-        assert!(CaSet::load_or_create(backend, "other", 0).is_err());
-    }
-}
+#[path = "cas_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@
 
 use log::info;
 
+use super::cas::Applied;
 use super::own::phase_changed;
 use super::state::AuthState;
 use crate::clock::{self, now_unix};
@@ -55,6 +56,7 @@ pub fn remove_node(state: &AuthState, key: &str) -> Result<Response> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .forget(&uuid);
+    super::presence::forget_node(state, &uuid);
     state.audit.record(
         "node.removed",
         &[
@@ -111,6 +113,7 @@ pub fn lock(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .forget(id);
+        super::presence::forget_node(state, id);
     }
     state.audit.record(
         "lock.created",
@@ -154,16 +157,38 @@ pub fn rotate(state: &AuthState, req: RotateRequest) -> Result<Response> {
             .as_deref()
             .ok_or_else(|| bad("--manual needs --phase"))
             .and_then(|p| Phase::parse(p).map_err(bad))?;
-        state.ca.apply(|r| r.manual(phase, now).map(Some))?;
+        apply_fresh(state, now, |r| r.manual(phase, now).map(Some))?;
         (phase, "manual")
     } else {
         let grace = req.grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
         if grace > MAX_GRACE_SECS {
             return Err(bad("--grace-period must be at most 8760h"));
         }
-        state.ca.apply(|r| r.start_auto(grace, now).map(Some))?;
+        apply_fresh(state, now, |r| r.start_auto(grace, now).map(Some))?;
         (Phase::Init, "auto")
     };
     phase_changed(state, phase, mode);
     Ok(Response::Rotation(state.ca.get().rotation.info()))
+}
+
+/// Applies a rotation step to the newest stored CA set: when another auth server changed it
+/// since this one read it, adopts theirs (with its effects) and decides again.
+fn apply_fresh(
+    state: &AuthState,
+    now: i64,
+    step: impl Fn(
+        &mut crate::core::rotation::Rotation,
+    ) -> std::result::Result<Option<crate::core::rotation::Effect>, String>,
+) -> Result<()> {
+    for _ in 0..3 {
+        match state.ca.try_apply(&step)? {
+            Applied::Changed(_) | Applied::Unchanged => return Ok(()),
+            Applied::Stale => {
+                super::own::sync_ca(state, now)?;
+            }
+        }
+    }
+    Err(Error::Storage(
+        "the CA rotation kept changing on other auth servers; retry".into(),
+    ))
 }

@@ -8,6 +8,7 @@ pub mod join;
 mod lifecycle;
 mod link;
 pub mod own;
+mod presence;
 pub mod renew;
 pub mod revoke;
 pub mod server;
@@ -15,5 +16,6 @@ pub mod state;
 pub mod streams;
 pub mod tokens;
 pub mod users;
+mod watch;
 
 pub use server::AuthServer;

@@ -164,8 +164,8 @@ pub async fn keep_current(state: Arc<AuthState>, shutdown: Shutdown) {
     }
 }
 
-/// Logs and audits a rotation phase change, brings auth's own certificates in line at once
-/// (not at the next second's check), and tells every proxy. Blocking.
+/// Logs and audits a rotation phase change made here, then applies it (`ca_changed`).
+/// Blocking.
 pub fn phase_changed(state: &AuthState, phase: Phase, mode: &str) {
     info!(
         "host CA rotation: phase {} ({mode}); CA pins now {}",
@@ -176,8 +176,30 @@ pub fn phase_changed(state: &AuthState, phase: Phase, mode: &str) {
         "ca.rotation",
         &[("phase", phase.name().into()), ("mode", mode.into())],
     );
+    ca_changed(state);
+}
+
+/// What every change of the CA set causes, made here or adopted from another auth server:
+/// auth's own certificates follow at once (not at the next second's check), and every proxy
+/// link is woken to push the new trust (heartbeat acks then carry `renew` by themselves).
+/// Blocking.
+pub fn ca_changed(state: &AuthState) {
     if let Err(e) = refresh(state) {
         warn!("auth's own certificates will follow the new phase at the next check: {e}");
     }
     state.revoke.wake_links();
+}
+
+/// Adopts a CA set another auth server stored, with the effects of a local change. Blocking.
+pub fn sync_ca(state: &AuthState, now: i64) -> Result<bool> {
+    let Some(cas) = state.ca.sync(now)? else {
+        return Ok(false);
+    };
+    info!(
+        "host CA rotation: phase {} (set by another auth server); CA pins now {}",
+        cas.rotation.phase.name(),
+        state.ca_pins().join(",")
+    );
+    ca_changed(state);
+    Ok(true)
 }

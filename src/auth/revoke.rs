@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use log::{info, warn};
 use smol::channel::{Receiver, Sender};
 
 use super::backend::{Backend, Item};
@@ -103,22 +104,76 @@ impl Drop for LinkGuard {
 impl Revocations {
     /// Loads locks and removed hosts. Blocking.
     pub fn load(backend: Arc<dyn Backend>, now: i64) -> Result<Arc<Self>> {
-        let mut inner = Inner::default();
-        for item in backend.list(LOCKS, now)? {
-            if let Ok(info) = serde_json::from_slice::<LockInfo>(&item.value) {
-                inner.locks.insert(info.target.clone(), info);
-            }
-        }
-        for item in backend.list(REMOVED, now)? {
-            if let Ok(r) = serde_json::from_slice::<Removed>(&item.value) {
-                let id = item.key.trim_start_matches(REMOVED).to_string();
-                inner.removed.insert(id, r.removed);
-            }
-        }
+        let inner = Inner {
+            locks: read_locks(&*backend, now)?,
+            removed: read_removed(&*backend, now)?,
+            ..Inner::default()
+        };
         Ok(Arc::new(Revocations {
             backend,
             inner: Mutex::new(inner),
         }))
+    }
+
+    /// Reads what another auth server may have changed and applies it as a local change
+    /// would: a new lock or removal closes its target's connections, and any change wakes the
+    /// proxy links. Returns the server IDs newly denied (to forget from presence). Blocking.
+    pub fn sync(&self, topic: &str, now: i64) -> Result<Vec<String>> {
+        let all = topic == super::backend::TOPIC_ALL;
+        let locks = if all || topic == super::backend::TOPIC_LOCKS {
+            Some(read_locks(&*self.backend, now)?)
+        } else {
+            None
+        };
+        let removed = if all || topic == super::backend::TOPIC_REMOVED {
+            Some(read_removed(&*self.backend, now)?)
+        } else {
+            None
+        };
+        let mut denied = Vec::new();
+        let mut changed = false;
+        {
+            let mut inner = self.lock();
+            if let Some(locks) = locks {
+                for (target, info) in &locks {
+                    if inner.locks.get(target) != Some(info) {
+                        denied.push(target.clone());
+                    }
+                }
+                changed |= inner.locks != locks;
+                inner.locks = locks;
+            }
+            if let Some(removed) = removed {
+                for id in removed.keys() {
+                    if !inner.removed.contains_key(id) {
+                        denied.push(LockTarget::ServerId(id.clone()));
+                    }
+                }
+                // Removals are for good: one this server knows stays even if the store
+                // forgot it (the oldest are dropped past `MAX_REMOVED`).
+                changed |= removed.len() != inner.removed.len();
+                inner.removed.extend(removed);
+            }
+        }
+        let mut ids = Vec::new();
+        for target in &denied {
+            info!("{target} was locked or removed on another auth server; closing its connections");
+            self.close(target);
+            if let LockTarget::ServerId(id) = target {
+                ids.push(id.clone());
+            }
+        }
+        if changed || !denied.is_empty() {
+            self.wake_links();
+        }
+        Ok(ids)
+    }
+
+    /// Tells the other auth servers; a failure only delays them to their next poll.
+    fn announce(&self, topic: &str) {
+        if let Err(e) = self.backend.notify(topic) {
+            warn!("could not announce a change of {topic} to other auth servers: {e}");
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -186,6 +241,7 @@ impl Revocations {
         let target = info.target.clone();
         self.lock().locks.insert(target.clone(), info);
         self.enforce(&target);
+        self.announce(super::backend::TOPIC_LOCKS);
         Ok(())
     }
 
@@ -194,6 +250,7 @@ impl Revocations {
         self.backend.delete(&lock_key(target), now)?;
         let had = self.lock().locks.remove(target).is_some();
         self.wake_links();
+        self.announce(super::backend::TOPIC_LOCKS);
         Ok(had)
     }
 
@@ -225,6 +282,7 @@ impl Revocations {
             }
         }
         self.enforce(&LockTarget::ServerId(host_id.to_string()));
+        self.announce(super::backend::TOPIC_REMOVED);
         Ok(())
     }
 
@@ -245,14 +303,18 @@ impl Revocations {
 
     /// Closes `target`'s streams and links here and tells every proxy.
     fn enforce(&self, target: &LockTarget) {
+        self.close(target);
+        self.wake_links();
+    }
+
+    /// Closes `target`'s streams and links here.
+    fn close(&self, target: &LockTarget) {
         if let LockTarget::ServerId(id) = target {
-            if let Some(list) = self.lock().conns.remove(id) {
-                for (_, trigger) in list {
-                    trigger.fire();
-                }
+            let list = self.lock().conns.remove(id);
+            for (_, trigger) in list.into_iter().flatten() {
+                trigger.fire();
             }
         }
-        self.wake_links();
     }
 
     /// Wakes every proxy link so it sends what changed (denials, trust).
@@ -296,52 +358,26 @@ impl Revocations {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::backend::sqlite::SqliteBackend;
-
-    fn lock(target: LockTarget, expires: Option<i64>) -> LockInfo {
-        LockInfo {
-            target,
-            message: "stolen laptop".into(),
-            created: 0,
-            expires,
-        }
-    }
-
-    #[test]
-    fn a_lock_closes_live_streams_wakes_links_and_survives_a_restart() {
-        let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().unwrap());
-        let rev = Revocations::load(backend.clone(), 0).unwrap();
-        let conn = rev.register("h1");
-        let other = rev.register("h2");
-        let link = rev.subscribe();
-        let target = LockTarget::ServerId("h1".into());
-        rev.add_lock(lock(target.clone(), Some(100))).unwrap();
-        assert!(conn.killed.is_fired());
-        assert!(!other.killed.is_fired());
-        assert!(link.changed.try_recv().is_ok());
-        let msg = rev.denial(&target, 99).unwrap();
-        assert!(msg.contains("stolen laptop") && msg.contains("h1"), "{msg}");
-        assert!(rev.denial(&target, 100).is_none(), "expired");
-        let again = Revocations::load(backend, 50).unwrap();
-        assert!(again.denial(&target, 50).is_some());
-        assert!(again.remove_lock(&target, 50).unwrap());
-        assert!(again.denial(&target, 50).is_none());
-    }
-
-    #[test]
-    fn a_removed_host_stays_denied_and_is_told_to_join_again() {
-        let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().unwrap());
-        let rev = Revocations::load(backend.clone(), 0).unwrap();
-        rev.remove_host("h1", "web-1", 10).unwrap();
-        let again = Revocations::load(backend, i64::MAX - 1).unwrap();
-        let msg = again
-            .denial(&LockTarget::ServerId("h1".into()), i64::MAX - 1)
-            .unwrap();
-        assert!(msg.contains("join again"), "{msg}");
-        assert!(again.is_removed("h1"));
-        assert_eq!(again.denials(0).len(), 1);
-    }
+fn read_locks(backend: &dyn Backend, now: i64) -> Result<BTreeMap<LockTarget, LockInfo>> {
+    Ok(backend
+        .list(LOCKS, now)?
+        .iter()
+        .filter_map(|item| serde_json::from_slice::<LockInfo>(&item.value).ok())
+        .map(|info| (info.target.clone(), info))
+        .collect())
 }
+
+fn read_removed(backend: &dyn Backend, now: i64) -> Result<HashMap<String, i64>> {
+    Ok(backend
+        .list(REMOVED, now)?
+        .iter()
+        .filter_map(|item| {
+            let r = serde_json::from_slice::<Removed>(&item.value).ok()?;
+            Some((item.key.trim_start_matches(REMOVED).to_string(), r.removed))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+#[path = "revoke_tests.rs"]
+mod tests;

@@ -62,8 +62,8 @@ pub fn load_or_create_host_uuid(data_dir: &Path) -> Result<String> {
 impl AuthServer {
     /// Initializes storage and identities, binds the listener and starts serving.
     pub async fn start(settings: &Settings, shutdown: Shutdown) -> Result<AuthServer> {
-        let s = settings.clone();
-        let state = smol::unblock(move || init(&s)).await?;
+        let (s, sd) = (settings.clone(), shutdown.clone());
+        let state = smol::unblock(move || init(&s, &sd)).await?;
         let listener = net::accept::bind(settings.auth.listen_addr).map_err(|e| {
             Error::Config(format!(
                 "cannot listen on auth_service.listen_addr {}: {e}",
@@ -92,6 +92,8 @@ impl AuthServer {
         crate::rt::spawn(serve).detach();
         let host_id = state.own.host_id.clone();
         crate::rt::spawn(super::own::keep_current(state.clone(), shutdown.clone())).detach();
+        crate::rt::spawn(super::watch::watch(state.clone(), shutdown.clone())).detach();
+        crate::rt::spawn(super::presence::publish(state.clone(), shutdown.clone())).detach();
         crate::rt::spawn(housekeeping(state.clone(), shutdown)).detach();
         Ok(AuthServer {
             state,
@@ -103,7 +105,7 @@ impl AuthServer {
 
 /// The backend `teleport.storage` names, and how `tctl status` and the log name it (never
 /// with a password).
-fn open_backend(s: &Settings) -> Result<(Arc<dyn Backend>, String)> {
+fn open_backend(s: &Settings, shutdown: &Shutdown) -> Result<(Arc<dyn Backend>, String)> {
     let (backend, name): (Arc<dyn Backend>, String) = match &s.auth.storage {
         config::Storage::Sqlite => {
             let path = s.data_dir.join(config::AUTH_DB_FILE);
@@ -111,7 +113,7 @@ fn open_backend(s: &Settings) -> Result<(Arc<dyn Backend>, String)> {
             (Arc::new(b), format!("sqlite {}", path.display()))
         }
         config::Storage::Postgres(params) => {
-            let b = PostgresBackend::open(params.clone())?;
+            let b = PostgresBackend::open_retrying(params.clone(), || shutdown.is_fired())?;
             (Arc::new(b), params.redacted())
         }
     };
@@ -120,14 +122,14 @@ fn open_backend(s: &Settings) -> Result<(Arc<dyn Backend>, String)> {
 }
 
 /// Blocking first-start work: directories, database, CAs, host UUID, identities.
-fn init(s: &Settings) -> Result<Arc<AuthState>> {
+fn init(s: &Settings, shutdown: &Shutdown) -> Result<Arc<AuthState>> {
     fsutil::ensure_private_dir(&s.data_dir)?;
-    let (backend, storage) = open_backend(s)?;
+    let (backend, storage) = open_backend(s, shutdown)?;
     let now = now_unix();
     let ca = CaSet::load_or_create(backend.clone(), &s.auth.cluster_name, now)?;
     let host_id = load_or_create_host_uuid(&s.data_dir)?;
     let revoke = Revocations::load(backend.clone(), now)?;
-    let tokens = TokenStore::new(backend, &s.auth.static_tokens)?;
+    let tokens = TokenStore::new(backend.clone(), &s.auth.static_tokens)?;
     let own = Own {
         host_id,
         listen_addr: s.auth.listen_addr,
@@ -165,6 +167,7 @@ fn init(s: &Settings) -> Result<Arc<AuthState>> {
         renewed: Mutex::new(Default::default()),
         own,
         storage,
+        backend,
     });
     super::own::refresh(&state)?;
     Ok(state)

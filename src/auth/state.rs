@@ -45,6 +45,8 @@ pub struct AuthState {
     pub(crate) own: super::own::Own,
     /// Which backend holds the state, for `tctl status` (never a password).
     pub(crate) storage: String,
+    /// The store itself, for the shared presence and the change watcher.
+    pub(crate) backend: Arc<dyn super::backend::Backend>,
 }
 
 impl AuthState {

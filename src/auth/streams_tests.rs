@@ -59,7 +59,7 @@ fn state() -> Arc<AuthState> {
             trusted: Mutex::new(Vec::new()),
             served: Mutex::new(None),
         },
-        tokens: TokenStore::new(backend, &[]).unwrap(),
+        tokens: TokenStore::new(backend.clone(), &[]).unwrap(),
         inventory: Mutex::new(Inventory::default()),
         limiter: Mutex::new(Limiter::default()),
         heartbeat_interval: Duration::from_secs(5),
@@ -68,6 +68,7 @@ fn state() -> Arc<AuthState> {
         next_conn: AtomicU64::new(1),
         audit: crate::auth::audit::AuditLog::discard(),
         storage: "sqlite".into(),
+        backend,
     })
 }
 

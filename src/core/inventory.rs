@@ -1,11 +1,14 @@
-//! Presence of nodes and proxies, in memory only: rebuilt from heartbeats after a restart. Pure
-//! logic: callers pass the monotonic time in milliseconds.
+//! Presence of nodes and proxies, in memory: rebuilt from heartbeats after a restart. With
+//! several auth servers on a shared backend, what the others hold (`presence::Remote`) is
+//! listed beside this server's own, merged by host ID. Pure logic: callers pass the monotonic
+//! time in milliseconds.
 //!
 //! A node is online while it heartbeats directly (one stream) or through at least one proxy
 //! tunnel; each path has its own expiry, so one dead proxy loses no node.
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::presence::{merge_tunnels, ProxyRecord, Remote};
 use crate::proto::{NodeInfo, ProxyInfo, ProxyRef, WebTrust};
 
 /// What `tctl nodes ls` shows as the address of a node reached through tunnels (as Teleport).
@@ -41,6 +44,8 @@ struct ProxyEntry {
 pub struct Inventory {
     nodes: HashMap<String, Entry>,
     proxies: HashMap<String, ProxyEntry>,
+    /// What the other auth servers hold.
+    remote: Remote,
 }
 
 impl Inventory {
@@ -124,9 +129,16 @@ impl Inventory {
             .map(|_| e.info.hostname.clone())
     }
 
-    /// Forgets a node on every path at once (removed or locked).
+    /// Forgets a node on every path at once (removed or locked), here and as other auth
+    /// servers reported it.
     pub fn forget(&mut self, uuid: &str) -> Option<NodeInfo> {
-        self.nodes.remove(uuid).map(|e| e.info)
+        let remote = self.remote.nodes.remove(uuid).map(|(n, _)| n);
+        self.nodes.remove(uuid).map(|e| e.info).or(remote)
+    }
+
+    /// Replaces what the other auth servers hold.
+    pub fn set_remote(&mut self, remote: Remote) {
+        self.remote = remote;
     }
 
     /// Live nodes whose UUID or name is `key`.
@@ -144,8 +156,30 @@ impl Inventory {
             .unwrap_or_else(|| id.to_string())
     }
 
-    /// Live nodes sorted by hostname, with the names of the proxies they hold tunnels to.
+    /// Live nodes of every auth server sorted by hostname, with the names of the proxies they
+    /// hold tunnels to.
     pub fn list(&self, now_ms: u64) -> Vec<NodeInfo> {
+        let mut out = self.list_local(now_ms);
+        let mut at: HashMap<String, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.uuid.clone(), i))
+            .collect();
+        for n in self.remote.live_nodes(now_ms) {
+            match at.get(&n.uuid) {
+                Some(&i) => merge_tunnels(&mut out[i], &n.tunnels),
+                None => {
+                    at.insert(n.uuid.clone(), out.len());
+                    out.push(n.clone());
+                }
+            }
+        }
+        out.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.uuid.cmp(&b.uuid)));
+        out
+    }
+
+    /// Live nodes this auth server holds, as `list` shows them.
+    pub fn list_local(&self, now_ms: u64) -> Vec<NodeInfo> {
         let mut out: Vec<NodeInfo> = self
             .nodes
             .values()
@@ -166,8 +200,14 @@ impl Inventory {
         out
     }
 
+    /// Live nodes of every auth server.
     pub fn count(&self, now_ms: u64) -> usize {
-        self.nodes.values().filter(|e| e.live(now_ms)).count()
+        let remote_only = self
+            .remote
+            .live_nodes(now_ms)
+            .filter(|n| !self.nodes.get(&n.uuid).is_some_and(|e| e.live(now_ms)))
+            .count();
+        self.nodes.values().filter(|e| e.live(now_ms)).count() + remote_only
     }
 
     /// Records a proxy's heartbeat on link `conn`.
@@ -213,12 +253,18 @@ impl Inventory {
             .values()
             .filter(|p| p.expires_ms > now_ms)
             .collect();
-        let mut pins: Vec<String> = live.iter().flat_map(|p| p.web.pins.clone()).collect();
+        let remote: Vec<&ProxyRecord> = self.remote_proxies(now_ms).collect();
+        let webs = || {
+            live.iter()
+                .map(|p| &p.web)
+                .chain(remote.iter().map(|p| &p.web))
+        };
+        let mut pins: Vec<String> = webs().flat_map(|w| w.pins.clone()).collect();
         pins.sort();
         pins.dedup();
         WebTrust {
             pins,
-            public: !live.is_empty() && live.iter().all(|p| p.web.public),
+            public: webs().next().is_some() && webs().all(|w| w.public),
         }
     }
 
@@ -229,19 +275,49 @@ impl Inventory {
         }
     }
 
-    /// The live proxy set, as announced to agents.
+    /// Proxies other auth servers hold that are not linked here.
+    fn remote_proxies(&self, now_ms: u64) -> impl Iterator<Item = &ProxyRecord> {
+        self.remote.live_proxies(now_ms).filter(move |r| {
+            !self
+                .proxies
+                .get(&r.proxy.id)
+                .is_some_and(|p| p.expires_ms > now_ms)
+        })
+    }
+
+    /// The live proxy set of the whole cluster, as announced to agents.
     pub fn proxy_set(&self, now_ms: u64) -> Vec<ProxyRef> {
         let mut out: Vec<ProxyRef> = self
             .proxies
             .values()
             .filter(|p| p.expires_ms > now_ms)
             .map(|p| p.proxy.clone())
+            .chain(self.remote_proxies(now_ms).map(|r| r.proxy.clone()))
             .collect();
         out.sort();
         out
     }
 
+    /// Live proxies of every auth server.
     pub fn list_proxies(&self, now_ms: u64) -> Vec<ProxyInfo> {
+        let mut out = self.list_local_proxies(now_ms);
+        out.extend(self.remote_proxies(now_ms).map(|r| r.info.clone()));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The proxies linked here, with what they serve, for the shared presence records.
+    pub fn local_proxies(&self, now_ms: u64) -> Vec<(ProxyRef, ProxyInfo, WebTrust)> {
+        self.list_local_proxies(now_ms)
+            .into_iter()
+            .filter_map(|info| {
+                let p = self.proxies.get(&info.uuid)?;
+                Some((p.proxy.clone(), info, p.web.clone()))
+            })
+            .collect()
+    }
+
+    fn list_local_proxies(&self, now_ms: u64) -> Vec<ProxyInfo> {
         let mut out: Vec<ProxyInfo> = self
             .proxies
             .values()
@@ -265,6 +341,7 @@ impl Inventory {
     /// Forgets expired paths, nodes and proxies; returns how many nodes went away.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         self.proxies.retain(|_, p| p.expires_ms > now_ms);
+        self.remote.expire(now_ms);
         let before = self.nodes.len();
         for e in self.nodes.values_mut() {
             e.vias.retain(|_, exp| *exp > now_ms);
@@ -297,110 +374,5 @@ pub fn node_info(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn n(uuid: &str) -> NodeInfo {
-        node_info(uuid, &format!("host-{uuid}"), "", BTreeMap::new(), "1")
-    }
-
-    fn p(id: &str) -> ProxyRef {
-        ProxyRef {
-            id: id.into(),
-            name: format!("proxy-{id}"),
-        }
-    }
-
-    #[test]
-    fn nodes_expire_after_ttl_without_heartbeats() {
-        let mut inv = Inventory::default();
-        inv.upsert(n("a"), 1, 0, 15_000);
-        assert_eq!(inv.list(14_999).len(), 1);
-        assert!(inv.heartbeat("a", 1, 10_000, 15_000));
-        assert_eq!(inv.list(24_999).len(), 1);
-        assert_eq!(inv.list(25_000).len(), 0);
-        assert_eq!(inv.expire(25_000), 1);
-    }
-
-    #[test]
-    fn an_old_stream_cannot_remove_or_refresh_a_reconnected_node() {
-        let mut inv = Inventory::default();
-        inv.upsert(n("a"), 1, 0, 1000);
-        inv.upsert(n("a"), 2, 10, 1000);
-        assert!(!inv.heartbeat("a", 1, 20, 1000));
-        assert!(!inv.remove("a", 1));
-        assert_eq!(inv.count(20), 1);
-        assert!(inv.remove("a", 2));
-        assert_eq!(inv.count(20), 0);
-    }
-
-    #[test]
-    fn one_dead_proxy_loses_no_node() {
-        let mut inv = Inventory::default();
-        inv.upsert_proxy(p("1"), "", "1", 1, 0, 10_000);
-        inv.upsert_proxy(p("2"), "", "1", 2, 0, 10_000);
-        inv.upsert_via(n("a"), "1", 0, 1000);
-        inv.upsert_via(n("a"), "2", 500, 1000);
-        let l = inv.list(600);
-        assert_eq!(l[0].tunnels, vec!["proxy-1", "proxy-2"]);
-        assert_eq!(l[0].addr, TUNNEL_ADDR);
-        // Proxy 1 stops relaying: the node stays, through proxy 2 only.
-        let l = inv.list(1200);
-        assert_eq!(l[0].tunnels, vec!["proxy-2"]);
-        assert_eq!(inv.list_proxies(1200)[1].tunnels, 1);
-        assert_eq!(inv.name_via("a", "2", 1200).as_deref(), Some("host-a"));
-        assert_eq!(inv.name_via("a", "1", 1200), None, "proxy 1's path expired");
-        inv.remove_via("a", "2");
-        assert_eq!(inv.count(1200), 0);
-    }
-
-    #[test]
-    fn a_forgotten_node_is_gone_on_every_path() {
-        let mut inv = Inventory::default();
-        inv.upsert(n("a"), 1, 0, 1000);
-        inv.upsert_via(n("a"), "p", 0, 1000);
-        assert_eq!(inv.find("host-a", 0).len(), 1);
-        assert_eq!(inv.find("a", 0).len(), 1);
-        assert_eq!(inv.forget("a").unwrap().hostname, "host-a");
-        assert_eq!(inv.count(0), 0);
-        assert!(inv.find("a", 0).is_empty());
-    }
-
-    #[test]
-    fn web_trust_is_public_only_when_every_live_proxy_is() {
-        let mut inv = Inventory::default();
-        assert!(!inv.web_trust(0).public);
-        inv.upsert_proxy(p("1"), "", "1", 1, 0, 1000);
-        inv.upsert_proxy(p("2"), "", "1", 2, 0, 2000);
-        let web = |pin: &str, public| WebTrust {
-            pins: vec![pin.to_string()],
-            public,
-        };
-        inv.set_proxy_web("1", web("b", false));
-        inv.set_proxy_web("2", web("a", true));
-        // A heartbeat keeps what the hello reported.
-        inv.upsert_proxy(p("2"), "", "1", 2, 0, 2000);
-        assert_eq!(
-            inv.web_trust(0),
-            WebTrust {
-                pins: vec!["a".into(), "b".into()],
-                public: false
-            }
-        );
-        // Proxy 1 expires: only public proxies are left.
-        assert_eq!(inv.web_trust(1500), web("a", true));
-    }
-
-    #[test]
-    fn proxy_set_follows_heartbeats() {
-        let mut inv = Inventory::default();
-        inv.upsert_proxy(p("1"), "", "1", 7, 0, 1000);
-        inv.upsert_proxy(p("2"), "", "1", 8, 500, 1000);
-        assert_eq!(inv.proxy_set(900).len(), 2);
-        assert_eq!(inv.proxy_set(1000), vec![p("2")]);
-        inv.remove_proxy("2", 99);
-        assert_eq!(inv.proxy_set(1000).len(), 1);
-        inv.remove_proxy("2", 8);
-        assert!(inv.proxy_set(1000).is_empty());
-    }
-}
+#[path = "inventory_tests.rs"]
+mod tests;

@@ -8,6 +8,7 @@ pub mod beats;
 pub mod inventory;
 pub mod limiter;
 pub mod pool;
+pub mod presence;
 pub mod rotation;
 pub mod session;
 pub mod tokens;

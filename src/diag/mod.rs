@@ -66,12 +66,34 @@ pub fn not_ready_because(why: impl AsRef<str>) {
     *WHY.lock().unwrap_or_else(|p| p.into_inner()) = why;
 }
 
+/// Why the store auth needs is unusable now, if it is (empty when it is fine).
+static STORAGE_DOWN: Mutex<String> = Mutex::new(String::new());
+
+/// Records whether auth's store answers: while it does not, the process is not ready (it
+/// keeps serving what it holds in memory). Returns whether this changed the state.
+pub fn set_storage_down(why: Option<&str>) -> bool {
+    let why = why.map_or(String::new(), |w| {
+        crate::proto::limits::printable(w, MAX_REASON)
+    });
+    let mut cur = STORAGE_DOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let changed = cur.is_empty() != why.is_empty();
+    *cur = why;
+    changed
+}
+
 /// Longest reason `/readyz` gives, in characters.
 const MAX_REASON: usize = 400;
 
 /// Ready: started (and, for a node, joined with a valid identity and a heartbeat acknowledged)
 /// and, for a node, at least one tunnel or auth stream alive. Otherwise the reason.
 pub fn readiness() -> std::result::Result<(), String> {
+    let down = STORAGE_DOWN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if !down.is_empty() {
+        return Err(down);
+    }
     let links = METRICS.tunnels_held.load(Relaxed) + METRICS.auth_streams.load(Relaxed);
     let ready = READY.load(Relaxed);
     let node = roles().node;

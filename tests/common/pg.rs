@@ -201,6 +201,42 @@ impl PgServer {
         )
     }
 
+    /// Stops the server (fast shutdown: sessions are closed), as a database outage.
+    pub fn stop(&self) {
+        ok(
+            pg_cmd(&self.bin.join("pg_ctl"))
+                .args([
+                    "-D",
+                    self.data.to_str().unwrap(),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ])
+                .output()
+                .unwrap(),
+            "pg_ctl stop",
+        );
+    }
+
+    /// Starts a server `stop` stopped, on the same port and data.
+    pub fn restart(&self) {
+        let log = self.dir.path().join("postgres.log");
+        ok(
+            pg_cmd(&self.bin.join("pg_ctl"))
+                .args([
+                    "-D",
+                    self.data.to_str().unwrap(),
+                    "-l",
+                    log.to_str().unwrap(),
+                ])
+                .args(["-w", "-t", "60", "start"])
+                .output()
+                .unwrap(),
+            "pg_ctl start",
+        );
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }

@@ -2,10 +2,19 @@
 //! auth servers) can be added without touching the callers. Keys are '/'-separated paths;
 //! values are opaque bytes; an item may expire, judged by the caller's clock (`now`).
 
+mod pg_listen;
 pub mod postgres;
 pub mod sqlite;
 
 use crate::error::Result;
+
+/// What changed, as auth servers on a shared backend announce it to each other.
+pub const TOPIC_LOCKS: &str = "locks";
+pub const TOPIC_REMOVED: &str = "removed";
+pub const TOPIC_CA: &str = "ca";
+/// Not announced by anyone: the watcher says it when it (re)connects, since notifications
+/// sent while it was away are lost, so everything is reloaded.
+pub const TOPIC_ALL: &str = "*";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
@@ -36,4 +45,27 @@ pub trait Backend: Send + Sync {
     fn list(&self, prefix: &str, now: i64) -> Result<Vec<Item>>;
     /// Removes expired items; returns how many.
     fn purge_expired(&self, now: i64) -> Result<usize>;
+
+    /// Inserts or replaces every item, in one transaction.
+    fn put_batch(&self, items: &[Item]) -> Result<()> {
+        items.iter().try_for_each(|i| self.put(i))
+    }
+
+    /// Whether other auth servers may share this store: then presence is written to it and
+    /// changes are announced and watched. The embedded store has one server.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Tells the other auth servers on this store that `topic` changed (after the write).
+    fn notify(&self, _topic: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Topics other auth servers (and this one) announce, from a watcher that reconnects by
+    /// itself and says `TOPIC_ALL` each time it (re)starts listening; `None` where nobody else
+    /// writes. The watcher stops when the receiver is dropped.
+    fn watch(&self) -> Option<smol::channel::Receiver<String>> {
+        None
+    }
 }

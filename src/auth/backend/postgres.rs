@@ -4,11 +4,17 @@
 //! their `WHERE` on the row the winner left (READ COMMITTED), so exactly one of them counts.
 //! The schema is created and migrated at start under a transaction-scoped advisory lock.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Backend, Item};
 use crate::error::{Error, Result};
 use crate::pg::{bytea, ConnParams, Connection, Param, PgError, PgErrorKind, Pool};
+
+pub use super::pg_listen::CHANNEL;
+/// Rows per statement of a batch: 3 parameters each, far below PostgreSQL's 65,535.
+const BATCH_ROWS: usize = 1000;
+/// Longest wait between attempts to reach a database that does not answer at start.
+const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Connections per auth server: calls are short and `smol::unblock` runs a handful at once.
 pub const POOL_SIZE: usize = 4;
@@ -43,6 +49,43 @@ impl PostgresBackend {
         let pool = Pool::new(params, POOL_SIZE)?;
         pool.with(MIGRATE_TIMEOUT, true, |c| migrate(c, MIGRATE_TIMEOUT))?;
         Ok(PostgresBackend { pool })
+    }
+
+    /// Like `open`, but while the database is unreachable (down, restarting, refusing
+    /// connections for now) retries with backoff, logging why and saying so on `/readyz`,
+    /// until it answers or `stop` says to give up. A wrong password, certificate or
+    /// conn_string fails at once: retrying cannot fix it.
+    pub fn open_retrying(params: ConnParams, stop: impl Fn() -> bool) -> Result<Self> {
+        let mut backoff =
+            crate::core::backoff::Backoff::new(Duration::from_millis(500), OPEN_BACKOFF_MAX);
+        loop {
+            let err = match Pool::new(params.clone(), POOL_SIZE).and_then(|pool| {
+                pool.with(MIGRATE_TIMEOUT, true, |c| migrate(c, MIGRATE_TIMEOUT))?;
+                Ok(pool)
+            }) {
+                Ok(pool) => {
+                    crate::diag::set_storage_down(None);
+                    return Ok(PostgresBackend { pool });
+                }
+                Err(e) if transient(&e) => e,
+                Err(e) => return Err(e.into()),
+            };
+            let why = format!("the auth storage does not answer: {err}");
+            if crate::diag::set_storage_down(Some(&why)) {
+                log::warn!("{why}; retrying until it does");
+            }
+            let delay = backoff.next_delay();
+            let until = Instant::now() + delay;
+            while Instant::now() < until {
+                if stop() {
+                    return Err(Error::Storage(format!(
+                        "stopped while waiting for PostgreSQL at {}: {err}",
+                        params.addr()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100).min(delay));
+            }
+        }
     }
 
     /// "postgresql://user@host:port/db?sslmode=..." without the password.
@@ -120,6 +163,20 @@ fn migrate_in_tx(c: &mut Connection, timeout: Duration) -> std::result::Result<V
         applied.push(*version);
     }
     Ok(applied)
+}
+
+/// Whether waiting may fix `e`: the server is down or not accepting connections yet, as
+/// opposed to a refused login, an untrusted certificate or a bad conn_string.
+fn transient(e: &PgError) -> bool {
+    match &e.kind {
+        PgErrorKind::Io(_) | PgErrorKind::Timeout(_) | PgErrorKind::PoolBusy => true,
+        // cannot_connect_now (starting or stopping), too_many_connections, admin_shutdown,
+        // crash_shutdown.
+        PgErrorKind::Server(_) => {
+            matches!(e.code(), Some("57P03" | "53300" | "57P01" | "57P02"))
+        }
+        _ => false,
+    }
 }
 
 fn first_i64(rows: &[Vec<Option<Vec<u8>>>]) -> Option<i64> {
@@ -223,6 +280,71 @@ impl Backend for PostgresBackend {
             &[Param::Int(now)],
         )?;
         Ok(r.affected as usize)
+    }
+
+    /// Multi-row upserts of `BATCH_ROWS` in one transaction: a few round trips for thousands
+    /// of presence rows. Keys must be distinct (one statement may not update a row twice).
+    fn put_batch(&self, items: &[Item]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let chunks: Vec<(String, Vec<Param<'_>>)> = items
+            .chunks(BATCH_ROWS)
+            .map(|chunk| {
+                let mut sql = String::from("INSERT INTO kv (key, value, expires) VALUES ");
+                let mut params = Vec::with_capacity(chunk.len() * 3);
+                for (n, i) in chunk.iter().enumerate() {
+                    let b = n * 3;
+                    if n > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}::bytea, ${}::bigint)",
+                        b + 1,
+                        b + 2,
+                        b + 3
+                    ));
+                    params.extend([
+                        Param::Text(&i.key),
+                        Param::Bytes(&i.value),
+                        expires(i.expires),
+                    ]);
+                }
+                sql.push_str(
+                    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, \
+                     expires = EXCLUDED.expires",
+                );
+                (sql, params)
+            })
+            .collect();
+        self.pool.with(CALL_TIMEOUT, true, |c| {
+            c.execute("BEGIN", CALL_TIMEOUT)?;
+            for (sql, params) in &chunks {
+                if let Err(e) = c.query(sql, params, CALL_TIMEOUT) {
+                    let _ = c.execute("ROLLBACK", CALL_TIMEOUT);
+                    return Err(e);
+                }
+            }
+            c.execute("COMMIT", CALL_TIMEOUT)
+        })?;
+        Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn notify(&self, topic: &str) -> Result<()> {
+        self.run(
+            true,
+            &format!("SELECT pg_notify('{CHANNEL}', $1)"),
+            &[Param::Text(topic)],
+        )?;
+        Ok(())
+    }
+
+    fn watch(&self) -> Option<smol::channel::Receiver<String>> {
+        super::pg_listen::spawn(self.pool.params().clone())
     }
 }
 

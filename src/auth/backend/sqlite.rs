@@ -127,6 +127,21 @@ impl Backend for SqliteBackend {
             params![now],
         )?)
     }
+
+    fn put_batch(&self, items: &[Item]) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?1, ?2, ?3)",
+            )?;
+            for i in items {
+                stmt.execute(params![i.key, i.value, i.expires])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
@@ -225,6 +240,16 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn a_batch_replaces_and_adds_in_one_go() {
+        let b = SqliteBackend::in_memory().unwrap();
+        b.put(&item("p/a", Some(1))).unwrap();
+        let items = [item("p/a", Some(9)), item("p/b", None)];
+        b.put_batch(&items).unwrap();
+        assert_eq!(b.list("p/", 5).unwrap(), items.to_vec());
+        assert!(!b.shared() && b.watch().is_none());
     }
 
     #[test]
