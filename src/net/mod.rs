@@ -5,7 +5,6 @@ pub mod accept;
 pub mod bufpool;
 pub mod caps;
 pub mod coalesce;
-mod crypto;
 mod deadline;
 mod keepalive;
 pub mod ping_filter;
@@ -51,7 +50,7 @@ pub use crate::proto::ALPN_AUTH;
 /// Time allowed for TCP connect plus TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub use crypto::provider;
+pub use crate::pki::provider::provider;
 
 fn roots(cas: &[CertificateDer<'static>]) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();

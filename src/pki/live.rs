@@ -22,7 +22,7 @@ pub struct LiveTls {
     verifier: RwLock<Arc<dyn ClientCertVerifier>>,
 }
 
-use crate::net::provider;
+use super::provider::provider;
 
 fn certified(identity: &Identity) -> Result<Arc<CertifiedKey>> {
     let signing = provider()

@@ -5,6 +5,7 @@ pub mod identity;
 pub mod live;
 pub mod pin;
 pub mod proof;
+pub mod provider;
 pub mod verify;
 pub mod webpin;
 

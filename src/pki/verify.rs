@@ -129,7 +129,7 @@ pub fn client_config(
             .add(ca.clone())
             .map_err(|e| Error::Pki(format!("unusable CA certificate: {e}")))?;
     }
-    let provider = crate::net::provider();
+    let provider = super::provider::provider();
     let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| Error::Pki(format!("cannot build server verifier: {e}")))?;
@@ -185,7 +185,7 @@ mod tests {
         let (ca, cert) = cert_for(role);
         let mut roots = RootCertStore::empty();
         roots.add(ca).unwrap();
-        let provider = crate::net::provider();
+        let provider = crate::pki::provider::provider();
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .unwrap();
