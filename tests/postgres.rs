@@ -328,6 +328,24 @@ fn scram_password_and_client_certificate_log_in_and_wrong_ones_do_not() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("conn_string has none"), "{e}");
+    // A password in clear goes only to a verified server.
+    for q in ["sslmode=require", "sslmode=disable"] {
+        let e = connect(&s.url("clearuser", Some("pw"), &db, q))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("use sslmode=verify-full with sslrootcert"),
+            "{q}: {e}"
+        );
+    }
+    connect(&s.url(
+        "clearuser",
+        Some("pw"),
+        &db,
+        &format!("sslmode=verify-full&{ca}"),
+    ))
+    .unwrap();
     // MD5 is refused before any password is sent.
     let e = connect(&s.url("md5user", Some("pw"), &db, "sslmode=disable"))
         .err()

@@ -192,11 +192,13 @@ impl Connection {
             match msg {
                 Backend::Auth(Auth::Ok) => {}
                 Backend::Auth(Auth::Cleartext) => {
-                    if p.sslmode == SslMode::Disable {
+                    // Only a verified server may read the password: under require (or
+                    // disable) an impostor on the path would simply ask for it.
+                    if !matches!(p.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) {
                         return Err(self.err(PgErrorKind::Auth(
-                            "the server asks for the password in clear over an unencrypted \
-                             connection; refused: use TLS (sslmode=verify-full) or scram-sha-256 \
-                             in pg_hba.conf"
+                            "the server asks for the password in clear and its certificate was \
+                             not verified; refused: use sslmode=verify-full with sslrootcert, or \
+                             SCRAM (scram-sha-256 in pg_hba.conf)"
                                 .into(),
                         )));
                     }

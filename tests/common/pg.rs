@@ -13,7 +13,8 @@ use tempfile::TempDir;
 use super::{free_port, text};
 
 /// Users every test server has: `trusted` (no password over TCP), `teleport` (SCRAM password
-/// `PASSWORD`), `certuser` (client certificate, only with TLS), `md5user` (an MD5 password).
+/// `PASSWORD`), `certuser` (client certificate, only with TLS), `md5user` (an MD5 password), `clearuser` (a
+/// password sent in clear: `password` in pg_hba.conf).
 pub const PASSWORD: &str = "s3cret p@ss:/word";
 
 pub struct PgServer {
@@ -112,7 +113,7 @@ impl PgServer {
         let tls_files = tls.then(|| make_tls(dir.path(), &mut conf, &mut hba));
         hba.push_str(
             "host all trusted 127.0.0.0/8 trust\nhost all md5user 127.0.0.0/8 md5\n\
-             host all all 127.0.0.0/8 scram-sha-256\n",
+             host all clearuser 127.0.0.0/8 password\nhost all all 127.0.0.0/8 scram-sha-256\n",
         );
         append(&data.join("postgresql.conf"), &conf);
         fs::write(data.join("pg_hba.conf"), hba).unwrap();
@@ -135,7 +136,8 @@ impl PgServer {
         s.psql(&format!(
             "CREATE ROLE trusted LOGIN; CREATE ROLE teleport LOGIN PASSWORD '{PASSWORD}'; \
              CREATE ROLE certuser LOGIN; SET password_encryption = 'md5'; \
-             CREATE ROLE md5user LOGIN PASSWORD 'pw';"
+             CREATE ROLE md5user LOGIN PASSWORD 'pw'; \
+             CREATE ROLE clearuser LOGIN PASSWORD 'pw';"
         ));
         s
     }
