@@ -477,6 +477,33 @@ fn a_silent_or_hostile_server_is_left_within_the_deadline() {
         .unwrap()
         .to_string();
     assert!(e.contains("does not offer TLS"), "{e}");
+    // Says yes to TLS, then trickles a handshake record a byte per 300 ms: each byte is well
+    // within a per-read timeout, but the whole connect must still end at its deadline.
+    let trickle = fake_server(|s| {
+        std::thread::spawn(move || {
+            let mut s = s;
+            let mut buf = [0u8; 8];
+            let _ = s.read_exact(&mut buf);
+            let _ = s.write_all(b"S");
+            let _ = s.write_all(b"\x16\x03\x03\x40\x00");
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_millis(300));
+                if s.write_all(b"\x02").is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    let t = Instant::now();
+    let e = connect(&url(trickle).replace("sslmode=disable", "sslmode=require"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "{:?}: {e}",
+        t.elapsed()
+    );
 }
 
 #[test]

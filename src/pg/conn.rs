@@ -14,6 +14,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::error::{tls_in, PgError, PgErrorKind};
 use super::scram::Scram;
+use super::socket::DeadlineSocket;
 use super::url::{ConnParams, SslMode};
 use super::wire::{self, Auth, Backend, Decoder, Notification};
 
@@ -41,15 +42,22 @@ pub struct QueryResult {
 }
 
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Plain(DeadlineSocket),
+    Tls(Box<StreamOwned<ClientConnection, DeadlineSocket>>),
 }
 
 impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref(),
+            Stream::Plain(s) => s.tcp(),
+            Stream::Tls(s) => s.sock.tcp(),
+        }
+    }
+
+    fn set_deadline(&mut self, deadline: Instant) {
+        match self {
+            Stream::Plain(s) => s.set_deadline(deadline),
+            Stream::Tls(s) => s.sock.set_deadline(deadline),
         }
     }
 }
@@ -81,7 +89,7 @@ impl Connection {
         let tcp = dial(p, deadline).map_err(err)?;
         let _ = tcp.set_nodelay(true);
         let mut c = Connection {
-            stream: Stream::Plain(tcp),
+            stream: Stream::Plain(DeadlineSocket::new(tcp, deadline)),
             addr: addr.clone(),
             decoder: Decoder::default(),
             notifications: VecDeque::new(),
@@ -160,8 +168,11 @@ impl Connection {
         let Stream::Plain(tcp) = &self.stream else {
             unreachable!("TLS is started once, on the plain stream")
         };
-        let tcp = tcp.try_clone().map_err(|e| self.err(PgErrorKind::Io(e)))?;
-        let mut tls = StreamOwned::new(conn, tcp);
+        let tcp = tcp
+            .tcp()
+            .try_clone()
+            .map_err(|e| self.err(PgErrorKind::Io(e)))?;
+        let mut tls = StreamOwned::new(conn, DeadlineSocket::new(tcp, self.deadline));
         // Finish the handshake now, so a refused certificate is reported as such.
         while tls.conn.is_handshaking() {
             self.set_timeouts()?;
@@ -484,10 +495,10 @@ impl Connection {
         if left.is_zero() {
             return Err(self.err(PgErrorKind::Timeout("the deadline")));
         }
-        let tcp = self.stream.tcp();
-        tcp.set_read_timeout(Some(left))
-            .and_then(|_| tcp.set_write_timeout(Some(left)))
-            .map_err(|e| self.err(PgErrorKind::Io(e)))
+        // The socket applies what is left of it to every read and write, even those rustls
+        // makes inside one call of ours.
+        self.stream.set_deadline(self.deadline);
+        Ok(())
     }
 }
 

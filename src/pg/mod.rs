@@ -8,6 +8,7 @@ pub mod conn;
 pub mod error;
 pub mod pool;
 pub mod scram;
+mod socket;
 pub mod tls;
 pub mod url;
 pub mod wire;
