@@ -533,3 +533,79 @@ fn connections_the_server_closed_are_replaced_without_failing_a_call() {
         b.put(&item("k", b"1", None)).unwrap();
     }
 }
+
+/// A backend message: type byte, length, body.
+fn msg(t: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![t];
+    m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn notification(payload_len: usize) -> Vec<u8> {
+    let mut body = 1i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"teleport_lite_changes\0");
+    body.extend(std::iter::repeat_n(b'x', payload_len));
+    body.push(0);
+    msg(b'A', &body)
+}
+
+/// A fake trust-auth server: answers every statement with `per_statement` notifications of
+/// `payload_len` bytes, then CommandComplete and ReadyForQuery.
+fn notifying_server(per_statement: usize, payload_len: usize) -> u16 {
+    fake_server(move |s| {
+        std::thread::spawn(move || {
+            let mut s = s;
+            let mut len = [0u8; 4];
+            let _ = s.read_exact(&mut len);
+            let mut rest = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+            let _ = s.read_exact(&mut rest);
+            let _ = s.write_all(&[msg(b'R', &[0, 0, 0, 0]), msg(b'Z', b"I")].concat());
+            let mut head = [0u8; 5];
+            while s.read_exact(&mut head).is_ok() {
+                let mut body =
+                    vec![0u8; u32::from_be_bytes(head[1..].try_into().unwrap()) as usize - 4];
+                if s.read_exact(&mut body).is_err() || head[0] != b'Q' {
+                    return;
+                }
+                let mut out = Vec::new();
+                for _ in 0..per_statement {
+                    out.extend(notification(payload_len));
+                }
+                out.extend(msg(b'C', b"SELECT 1\0"));
+                out.extend(msg(b'Z', b"I"));
+                if s.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        });
+    })
+}
+
+#[test]
+fn unasked_oversized_or_flooding_notifications_are_bounded() {
+    let url = |port: u16| format!("postgresql://u@127.0.0.1:{port}/d?sslmode=disable");
+    let t = Duration::from_secs(5);
+    // Without LISTEN, a notification is a protocol error.
+    let mut c = connect(&url(notifying_server(1, 10))).unwrap();
+    let e = c.execute("SELECT 1", t).unwrap_err().to_string();
+    assert!(e.contains("does not LISTEN"), "{e}");
+    assert!(c.is_broken());
+    // A payload longer than PostgreSQL allows.
+    let mut c = connect(&url(notifying_server(1, 8001))).unwrap();
+    let e = c
+        .listen("teleport_lite_changes", t)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("longer than PostgreSQL sends"), "{e}");
+    // 200 notifications of 8000 bytes: at most 64 KiB stay queued.
+    let mut c = connect(&url(notifying_server(200, 8000))).unwrap();
+    c.listen("teleport_lite_changes", t).unwrap();
+    let got = c.poll_notifications(Instant::now() + t).unwrap();
+    let bytes: usize = got.iter().map(|n| n.channel.len() + n.payload.len()).sum();
+    assert!(
+        !got.is_empty() && bytes <= 64 << 10,
+        "{} {bytes}",
+        got.len()
+    );
+}

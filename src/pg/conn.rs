@@ -22,6 +22,10 @@ use super::wire::{self, Auth, Backend, Decoder, Notification};
 pub const MAX_RESULT: usize = 64 << 20;
 /// Most notifications queued before the oldest are dropped (step 2 polls them often).
 pub const MAX_QUEUED_NOTIFICATIONS: usize = 4096;
+/// Most bytes of channel names and payloads queued; the oldest are dropped beyond it.
+pub const MAX_QUEUED_NOTIFICATION_BYTES: usize = 64 << 10;
+/// PostgreSQL's own limit on a NOTIFY payload; anything longer is not from PostgreSQL.
+pub const MAX_NOTIFICATION_PAYLOAD: usize = 8000;
 
 /// A parameter, sent in text format; the statement casts it (`$1::bytea`).
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +71,10 @@ pub struct Connection {
     addr: String,
     decoder: Decoder,
     notifications: VecDeque<Notification>,
+    /// Bytes of channel names and payloads in `notifications`.
+    queued_bytes: usize,
+    /// Whether LISTEN ran: a notification anywhere else is a protocol error.
+    listening: bool,
     /// Deadline of the operation in progress.
     deadline: Instant,
     broken: bool,
@@ -93,6 +101,8 @@ impl Connection {
             addr: addr.clone(),
             decoder: Decoder::default(),
             notifications: VecDeque::new(),
+            queued_bytes: 0,
+            listening: false,
             deadline,
             broken: false,
         };
@@ -330,6 +340,7 @@ impl Connection {
                 "{channel:?} is not a plain channel name"
             ))));
         }
+        self.listening = true;
         self.execute(&format!("LISTEN {channel}"), timeout)
             .map(drop)
     }
@@ -340,7 +351,7 @@ impl Connection {
         self.deadline = deadline;
         while self.notifications.is_empty() {
             match self.decoder.next_message() {
-                Ok(Some(Backend::Notification(n))) => self.queue(n),
+                Ok(Some(Backend::Notification(n))) => self.queue(n)?,
                 Ok(Some(Backend::Notice(_) | Backend::ParameterStatus { .. })) => {}
                 Ok(Some(other)) => {
                     return Err(self.err(PgErrorKind::Wire(wire::WireError(format!(
@@ -360,14 +371,36 @@ impl Connection {
                 Err(e) => return Err(self.err(PgErrorKind::Wire(e))),
             }
         }
+        self.queued_bytes = 0;
         Ok(self.notifications.drain(..).collect())
     }
 
-    fn queue(&mut self, n: Notification) {
-        if self.notifications.len() >= MAX_QUEUED_NOTIFICATIONS {
-            self.notifications.pop_front();
+    /// Queues `n` within the count and byte caps, dropping the oldest; a notification the
+    /// connection never asked for, or longer than PostgreSQL allows, breaks the connection.
+    fn queue(&mut self, n: Notification) -> Result<(), PgError> {
+        if !self.listening {
+            return Err(self.err(PgErrorKind::Wire(wire::WireError(
+                "a notification on a connection that does not LISTEN".into(),
+            ))));
         }
+        if n.payload.len() > MAX_NOTIFICATION_PAYLOAD || n.channel.len() > 63 {
+            return Err(self.err(PgErrorKind::Wire(wire::WireError(format!(
+                "a notification longer than PostgreSQL sends ({MAX_NOTIFICATION_PAYLOAD} bytes \
+                 of payload, 63 of channel)"
+            )))));
+        }
+        let size = n.channel.len() + n.payload.len();
+        while !self.notifications.is_empty()
+            && (self.notifications.len() >= MAX_QUEUED_NOTIFICATIONS
+                || self.queued_bytes + size > MAX_QUEUED_NOTIFICATION_BYTES)
+        {
+            if let Some(old) = self.notifications.pop_front() {
+                self.queued_bytes -= old.channel.len() + old.payload.len();
+            }
+        }
+        self.queued_bytes += size;
         self.notifications.push_back(n);
+        Ok(())
     }
 
     /// Sends `out` and reads until ReadyForQuery.
@@ -406,7 +439,7 @@ impl Connection {
                         .unwrap_or(0)
                 }
                 Backend::Error(e) => failed = Some(e),
-                Backend::Notification(n) => self.queue(n),
+                Backend::Notification(n) => self.queue(n)?,
                 Backend::Copy(tag) => {
                     return Err(self.err(PgErrorKind::Wire(wire::WireError(format!(
                         "COPY ({}) is not supported",
