@@ -44,12 +44,41 @@ pub struct ServerError {
 
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.severity, self.code, self.message)?;
+        write!(
+            f,
+            "{} {}: {}",
+            Clean(&self.severity),
+            Clean(&self.code),
+            Clean(&self.message)
+        )?;
         if let Some(d) = &self.detail {
-            write!(f, " ({d})")?;
+            write!(f, " ({})", Clean(d))?;
         }
         if let Some(h) = &self.hint {
-            write!(f, "; hint: {h}")?;
+            write!(f, "; hint: {}", Clean(h))?;
+        }
+        Ok(())
+    }
+}
+
+/// Most characters of one server-sent field shown in an error.
+const MAX_SHOWN_FIELD: usize = 512;
+
+/// Server text as it may appear in a log line: control characters escaped (a server cannot
+/// start a forged line) and at most `MAX_SHOWN_FIELD` characters.
+struct Clean<'a>(&'a str);
+
+impl fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.0.chars().enumerate() {
+            if i == MAX_SHOWN_FIELD {
+                return f.write_str("...");
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
         }
         Ok(())
     }
@@ -400,6 +429,21 @@ pub fn terminate(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_text_cannot_forge_log_lines() {
+        let e = ServerError {
+            severity: "ERROR".into(),
+            code: "42000".into(),
+            message: "no\n2026-01-01 INFO forged\r\x1b[2J".into(),
+            detail: Some("d".repeat(5000)),
+            hint: None,
+        };
+        let shown = e.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert!(shown.contains("no\\n2026"), "{shown}");
+        assert!(shown.len() < 600, "{}", shown.len());
+    }
 
     fn backend(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![tag];
