@@ -88,12 +88,24 @@ impl ConnParams {
             .strip_prefix("postgresql://")
             .or_else(|| url.strip_prefix("postgres://"))
             .ok_or("it must start with postgresql:// (for example postgresql://teleport@db.example.com:5432/teleport?sslmode=verify-full)")?;
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
+        // The user and password end at the '@' before anything else is split: an unencoded
+        // '?' or '/' in the password must not send part of it into the path or the query.
+        let (userinfo, rest) = match rest.matches('@').count() {
+            0 => (None, rest),
+            1 => rest
+                .split_once('@')
+                .map(|(u, r)| (Some(u), r))
+                .unwrap_or((None, rest)),
+            _ => {
+                return Err(
+                    "it has more than one '@': percent-encode '@' in the user or \
+                            password as %40"
+                        .into(),
+                )
+            }
         };
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (user, password) = match userinfo {
             Some(u) => match u.split_once(':') {
                 Some((u, p)) => (decode(u, "user")?, Some(decode(p, "password")?)),
@@ -125,7 +137,7 @@ impl ConnParams {
         };
         for pair in query.split('&').filter(|s| !s.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = decode(v, k)?;
+            let v = decode(v, "parameter value")?;
             match k {
                 "sslmode" => {
                     p.sslmode = match v.as_str() {
@@ -133,11 +145,10 @@ impl ConnParams {
                         "allow" | "prefer" | "require" => SslMode::Require,
                         "verify-ca" => SslMode::VerifyCa,
                         "verify-full" => SslMode::VerifyFull,
-                        other => {
-                            return Err(format!(
-                                "sslmode={other} is not one of disable, require, verify-ca, \
-                                 verify-full"
-                            ))
+                        _ => {
+                            return Err("sslmode must be one of disable, require, verify-ca, \
+                                        verify-full"
+                                .into())
                         }
                     }
                 }
@@ -153,11 +164,12 @@ impl ConnParams {
                     p.connect_timeout = Duration::from_secs(secs);
                 }
                 "application_name" => {}
-                other => {
-                    return Err(format!(
-                        "the parameter {other:?} is not supported: use sslmode, sslrootcert, \
-                         sslcert, sslkey or connect_timeout"
-                    ))
+                // Never echoed: with an unencoded '&' or '=' in it, it may be password text.
+                _ => {
+                    return Err("it has an unsupported parameter (percent-encode reserved \
+                                characters in the password): use sslmode, sslrootcert, sslcert, \
+                                sslkey or connect_timeout"
+                        .into())
                 }
             }
         }
@@ -242,6 +254,11 @@ mod tests {
         assert_eq!(p.connect_timeout, Duration::from_secs(3));
         assert!(!format!("{p:?}").contains("p:ss"));
         assert!(!p.redacted().contains("p:ss"));
+        // Unencoded '?' and '/' stay in the password.
+        let p = ConnParams::parse("postgresql://u:a?b/c@h/d?sslmode=disable").unwrap();
+        assert_eq!(p.password.as_deref(), Some("a?b/c"));
+        assert_eq!((p.host.as_str(), p.database.as_str()), ("h", "d"));
+        assert!(!p.redacted().contains("a?b"), "{}", p.redacted());
     }
 
     #[test]
@@ -266,6 +283,10 @@ mod tests {
             "postgresql://u:secret@h/d?sslcert=/c",
             "postgresql://u:secret@h/d?foo=1",
             "postgresql://u:secret@h1,h2/d",
+            "postgresql://u:se?cret@h/d?foo=1",
+            "postgresql://u:se/cret@h/d?foo=1",
+            "postgresql://u:se@cret@h/d",
+            "postgresql://u:s&secret=1@h/d?sslmode=secret",
         ] {
             let e = ConnParams::parse(bad).unwrap_err();
             assert!(!e.contains("secret"), "{bad}: {e}");
