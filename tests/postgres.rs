@@ -545,7 +545,7 @@ fn msg(t: u8, body: &[u8]) -> Vec<u8> {
 fn notification(payload_len: usize) -> Vec<u8> {
     let mut body = 1i32.to_be_bytes().to_vec();
     body.extend_from_slice(b"teleport_lite_changes\0");
-    body.extend(std::iter::repeat_n(b'x', payload_len));
+    body.extend(vec![b'x'; payload_len]);
     body.push(0);
     msg(b'A', &body)
 }
