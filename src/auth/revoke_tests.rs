@@ -104,7 +104,8 @@ impl Backend for GatedList {
     fn list(&self, p: &str, n: i64) -> Result<Vec<Item>> {
         let r = self.inner.list(p, n);
         if p == LOCKS {
-            if let Some((read, go)) = self.gate.lock().unwrap().take() {
+            let gate = self.gate.lock().unwrap().take();
+            if let Some((read, go)) = gate {
                 read.wait(); // the read is done
                 go.wait(); // the local change is in memory
             }
