@@ -36,6 +36,10 @@ struct StoredCa {
     retired: Option<String>,
     #[serde(default)]
     retired_at: i64,
+    /// Bumped by every write (the compare-and-swap orders them), so a reader tells a newer
+    /// record from an older one; 0 in records written before it existed.
+    #[serde(default)]
+    revision: u64,
 }
 
 /// One consistent view of the CAs.
@@ -47,6 +51,8 @@ pub struct Cas {
     /// seconds): connections with its certificates may renew for a short while after.
     pub retired: Option<String>,
     pub retired_at: i64,
+    /// The stored record's revision (see `StoredCa::revision`).
+    revision: u64,
     current_name: Vec<u8>,
     next_name: Option<Vec<u8>>,
     /// The stored record this view was read from or written as: a change is a
@@ -71,6 +77,7 @@ impl Cas {
             rotation,
             retired: retired.0,
             retired_at: retired.1,
+            revision: 0,
             stored: Vec::new(),
         })
     }
@@ -173,6 +180,7 @@ impl CaSet {
             None => {
                 let ca = CertAuthority::generate(cluster_name)?;
                 let mut cas = Cas::new(ca, None, Rotation::default(), (None, 0))?;
+                cas.revision = 1;
                 let item = encode(cluster_name, &cas)?;
                 if backend.create(&item, now)? {
                     log::info!("created the host CA of cluster {cluster_name:?}");
@@ -202,17 +210,33 @@ impl CaSet {
     /// Reads the stored record and adopts it if another auth server changed it. Blocking.
     /// Returns the new view, or `None` when nothing changed.
     pub fn sync(&self, now: i64) -> Result<Option<Arc<Cas>>> {
-        let item = self
-            .backend
-            .get(CA_KEY, now)?
-            .ok_or_else(|| Error::Storage("the stored CA vanished".into()))?;
-        let mut guard = self.cas.write().unwrap_or_else(|p| p.into_inner());
-        if guard.stored == item.value {
-            return Ok(None);
+        for _ in 0..2 {
+            // The read is made without the lock, so a local step may commit and show a newer
+            // record meanwhile: adopting the read then would move the rotation (and trust)
+            // backwards. A view unchanged since before the read is not newer than the read
+            // (views are shown only once stored); otherwise only a higher revision is adopted.
+            let seen = self.get();
+            let item = self
+                .backend
+                .get(CA_KEY, now)?
+                .ok_or_else(|| Error::Storage("the stored CA vanished".into()))?;
+            if seen.stored == item.value {
+                return Ok(None);
+            }
+            let cas = decode(&item.value, &self.cluster_name)?;
+            let mut guard = self.cas.write().unwrap_or_else(|p| p.into_inner());
+            if guard.stored == item.value {
+                return Ok(None);
+            }
+            if Arc::ptr_eq(&guard, &seen) || cas.revision > guard.revision {
+                let cas = Arc::new(cas);
+                *guard = cas.clone();
+                return Ok(Some(cas));
+            }
+            // The view moved on during the read (a record without revisions cannot say which
+            // is newer): read again.
         }
-        let cas = Arc::new(decode(&item.value, &self.cluster_name)?);
-        *guard = cas.clone();
-        Ok(Some(cas))
+        Ok(None)
     }
 
     /// Changes the rotation with `step` and applies its effect (a new CA, a promotion, a
@@ -270,6 +294,7 @@ impl CaSet {
             Effect::None => (guard.current.clone(), guard.next.clone()),
         };
         let mut cas = Cas::new(current, next, rotation, retired)?;
+        cas.revision = guard.revision + 1;
         let item = encode(&self.cluster_name, &cas)?;
         let expected = Item {
             key: CA_KEY.into(),
@@ -346,6 +371,7 @@ fn decode(value: &[u8], cluster_name: &str) -> Result<Cas> {
         stored.rotation,
         (stored.retired, stored.retired_at),
     )?;
+    cas.revision = stored.revision;
     cas.stored = value.to_vec();
     Ok(cas)
 }
@@ -362,6 +388,7 @@ fn encode(cluster_name: &str, cas: &Cas) -> Result<Item> {
         rotation: cas.rotation.clone(),
         retired: cas.retired.clone(),
         retired_at: cas.retired_at,
+        revision: cas.revision,
     };
     Ok(Item {
         key: CA_KEY.into(),

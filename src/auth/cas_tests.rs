@@ -59,3 +59,120 @@ fn of_two_servers_moving_one_rotation_on_only_one_does_and_the_other_adopts_it()
         a.get().next.as_ref().unwrap().cert_pem
     );
 }
+
+/// A backend whose next get of the CA record waits, after reading, until the test lets it go:
+/// it places a local rotation step between a sync's read and its apply.
+struct GatedGet {
+    inner: SqliteBackend,
+    gate: std::sync::Mutex<Option<(Arc<std::sync::Barrier>, Arc<std::sync::Barrier>)>>,
+}
+
+impl Backend for GatedGet {
+    fn get(&self, k: &str, n: i64) -> Result<Option<Item>> {
+        let r = self.inner.get(k, n);
+        if k == CA_KEY {
+            let gate = self.gate.lock().unwrap().take();
+            if let Some((read, go)) = gate {
+                read.wait(); // the read is done
+                go.wait(); // the local step is committed and visible
+            }
+        }
+        r
+    }
+    fn create(&self, i: &Item, n: i64) -> Result<bool> {
+        self.inner.create(i, n)
+    }
+    fn put(&self, i: &Item) -> Result<()> {
+        self.inner.put(i)
+    }
+    fn delete(&self, k: &str, n: i64) -> Result<bool> {
+        self.inner.delete(k, n)
+    }
+    fn compare_and_swap(&self, e: &Item, i: &Item, n: i64) -> Result<bool> {
+        self.inner.compare_and_swap(e, i, n)
+    }
+    fn list(&self, p: &str, n: i64) -> Result<Vec<Item>> {
+        self.inner.list(p, n)
+    }
+    fn purge_expired(&self, n: i64) -> Result<usize> {
+        self.inner.purge_expired(n)
+    }
+}
+
+#[test]
+fn a_sync_that_read_before_a_local_step_does_not_bring_the_older_cas_back() {
+    use std::sync::Barrier;
+    let read = Arc::new(Barrier::new(2));
+    let go = Arc::new(Barrier::new(2));
+    let backend = Arc::new(GatedGet {
+        inner: SqliteBackend::in_memory().unwrap(),
+        gate: std::sync::Mutex::new(None),
+    });
+    let set = Arc::new(CaSet::load_or_create(backend.clone(), "c", 0).unwrap());
+    *backend.gate.lock().unwrap() = Some((read.clone(), go.clone()));
+    let watcher = {
+        let set = set.clone();
+        std::thread::spawn(move || set.sync(0).unwrap().is_some())
+    };
+    read.wait();
+    set.apply(|r| r.start_auto(30, 100).map(Some)).unwrap();
+    assert_eq!(set.get().rotation.phase, Phase::Init);
+    go.wait();
+    let adopted = watcher.join().unwrap();
+    assert!(!adopted, "the older record was adopted");
+    assert_eq!(set.get().rotation.phase, Phase::Init);
+    assert_eq!(set.get().pins().len(), 2);
+}
+
+#[test]
+fn a_record_written_before_revisions_is_read_and_written_on() {
+    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().unwrap());
+    let a = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
+    let b = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
+    // Rewrite the record as an older version stored it: no revision field.
+    let item = backend.get(CA_KEY, 0).unwrap().unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&item.value).unwrap();
+    assert_eq!(json["revision"], 1);
+    json.as_object_mut().unwrap().remove("revision");
+    let old = Item {
+        value: serde_json::to_vec(&json).unwrap(),
+        ..item.clone()
+    };
+    assert!(backend.compare_and_swap(&item, &old, 0).unwrap());
+    assert!(
+        b.sync(0).unwrap().is_some(),
+        "an unversioned record is adopted"
+    );
+    b.apply(|r| r.start_auto(30, 100).map(Some)).unwrap();
+    assert_eq!(b.get().revision, 1);
+    let adopted = a.sync(100).unwrap().unwrap();
+    assert_eq!(adopted.rotation.phase, Phase::Init);
+    assert!(a.sync(100).unwrap().is_none(), "nothing new");
+}
+
+#[test]
+fn of_two_syncs_the_one_that_read_the_older_record_does_not_apply_it_last() {
+    use std::sync::Barrier;
+    let read = Arc::new(Barrier::new(2));
+    let go = Arc::new(Barrier::new(2));
+    let backend = Arc::new(GatedGet {
+        inner: SqliteBackend::in_memory().unwrap(),
+        gate: std::sync::Mutex::new(None),
+    });
+    let set = Arc::new(CaSet::load_or_create(backend.clone(), "c", 0).unwrap());
+    let other = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
+    other.apply(|r| r.start_auto(30, 100).map(Some)).unwrap();
+    *backend.gate.lock().unwrap() = Some((read.clone(), go.clone()));
+    let slow = {
+        let set = set.clone();
+        std::thread::spawn(move || set.sync(100).unwrap().is_some())
+    };
+    read.wait();
+    // Another pass adopts the same record, and a local step moves the rotation on from it.
+    assert!(set.sync(100).unwrap().is_some());
+    let (phase, _) = set.advance(110).unwrap().unwrap();
+    assert_ne!(phase, Phase::Init);
+    go.wait();
+    assert!(!slow.join().unwrap(), "the older record was adopted");
+    assert_eq!(set.get().rotation.phase, phase);
+}

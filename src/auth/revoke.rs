@@ -19,6 +19,8 @@ const LOCKS: &str = "locks/";
 const REMOVED: &str = "removed/";
 /// Removed hosts remembered at most; the oldest are forgotten first.
 const MAX_REMOVED: usize = 100_000;
+/// Reads of the locks a sync makes before it gives up replacing them while local changes race it.
+const SYNC_TRIES: u32 = 3;
 
 fn lock_key(t: &LockTarget) -> String {
     match t {
@@ -59,6 +61,9 @@ struct Inner {
     /// One waker per proxy link.
     links: Vec<(u64, Sender<()>)>,
     next: u64,
+    /// Bumped by every local change of `locks` or `removed`: a sync whose read began before
+    /// one must not replace them.
+    generation: u64,
 }
 
 pub struct Revocations {
@@ -120,11 +125,8 @@ impl Revocations {
     /// proxy links. Returns the server IDs newly denied (to forget from presence). Blocking.
     pub fn sync(&self, topic: &str, now: i64) -> Result<Vec<String>> {
         let all = topic == super::backend::TOPIC_ALL;
-        let locks = if all || topic == super::backend::TOPIC_LOCKS {
-            Some(read_locks(&*self.backend, now)?)
-        } else {
-            None
-        };
+        let want_locks = all || topic == super::backend::TOPIC_LOCKS;
+        // Removals only ever grow, so an older read of them is harmless.
         let removed = if all || topic == super::backend::TOPIC_REMOVED {
             Some(read_removed(&*self.backend, now)?)
         } else {
@@ -132,18 +134,43 @@ impl Revocations {
         };
         let mut denied = Vec::new();
         let mut changed = false;
-        {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            // A local change made while the locks are read would be undone by replacing the
+            // memory with that (older) read: note the generation first, apply only if it held.
+            let seen = self.lock().generation;
+            let locks = if want_locks {
+                Some(read_locks(&*self.backend, now)?)
+            } else {
+                None
+            };
             let mut inner = self.lock();
+            let fresh = inner.generation == seen;
+            if !fresh && tries < SYNC_TRIES {
+                continue;
+            }
             if let Some(locks) = locks {
                 for (target, info) in &locks {
                     if inner.locks.get(target) != Some(info) {
                         denied.push(target.clone());
                     }
                 }
-                changed |= inner.locks != locks;
-                inner.locks = locks;
+                if fresh {
+                    changed |= inner.locks != locks;
+                    inner.locks = locks;
+                } else {
+                    // Still racing local changes: only add or refresh locks (failing closed);
+                    // the local change's announcement brings the next sync.
+                    for (target, info) in locks {
+                        if inner.locks.get(&target) != Some(&info) {
+                            changed = true;
+                            inner.locks.insert(target, info);
+                        }
+                    }
+                }
             }
-            if let Some(removed) = removed {
+            if let Some(removed) = &removed {
                 for id in removed.keys() {
                     if !inner.removed.contains_key(id) {
                         denied.push(LockTarget::ServerId(id.clone()));
@@ -152,8 +179,11 @@ impl Revocations {
                 // Removals are for good: one this server knows stays even if the store
                 // forgot it (the oldest are dropped past `MAX_REMOVED`).
                 changed |= removed.len() != inner.removed.len();
-                inner.removed.extend(removed);
+                inner
+                    .removed
+                    .extend(removed.iter().map(|(k, v)| (k.clone(), *v)));
             }
+            break;
         }
         let mut ids = Vec::new();
         for target in &denied {
@@ -239,7 +269,11 @@ impl Revocations {
         };
         self.backend.put(&item)?;
         let target = info.target.clone();
-        self.lock().locks.insert(target.clone(), info);
+        {
+            let mut inner = self.lock();
+            inner.generation += 1;
+            inner.locks.insert(target.clone(), info);
+        }
         self.enforce(&target);
         self.announce(super::backend::TOPIC_LOCKS);
         Ok(())
@@ -248,7 +282,11 @@ impl Revocations {
     /// Removes a lock; whether there was one. Blocking.
     pub fn remove_lock(&self, target: &LockTarget, now: i64) -> Result<bool> {
         self.backend.delete(&lock_key(target), now)?;
-        let had = self.lock().locks.remove(target).is_some();
+        let had = {
+            let mut inner = self.lock();
+            inner.generation += 1;
+            inner.locks.remove(target).is_some()
+        };
         self.wake_links();
         self.announce(super::backend::TOPIC_LOCKS);
         Ok(had)
@@ -268,6 +306,7 @@ impl Revocations {
         self.backend.put(&item)?;
         {
             let mut inner = self.lock();
+            inner.generation += 1;
             inner.removed.insert(host_id.to_string(), now);
             if inner.removed.len() > MAX_REMOVED {
                 if let Some(oldest) = inner
@@ -294,7 +333,11 @@ impl Revocations {
             inner
                 .locks
                 .retain(|_, l| l.expires.map_or(true, |e| e > now));
-            before != inner.locks.len()
+            let gone = before != inner.locks.len();
+            if gone {
+                inner.generation += 1;
+            }
+            gone
         };
         if gone {
             self.wake_links();
