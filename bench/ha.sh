@@ -109,25 +109,7 @@ proxy_service:
 YAML
   "$BIN" start -c "$W/hp$i.yaml" 2>>"$W/hp$i.log" & pids+=($!)
 done
-cat >"$W/haproxy.cfg" <<CFG
-global
-  maxconn $LB_MAXCONN
-  stats socket $W/haproxy.sock
-defaults
-  mode tcp
-  maxconn $LB_MAXCONN
-  timeout connect 2s
-  timeout client 1h
-  timeout server 1h
-frontend fe
-  bind 127.0.0.1:$LB_PORT
-  default_backend be
-backend be
-  balance roundrobin
-$backends
-CFG
-"$(command -v haproxy || echo /usr/sbin/haproxy)" -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 &
-pids+=($!)
+start_lb "$backends"
 # Each auth server lists both proxies (one linked to it, one through the shared presence).
 both_listed() { [ "$(TA proxies ls --format=json | jq length)" = 2 ] && [ "$(TB proxies ls --format=json | jq length)" = 2 ]; }
 wait_until 30 both_listed

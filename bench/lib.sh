@@ -115,6 +115,25 @@ proxy_service:
 YAML
     start_proxy "$i"
   done
+  start_lb "$backends"
+  proxies_up() { [ "$(TCTL proxies ls --format=json | jq length)" = "$n" ]; }
+  wait_until 30 proxies_up
+  lb_up() { [ "$(lb_servers | awk '$2 == "UP"' | wc -l)" = "$n" ]; }
+  wait_until 30 lb_up
+}
+
+# start_proxy I: (re)starts proxy I (1-based) with its config and data (same identity).
+start_proxy() {
+  "$BIN" start -c "$W/p$1.yaml" 2>>"$W/p$1.log" & proxy_pids[$(($1 - 1))]=$!; pids+=($!)
+}
+# start_auth: (re)starts auth with its config and data.
+start_auth() {
+  "$BIN" start -c "$W/auth.yaml" 2>>"$W/auth.log" & AUTH_PID=$!; pids+=($AUTH_PID)
+}
+
+# start_lb BACKEND_LINES: HAProxy in TCP mode on $LB_PORT, round-robin over the given
+# "server ..." lines, with its stats socket at $W/haproxy.sock.
+start_lb() {
   cat >"$W/haproxy.cfg" <<CFG
 global
   maxconn $LB_MAXCONN
@@ -130,21 +149,8 @@ frontend fe
   default_backend be
 backend be
   balance roundrobin
-$backends
+$1
 CFG
   "$(command -v haproxy || echo /usr/sbin/haproxy)" -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 &
   pids+=($!)
-  proxies_up() { [ "$(TCTL proxies ls --format=json | jq length)" = "$n" ]; }
-  wait_until 30 proxies_up
-  lb_up() { [ "$(lb_servers | awk '$2 == "UP"' | wc -l)" = "$n" ]; }
-  wait_until 30 lb_up
-}
-
-# start_proxy I: (re)starts proxy I (1-based) with its config and data (same identity).
-start_proxy() {
-  "$BIN" start -c "$W/p$1.yaml" 2>>"$W/p$1.log" & proxy_pids[$(($1 - 1))]=$!; pids+=($!)
-}
-# start_auth: (re)starts auth with its config and data.
-start_auth() {
-  "$BIN" start -c "$W/auth.yaml" 2>>"$W/auth.log" & AUTH_PID=$!; pids+=($AUTH_PID)
 }
