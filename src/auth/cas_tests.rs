@@ -2,6 +2,7 @@
 //! rotation on.
 
 use super::*;
+use crate::auth::backend::gated::{Gated, On};
 use crate::auth::backend::sqlite::SqliteBackend;
 
 #[test]
@@ -60,54 +61,12 @@ fn of_two_servers_moving_one_rotation_on_only_one_does_and_the_other_adopts_it()
     );
 }
 
-/// A backend whose next get of the CA record waits, after reading, until the test lets it go:
-/// it places a local rotation step between a sync's read and its apply.
-struct GatedGet {
-    inner: SqliteBackend,
-    gate: std::sync::Mutex<Option<(Arc<std::sync::Barrier>, Arc<std::sync::Barrier>)>>,
-}
-
-impl Backend for GatedGet {
-    fn get(&self, k: &str, n: i64) -> Result<Option<Item>> {
-        let r = self.inner.get(k, n);
-        if k == CA_KEY {
-            let gate = self.gate.lock().unwrap().take();
-            if let Some((read, go)) = gate {
-                read.wait(); // the read is done
-                go.wait(); // the local step is committed and visible
-            }
-        }
-        r
-    }
-    fn create(&self, i: &Item, n: i64) -> Result<bool> {
-        self.inner.create(i, n)
-    }
-    fn put(&self, i: &Item) -> Result<()> {
-        self.inner.put(i)
-    }
-    fn delete(&self, k: &str, n: i64) -> Result<bool> {
-        self.inner.delete(k, n)
-    }
-    fn compare_and_swap(&self, e: &Item, i: &Item, n: i64) -> Result<bool> {
-        self.inner.compare_and_swap(e, i, n)
-    }
-    fn list(&self, p: &str, n: i64) -> Result<Vec<Item>> {
-        self.inner.list(p, n)
-    }
-    fn purge_expired(&self, n: i64) -> Result<usize> {
-        self.inner.purge_expired(n)
-    }
-}
-
 #[test]
 fn a_sync_that_read_before_a_local_step_does_not_bring_the_older_cas_back() {
     use std::sync::Barrier;
     let read = Arc::new(Barrier::new(2));
     let go = Arc::new(Barrier::new(2));
-    let backend = Arc::new(GatedGet {
-        inner: SqliteBackend::in_memory().unwrap(),
-        gate: std::sync::Mutex::new(None),
-    });
+    let backend = Arc::new(Gated::new(On::Get(CA_KEY)));
     let set = Arc::new(CaSet::load_or_create(backend.clone(), "c", 0).unwrap());
     *backend.gate.lock().unwrap() = Some((read.clone(), go.clone()));
     let watcher = {
@@ -155,10 +114,7 @@ fn of_two_syncs_the_one_that_read_the_older_record_does_not_apply_it_last() {
     use std::sync::Barrier;
     let read = Arc::new(Barrier::new(2));
     let go = Arc::new(Barrier::new(2));
-    let backend = Arc::new(GatedGet {
-        inner: SqliteBackend::in_memory().unwrap(),
-        gate: std::sync::Mutex::new(None),
-    });
+    let backend = Arc::new(Gated::new(On::Get(CA_KEY)));
     let set = Arc::new(CaSet::load_or_create(backend.clone(), "c", 0).unwrap());
     let other = CaSet::load_or_create(backend.clone(), "c", 0).unwrap();
     other.apply(|r| r.start_auto(30, 100).map(Some)).unwrap();

@@ -2,6 +2,7 @@
 //! auth server on the same store.
 
 use super::*;
+use crate::auth::backend::gated::{Gated, On};
 use crate::auth::backend::sqlite::SqliteBackend;
 
 fn lock(target: LockTarget, expires: Option<i64>) -> LockInfo {
@@ -78,54 +79,12 @@ fn a_change_made_by_another_server_is_applied_by_sync() {
     assert!(link.changed.try_recv().is_ok());
 }
 
-/// A backend whose next list of the locks waits, after reading, until the test lets it go:
-/// it places a local change between a sync's read and its apply.
-struct GatedList {
-    inner: SqliteBackend,
-    gate: std::sync::Mutex<Option<(Arc<std::sync::Barrier>, Arc<std::sync::Barrier>)>>,
-}
-
-impl Backend for GatedList {
-    fn get(&self, k: &str, n: i64) -> Result<Option<Item>> {
-        self.inner.get(k, n)
-    }
-    fn create(&self, i: &Item, n: i64) -> Result<bool> {
-        self.inner.create(i, n)
-    }
-    fn put(&self, i: &Item) -> Result<()> {
-        self.inner.put(i)
-    }
-    fn delete(&self, k: &str, n: i64) -> Result<bool> {
-        self.inner.delete(k, n)
-    }
-    fn compare_and_swap(&self, e: &Item, i: &Item, n: i64) -> Result<bool> {
-        self.inner.compare_and_swap(e, i, n)
-    }
-    fn list(&self, p: &str, n: i64) -> Result<Vec<Item>> {
-        let r = self.inner.list(p, n);
-        if p == LOCKS {
-            let gate = self.gate.lock().unwrap().take();
-            if let Some((read, go)) = gate {
-                read.wait(); // the read is done
-                go.wait(); // the local change is in memory
-            }
-        }
-        r
-    }
-    fn purge_expired(&self, n: i64) -> Result<usize> {
-        self.inner.purge_expired(n)
-    }
-}
-
 #[test]
 fn a_sync_that_read_before_a_local_lock_does_not_erase_it() {
     use std::sync::Barrier;
     let read = Arc::new(Barrier::new(2));
     let go = Arc::new(Barrier::new(2));
-    let backend = Arc::new(GatedList {
-        inner: SqliteBackend::in_memory().unwrap(),
-        gate: std::sync::Mutex::new(None),
-    });
+    let backend = Arc::new(Gated::new(On::List(LOCKS)));
     let rev = Revocations::load(backend.clone(), 0).unwrap();
     *backend.gate.lock().unwrap() = Some((read.clone(), go.clone()));
     let watcher = {
@@ -152,10 +111,7 @@ fn a_sync_that_read_before_a_local_unlock_does_not_bring_the_lock_back_for_good(
     use std::sync::Barrier;
     let read = Arc::new(Barrier::new(2));
     let go = Arc::new(Barrier::new(2));
-    let backend = Arc::new(GatedList {
-        inner: SqliteBackend::in_memory().unwrap(),
-        gate: std::sync::Mutex::new(None),
-    });
+    let backend = Arc::new(Gated::new(On::List(LOCKS)));
     let rev = Revocations::load(backend.clone(), 0).unwrap();
     let target = LockTarget::ServerId("h1".into());
     rev.add_lock(lock(target.clone(), None)).unwrap();

@@ -2,6 +2,8 @@
 //! auth servers) can be added without touching the callers. Keys are '/'-separated paths;
 //! values are opaque bytes; an item may expire, judged by the caller's clock (`now`).
 
+#[cfg(test)]
+pub mod gated;
 mod pg_listen;
 pub mod postgres;
 pub mod sqlite;
