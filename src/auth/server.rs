@@ -73,7 +73,7 @@ impl AuthServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::net(settings.auth.listen_addr.to_string(), e))?;
-        let acceptor = net::acceptor(state.tls.server_config(vec![proto::ALPN_AUTH.to_vec()])?);
+        let acceptor = state.tls.server_config(vec![proto::ALPN_AUTH.to_vec()])?;
         info!(
             "auth service listening on {local_addr}, cluster {:?}, CA pin {}",
             state.cluster_name,

@@ -6,10 +6,10 @@
 use std::future::Future;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
-use futures_rustls::TlsAcceptor;
 use log::{debug, info, warn};
 use smol::net::{TcpListener, TcpStream};
 
@@ -146,7 +146,7 @@ async fn serve_keyed<F, Fut>(
 /// (`handle` should hold it) and is closed after `limits.anonymous_lifetime`.
 pub async fn serve_tls<F, Fut>(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Arc<rustls::ServerConfig>,
     caps: Caps,
     proxy_protocol: bool,
     shutdown: Shutdown,
@@ -187,7 +187,7 @@ async fn tls_conn<F, Fut>(
     mut tcp: TcpStream,
     tcp_peer: SocketAddr,
     mut slot: Slot,
-    acceptor: TlsAcceptor,
+    acceptor: Arc<rustls::ServerConfig>,
     proxy_protocol: bool,
     limits: Limits,
     handle: F,
@@ -211,8 +211,7 @@ async fn tls_conn<F, Fut>(
             refuse_proxy_header(&tcp).await?;
             tcp_peer
         };
-        let tls = acceptor
-            .accept(super::Tcp::new(tcp))
+        let tls = super::lean_tls::accept(acceptor, super::Tcp::new(tcp))
             .await
             .map_err(Opening::Tls)?;
         Ok::<_, Opening>((Box::new(tls), peer))

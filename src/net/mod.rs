@@ -7,15 +7,17 @@ pub mod caps;
 pub mod coalesce;
 mod deadline;
 mod keepalive;
+pub mod lean_tls;
 pub mod ping_filter;
 pub mod proxy_protocol;
 pub mod readahead;
 
 /// A TCP stream as TLS sees it: reads taken ahead while data flows (see `readahead`).
 pub type Tcp = readahead::ReadAhead<TcpStream>;
-/// An accepted TLS stream, boxed: it is handed down through several async functions, and each
-/// would otherwise keep a dead 1.3 KB copy of it in its state for the connection's whole life.
-pub type ServerTls = Box<futures_rustls::server::TlsStream<Tcp>>;
+/// An accepted TLS stream (`lean_tls`: no buffer while idle), boxed: it is handed down through
+/// several async functions, and each would otherwise keep a dead copy of it in its state for
+/// the connection's whole life.
+pub type ServerTls = Box<lean_tls::ServerStream<Tcp>>;
 pub mod refusal;
 pub mod rpc;
 pub mod source;
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use futures_rustls::{TlsAcceptor, TlsConnector};
+use futures_rustls::TlsConnector;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -364,11 +366,6 @@ impl<S: futures_lite::AsyncRead + Unpin> Framed<S> {
             }
         }
     }
-}
-
-/// A TLS acceptor for a server config.
-pub fn acceptor(config: Arc<ServerConfig>) -> TlsAcceptor {
-    TlsAcceptor::from(config)
 }
 
 /// The address a local client uses to reach a listener (0.0.0.0 becomes loopback).

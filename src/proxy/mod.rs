@@ -137,7 +137,7 @@ impl ProxyServer {
             .map_err(|e| Error::net(settings.proxy.web_listen_addr.to_string(), e))?;
         crate::join::check_not_expired(&identity, &path)?;
         let tls = LiveTls::new(&identity)?;
-        let acceptor = net::acceptor(server_config(&tls, settings)?);
+        let acceptor = server_config(&tls, settings)?;
         let own_web = web_trust(&identity, settings)?;
         let (relay_tx, relay_rx) = smol::channel::bounded(RELAY_QUEUE);
         let (renew_now, renew_rx) = smol::channel::bounded(1);

@@ -8,6 +8,7 @@ mod harness;
 mod mutate;
 mod pg;
 mod samples;
+mod tls;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -47,7 +48,8 @@ pub const TOTAL_WEIGHT: f64 = 1.0 // http_request
     + 0.5 // route
     + 1.0 // proxy_protocol
     + 1.0 // pg_messages
-    + 0.5; // pg_conn_string
+    + 0.5 // pg_conn_string
+    + 1.0; // tls_server
 
 /// An outcome label for feedback: the letters and spaces of a message up to its first quoted
 /// part (where the input shows up), so "invalid pin \"x\" at 3" and "invalid pin \"y\" at 4"

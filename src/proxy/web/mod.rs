@@ -54,7 +54,7 @@ impl Reply {
 }
 
 pub async fn serve(mut tls: crate::net::ServerTls, peer: SocketAddr, state: Arc<ProxyState>) {
-    tls.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
+    tls.set_send_limit(TLS_SEND_BUFFER);
     let req = match net::with_timeout(READ_TIMEOUT, http::read_request(&mut tls)).await {
         Some(Ok(r)) => r,
         Some(Err(ParseError::Bad(why))) => {

@@ -1,0 +1,444 @@
+//! The server side of TLS over rustls's unbuffered API, for the thousands of connections auth
+//! and the proxies hold open. rustls's buffered connection keeps a 4 KiB receive buffer (and
+//! its queues) for a connection's whole life; here every buffer exists only while bytes wait
+//! in it: an idle heartbeat stream or tunnel holds no buffer at all, only rustls's state.
+//!
+//! - Received TLS bytes wait in `inbuf`, which starts at 4 KiB, grows to one full record (and,
+//!   for a handshake message split over records, up to rustls's 64 KiB limit), and is freed
+//!   once drained when the socket has nothing more.
+//! - Decrypted bytes the reader's buffer could not take wait in `plain`.
+//! - Bytes to send (handshake flights, records, alerts) wait in `out` until the socket took
+//!   them all; a writer gets `Pending` while `out` is full, so it is bounded.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::ServerConfig;
+
+/// First size of the receive buffer: a ClientHello or a heartbeat fits.
+const IN_FIRST: usize = 4 * 1024;
+/// One full TLS record (16 KiB of data, its header, padding and tag).
+const IN_RECORD: usize = 16 * 1024 + 2048 + 5;
+/// A handshake message joined from several records: rustls refuses more than 64 KiB.
+const IN_MAX: usize = 64 * 1024 + 2 * IN_RECORD;
+/// Most plaintext encrypted by one `poll_write`; `out` grows to hold its records.
+const WRITE_CHUNK: usize = 32 * 1024;
+/// Encrypted bytes a stream may hold unsent before a writer waits for the socket (rustls's
+/// own default).
+const SEND_LIMIT: usize = 64 * 1024;
+
+/// An accepted TLS connection (after `accept`).
+pub struct ServerStream<S> {
+    io: S,
+    conn: UnbufferedServerConnection,
+    inbuf: Vec<u8>,
+    in_used: usize,
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// Bytes to send are `out[out_pos..out_end]` (the Vec's length is its initialized size).
+    out: Vec<u8>,
+    out_pos: usize,
+    out_end: usize,
+    send_limit: usize,
+    /// The peer sent close_notify (clean) or the transport ended without it.
+    read_done: Option<Ending>,
+    /// We queued close_notify.
+    closing: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    CloseNotify,
+    Eof,
+}
+
+/// What the caller of a step wants done once rustls lets it write.
+enum Intent<'a> {
+    Read,
+    Write(&'a [u8]),
+    Close,
+}
+
+/// What one step of rustls's state machine asks for.
+enum Step {
+    /// Decrypted bytes went to `plain`, bytes to send to `out`, or the peer's close_notify
+    /// to `read_done`: step again.
+    Progress,
+    /// More bytes from the peer are needed.
+    NeedInput,
+    /// Application data may be sent: `n` bytes of the given data were encrypted (or
+    /// close_notify was queued).
+    Wrote(usize),
+}
+
+/// Runs the TLS handshake on `io` as a server.
+pub async fn accept<S>(config: Arc<ServerConfig>, io: S) -> io::Result<ServerStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
+    let mut s = ServerStream {
+        io,
+        conn,
+        inbuf: Vec::new(),
+        in_used: 0,
+        plain: Vec::new(),
+        plain_pos: 0,
+        out: Vec::new(),
+        out_pos: 0,
+        out_end: 0,
+        send_limit: SEND_LIMIT,
+        read_done: None,
+        closing: false,
+    };
+    loop {
+        let step = match s.step(Intent::Read) {
+            Ok(step) => step,
+            Err(e) => {
+                // The alert rustls queued (a refused certificate, say) tells the peer why.
+                let _ = s.step(Intent::Read);
+                let _ = futures_lite::future::poll_fn(|cx| s.poll_send(cx)).await;
+                return Err(e);
+            }
+        };
+        futures_lite::future::poll_fn(|cx| s.poll_send(cx)).await?;
+        if s.read_done.is_some() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        match step {
+            Step::Progress => {}
+            Step::NeedInput if !s.conn.is_handshaking() => return Ok(s),
+            Step::NeedInput => {
+                let n = futures_lite::future::poll_fn(|cx| s.poll_fill(cx)).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Step::Wrote(_) => return Ok(s),
+        }
+    }
+}
+
+impl<S> ServerStream<S> {
+    /// The transport and the TLS connection (peer certificates, ALPN).
+    pub fn get_ref(&self) -> (&S, &UnbufferedServerConnection) {
+        (&self.io, &self.conn)
+    }
+
+    /// Caps the encrypted bytes held unsent (a writer waits beyond it).
+    pub fn set_send_limit(&mut self, limit: usize) {
+        self.send_limit = limit.max(1024);
+    }
+
+    /// Bytes held in buffers (for tests of idle memory).
+    pub fn buffered(&self) -> usize {
+        self.inbuf.capacity() + self.plain.capacity() + self.out.capacity()
+    }
+
+    /// One call into rustls: feeds what `inbuf` holds, queues what rustls wants sent into
+    /// `out`, moves decrypted bytes to `plain`, and encrypts `data` when writable. rustls
+    /// always gets the whole of `inbuf`, on the write side too: it remembers positions in it
+    /// (a handshake message arriving in pieces), and another slice would break them.
+    fn step(&mut self, intent: Intent<'_>) -> io::Result<Step> {
+        let input = &mut self.inbuf[..self.in_used];
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(input);
+        let step = match state.map_err(tls_error) {
+            Err(e) => Err(e),
+            Ok(ConnectionState::ReadTraffic(mut records)) => {
+                let mut got = Ok(Step::Progress);
+                while let Some(record) = records.next_record() {
+                    match record {
+                        Ok(r) => self.plain.extend_from_slice(r.payload),
+                        Err(e) => {
+                            got = Err(tls_error(e));
+                            break;
+                        }
+                    }
+                }
+                got
+            }
+            Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                let mut room = 1024;
+                loop {
+                    let tail = spare(&mut self.out, &mut self.out_pos, &mut self.out_end, room);
+                    match e.encode(tail) {
+                        Ok(n) => {
+                            self.out_end += n;
+                            break Ok(Step::Progress);
+                        }
+                        Err(EncodeError::InsufficientSize(s)) if s.required_size > room => {
+                            room = s.required_size;
+                        }
+                        Err(e) => break Err(io::Error::other(e)),
+                    }
+                }
+            }
+            Ok(ConnectionState::TransmitTlsData(t)) => {
+                // `out` owns the bytes now; they are sent before anything else is.
+                t.done();
+                Ok(Step::Progress)
+            }
+            Ok(ConnectionState::BlockedHandshake) => Ok(Step::NeedInput),
+            Ok(ConnectionState::WriteTraffic(mut w)) => match intent {
+                Intent::Read => Ok(Step::NeedInput),
+                Intent::Close => {
+                    let tail = spare(&mut self.out, &mut self.out_pos, &mut self.out_end, 64);
+                    if let Ok(n) = w.queue_close_notify(tail) {
+                        self.out_end += n;
+                    }
+                    Ok(Step::Wrote(0))
+                }
+                Intent::Write(data) => {
+                    let data = &data[..data.len().min(WRITE_CHUNK).min(self.send_limit)];
+                    // One record's overhead per 16 KiB, plus room: the exact need is asked
+                    // for again below if rustls wants more.
+                    let mut room = data.len() + 64 * (data.len() / (16 * 1024) + 1);
+                    loop {
+                        let tail = spare(&mut self.out, &mut self.out_pos, &mut self.out_end, room);
+                        match w.encrypt(data, tail) {
+                            Ok(n) => {
+                                self.out_end += n;
+                                break Ok(Step::Wrote(data.len()));
+                            }
+                            Err(EncryptError::InsufficientSize(s)) if s.required_size > room => {
+                                room = s.required_size;
+                            }
+                            Err(e) => break Err(io::Error::other(e)),
+                        }
+                    }
+                }
+            },
+            // Reported once: whichever side steps records it for the reader.
+            Ok(ConnectionState::PeerClosed) => {
+                self.read_done = Some(Ending::CloseNotify);
+                Ok(Step::Progress)
+            }
+            Ok(ConnectionState::Closed) => {
+                self.read_done = Some(Ending::CloseNotify);
+                Ok(Step::Wrote(0))
+            }
+            // Early data is never enabled in our configurations.
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unexpected TLS state",
+            )),
+        };
+        if discard > 0 {
+            self.inbuf.copy_within(discard..self.in_used, 0);
+            self.in_used -= discard;
+        }
+        step
+    }
+
+    /// Frees the buffers that hold nothing (the connection went quiet).
+    fn trim(&mut self) {
+        if self.in_used == 0 && !self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+        }
+        if self.plain_pos == self.plain.len() && self.plain.capacity() > 0 {
+            self.plain = Vec::new();
+            self.plain_pos = 0;
+        }
+        if self.out_pos == self.out_end && !self.out.is_empty() {
+            self.out = Vec::new();
+            (self.out_pos, self.out_end) = (0, 0);
+        }
+    }
+}
+
+/// At least `room` free bytes at the end of `out[..end]` (moving unsent bytes to the front or
+/// growing it); returns them to write into. The caller adds what it wrote to `end`.
+fn spare<'a>(out: &'a mut Vec<u8>, pos: &mut usize, end: &mut usize, room: usize) -> &'a mut [u8] {
+    if out.len() - *end < room && *pos > 0 {
+        out.copy_within(*pos..*end, 0);
+        *end -= *pos;
+        *pos = 0;
+    }
+    if out.len() - *end < room {
+        out.resize(*end + room, 0);
+    }
+    &mut out[*end..]
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ServerStream<S> {
+    /// Reads from the socket into `inbuf`, growing it when full; `Ok(0)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.in_used == self.inbuf.len() {
+            let next = match self.inbuf.len() {
+                0 => IN_FIRST,
+                n if n < IN_RECORD => IN_RECORD,
+                n if n < IN_MAX => IN_MAX,
+                _ => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "TLS message larger than 64 KiB",
+                    )))
+                }
+            };
+            self.inbuf.resize(next, 0);
+        }
+        match Pin::new(&mut self.io).poll_read(cx, &mut self.inbuf[self.in_used..]) {
+            Poll::Ready(Ok(n)) => {
+                self.in_used += n;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                self.trim();
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Sends what `out` holds; `Ready(Ok)` once all of it went.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_pos < self.out_end {
+            let pending = &self.out[self.out_pos..self.out_end];
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_pos += n;
+        }
+        // All sent: the space is reused by the next write and freed when the stream idles.
+        (self.out_pos, self.out_end) = (0, 0);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Copies waiting plaintext into `buf`.
+    fn take_plain(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.plain.len() - self.plain_pos);
+        buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+        self.plain_pos += n;
+        if self.plain_pos == self.plain.len() {
+            self.plain.clear();
+            self.plain_pos = 0;
+        }
+        n
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut got = 0;
+        loop {
+            got += this.take_plain(&mut buf[got..]);
+            if got == buf.len() || this.read_done.is_some() {
+                break;
+            }
+            match this.step(Intent::Read)? {
+                Step::Progress => {
+                    // Handshake messages after the handshake (key updates) and alerts go out
+                    // as they come; a slow socket does not stop reading.
+                    if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                // Only when both sides have closed (read_done is set).
+                Step::Wrote(_) => {}
+                Step::NeedInput => {
+                    if got > 0 {
+                        break;
+                    }
+                    match this.poll_fill(cx) {
+                        Poll::Ready(Ok(0)) => this.read_done = Some(Ending::Eof),
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            }
+        }
+        if got == 0 && this.read_done == Some(Ending::Eof) {
+            // As rustls's own reader: a stream cut without close_notify may be truncated.
+            this.trim();
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer closed connection without sending TLS close_notify",
+            )));
+        }
+        if got == 0 {
+            this.trim();
+        }
+        Poll::Ready(Ok(got))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.closing {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let pending = this.out_end - this.out_pos;
+        if pending > 0 && pending + data.len().min(WRITE_CHUNK) > this.send_limit {
+            ready!(this.poll_send(cx))?;
+        }
+        loop {
+            match this.step(Intent::Write(data))? {
+                Step::Wrote(n) if n > 0 => {
+                    // Start sending at once; what the socket does not take waits in `out`.
+                    if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Step::Progress => {}
+                // Closed by both sides.
+                Step::Wrote(_) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Step::NeedInput => return Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.closing {
+            ready!(this.poll_send(cx))?;
+            while let Step::Progress = this.step(Intent::Close)? {}
+            this.closing = true;
+        }
+        ready!(this.poll_send(cx))?;
+        this.trim();
+        Pin::new(&mut this.io).poll_close(cx)
+    }
+}
+
+/// Closes the connection politely, with a time limit (for callers without one).
+pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(s: &mut ServerStream<S>) {
+    let _ = super::with_timeout(super::WRITE_TIMEOUT, s.close()).await;
+}
+
+#[cfg(test)]
+#[path = "lean_tls_tests.rs"]
+mod tests;
