@@ -1,6 +1,7 @@
 //! Certificates: the cluster CA, SPKI pins, and identities stored on disk.
 
 pub mod ca;
+pub mod der;
 pub mod identity;
 pub mod live;
 pub mod pin;
@@ -8,6 +9,7 @@ pub mod proof;
 pub mod provider;
 pub mod verify;
 pub mod webpin;
+pub mod x509;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
