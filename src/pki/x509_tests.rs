@@ -154,6 +154,7 @@ fn invalid_strings_and_values_are_errors() {
     let bad_cn = patched(&der, &[0x0c, 0x02, b'h', b'1'], &[0x0c, 0x02, 0xff, 0xfe]);
     let cert = Certificate::parse(&bad_cn).unwrap();
     assert!(cert.subject.first(oid::COMMON_NAME).is_err());
+    assert!(crate::pki::subject_of(&bad_cn).is_err());
     // A DNS name with a non-ASCII byte.
     let bad_dns = patched(&der, b"localhost", b"localhos\xff");
     assert!(Certificate::parse(&bad_dns)
