@@ -193,3 +193,93 @@ pub fn parse_der(der: &[u8]) -> Result<CsrKey, CsrError> {
         alg: alg.rcgen,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, KeyPair, PublicKeyData};
+
+    fn csr_der(key: &KeyPair) -> Vec<u8> {
+        let mut p = CertificateParams::new(vec!["node-1".to_string()]).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "x");
+        p.serialize_request(key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn takes_the_key_of_a_csr_signed_with_it_for_each_algorithm() {
+        for alg in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &rcgen::PKCS_ED25519,
+        ] {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let got = parse_der(&csr_der(&key)).unwrap();
+            assert_eq!(got.der_bytes(), key.public_key_raw());
+            assert_eq!(got.algorithm(), alg);
+            assert_eq!(got.subject_public_key_info(), key.subject_public_key_info());
+        }
+        let key = KeyPair::generate().unwrap();
+        let pem = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        assert_eq!(parse_pem(&pem).unwrap().der_bytes(), key.public_key_raw());
+    }
+
+    #[test]
+    fn a_signature_by_another_key_or_over_other_bytes_is_refused() {
+        let key = KeyPair::generate().unwrap();
+        let der = csr_der(&key);
+        // The CN "x" changed to "y" after signing.
+        let at = der
+            .windows(3)
+            .position(|w| w == [0x0c, 0x01, b'x'])
+            .unwrap();
+        let mut changed = der.clone();
+        changed[at + 2] = b'y';
+        assert_eq!(parse_der(&changed).unwrap_err(), CsrError::BadSignature);
+        // Another key's SPKI in place of the signer's (same length for P-256).
+        let other = KeyPair::generate().unwrap();
+        let (mine, theirs) = (key.public_key_raw(), other.public_key_raw());
+        let at = der.windows(mine.len()).position(|w| w == mine).unwrap();
+        let mut swapped = der.clone();
+        swapped[at..at + theirs.len()].copy_from_slice(theirs);
+        assert_eq!(parse_der(&swapped).unwrap_err(), CsrError::BadSignature);
+    }
+
+    #[test]
+    fn malformed_and_unsupported_csrs_are_errors() {
+        let der = csr_der(&KeyPair::generate().unwrap());
+        for n in 0..der.len() {
+            assert!(parse_der(&der[..n]).is_err(), "truncated to {n}");
+        }
+        let mut longer = der.clone();
+        longer.push(0);
+        assert_eq!(
+            parse_der(&longer).unwrap_err(),
+            CsrError::Der(DerError::TrailingData)
+        );
+        // ecdsa-with-SHA384 over a P-256 key: a pair we do not take.
+        let at = der
+            .windows(ECDSA_SHA256.len())
+            .position(|w| w == ECDSA_SHA256)
+            .unwrap();
+        let mut sha384 = der.clone();
+        sha384[at..at + ECDSA_SHA384.len()].copy_from_slice(ECDSA_SHA384);
+        assert_eq!(
+            parse_der(&sha384).unwrap_err(),
+            CsrError::UnsupportedAlgorithm
+        );
+        assert_eq!(parse_pem("not a csr").unwrap_err(), CsrError::Pem);
+        assert_eq!(
+            parse_der(&vec![0x30; MAX_CSR_LEN + 1]).unwrap_err(),
+            CsrError::TooLong
+        );
+        for i in 0..der.len() {
+            let mut bad = der.clone();
+            bad[i] ^= 0x80;
+            assert!(parse_der(&bad).is_err(), "byte {i} changed");
+        }
+    }
+}
