@@ -311,8 +311,7 @@ fn decide(
 /// The expiry (Unix seconds) of a certificate we just signed.
 fn cert_expiry(pem: &str) -> Option<i64> {
     let der = crate::pki::certs_from_pem(pem).ok()?.into_iter().next()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    Some(cert.validity().not_after.timestamp())
+    Some(crate::pki::parse_cert(&der).ok()?.not_after)
 }
 
 /// A join: check the request, then the token (without using it), sign, and only then use the

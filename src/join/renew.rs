@@ -124,9 +124,7 @@ fn check_vouched(
         return refused("its certificate is not issued by the CA set it came with");
     }
     let key = rcgen::KeyPair::from_pem(key_pem)?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(&cert)
-        .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
-    if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+    if crate::pki::parse_cert(&cert)?.public_key != key.public_key_raw() {
         return refused("its certificate is not for the key this host made");
     }
     Ok(())

@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -31,14 +31,14 @@ pub struct CertAuthority {
 }
 
 /// A CSR whose signature was checked; only its public key is ever used.
-pub struct Csr(CertificateSigningRequestParams);
+pub struct Csr(crate::pki::csr::CsrKey);
 
 impl Csr {
     /// SHA-256 of the public key it asks to certify.
     pub fn key_fingerprint(&self) -> [u8; 32] {
         use rcgen::PublicKeyData;
         use sha2::{Digest, Sha256};
-        Sha256::digest(self.0.public_key.der_bytes()).into()
+        Sha256::digest(self.0.der_bytes()).into()
     }
 }
 
@@ -87,7 +87,7 @@ impl CertAuthority {
 
     fn issuer(&self) -> Result<Issuer<'static, KeyPair>> {
         let key = KeyPair::from_pem(&self.key_pem)?;
-        Ok(Issuer::from_ca_cert_pem(&self.cert_pem, key)?)
+        crate::pki::issuer::from_ca_cert(&self.cert_der()?, key)
     }
 
     fn params_for(subject: &Subject, sans: &Sans, validity: Duration) -> Result<CertificateParams> {
@@ -132,7 +132,7 @@ impl CertAuthority {
 
     /// Parses a CSR and checks that its signature proves the key.
     pub fn parse_csr(csr_pem: &str) -> Result<Csr> {
-        CertificateSigningRequestParams::from_pem(csr_pem)
+        crate::pki::csr::parse_pem(csr_pem)
             .map(Csr)
             .map_err(|e| Error::Pki(format!("invalid certificate signing request: {e}")))
     }
@@ -152,7 +152,7 @@ impl CertAuthority {
         validity: Duration,
     ) -> Result<String> {
         let params = Self::params_for(subject, sans, validity)?;
-        Ok(params.signed_by(&csr.0.public_key, &self.issuer()?)?.pem())
+        Ok(params.signed_by(&csr.0, &self.issuer()?)?.pem())
     }
 
     /// Signs a CSR parsed by `parse_csr` with the default host validity.
@@ -168,7 +168,7 @@ impl CertAuthority {
         validity: Duration,
     ) -> Result<String> {
         let params = Self::params_for(subject, &Sans::default(), validity)?;
-        Ok(params.signed_by(&csr.0.public_key, &self.issuer()?)?.pem())
+        Ok(params.signed_by(&csr.0, &self.issuer()?)?.pem())
     }
 
     /// Issues a key pair and certificate for a local identity (auth's own TLS certificate, the
@@ -232,10 +232,13 @@ mod tests {
         let cert = ca.sign_csr(&csr, &subject, &Sans::default()).unwrap();
         let der = certs_from_pem(&cert).unwrap().remove(0);
         assert_eq!(subject_of(&der).unwrap(), subject);
-        let (_, x509) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let eku = x509.extended_key_usage().unwrap().unwrap().value;
-        assert!(
-            eku.client_auth && !eku.server_auth,
+        let eku = crate::pki::parse_cert(&der)
+            .unwrap()
+            .extended_key_usages()
+            .unwrap();
+        assert_eq!(
+            eku,
+            vec![crate::pki::x509::oid::CLIENT_AUTH],
             "a node cert must be client-only"
         );
     }

@@ -25,10 +25,7 @@ impl Identity {
 
     /// When our certificate stops being valid (Unix seconds).
     pub fn not_after(&self) -> Result<i64> {
-        let der = self.cert_der()?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&der)
-            .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
-        Ok(cert.validity().not_after.timestamp())
+        Ok(crate::pki::parse_cert(&self.cert_der()?)?.not_after)
     }
 
     pub fn cert_der(&self) -> Result<CertificateDer<'static>> {

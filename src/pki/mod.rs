@@ -1,13 +1,17 @@
 //! Certificates: the cluster CA, SPKI pins, and identities stored on disk.
 
 pub mod ca;
+pub mod csr;
+pub mod der;
 pub mod identity;
+pub mod issuer;
 pub mod live;
 pub mod pin;
 pub mod proof;
 pub mod provider;
 pub mod verify;
 pub mod webpin;
+pub mod x509;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -44,70 +48,56 @@ pub struct Subject {
     pub node_name: String,
 }
 
+/// Parses a DER certificate, with the error text every caller gives.
+pub fn parse_cert(der: &[u8]) -> Result<x509::Certificate<'_>> {
+    x509::Certificate::parse(der).map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))
+}
+
 /// Reads host ID (CN), role (O), cluster (OU) and node name (the `name` attribute) from a DER
-/// certificate.
+/// certificate. A missing attribute reads as empty.
 pub fn subject_of(der: &[u8]) -> Result<Subject> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
-    let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue>| {
-        it.next()
-            .and_then(|a| a.as_str().ok())
-            .unwrap_or_default()
-            .to_string()
+    let cert = parse_cert(der)?;
+    let first = |oid: &[u8]| {
+        cert.subject
+            .first(oid)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))
     };
-    let subject = cert.subject();
-    let name_oid = x509_parser::der_parser::oid::Oid::from(&NAME_ATTRIBUTE_OID)
-        .map_err(|_| Error::Pki("bad name attribute OID".into()))?;
-    let out = Subject {
-        host_id: first(&mut subject.iter_common_name()),
-        role: first(&mut subject.iter_organization()),
-        cluster: first(&mut subject.iter_organizational_unit()),
-        node_name: first(&mut subject.iter_by_oid(&name_oid)),
-    };
-    Ok(out)
+    Ok(Subject {
+        host_id: first(x509::oid::COMMON_NAME)?,
+        role: first(x509::oid::ORGANIZATION)?,
+        cluster: first(x509::oid::ORGANIZATIONAL_UNIT)?,
+        node_name: first(x509::oid::NAME)?,
+    })
 }
 
 /// What renewal decisions need of a certificate: its issuer's name, issue time and expiry.
 pub fn facts_of(der: &[u8]) -> Result<crate::core::rotation::CertFacts> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
-    let v = cert.validity();
+    let cert = parse_cert(der)?;
     Ok(crate::core::rotation::CertFacts {
-        issuer: cert.issuer().as_raw().to_vec(),
-        issued: v.not_before.timestamp() + ca::BACKDATE.as_secs() as i64,
-        not_after: v.not_after.timestamp(),
+        issuer: cert.issuer.raw.to_vec(),
+        issued: cert.not_before + ca::BACKDATE.as_secs() as i64,
+        not_after: cert.not_after,
     })
 }
 
 /// The DER of a CA certificate's own name, which the certificates it signs carry as issuer.
 pub fn subject_name_of(der: &[u8]) -> Result<Vec<u8>> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
-    Ok(cert.subject().as_raw().to_vec())
+    Ok(parse_cert(der)?.subject.raw.to_vec())
 }
 
 /// The names (DNS and IP) a certificate is valid for: what a proxy's renewed certificate
 /// keeps, as auth chose them at its join.
 pub fn sans_of(der: &[u8]) -> Result<ca::Sans> {
-    use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
+    let names = parse_cert(der)?
+        .subject_alt_names()
         .map_err(|e| Error::Pki(format!("cannot parse certificate: {e}")))?;
     let mut sans = ca::Sans::default();
-    if let Ok(Some(ext)) = cert.subject_alternative_name() {
-        for name in &ext.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => sans.dns.push(d.to_string()),
-                GeneralName::IPAddress(b) => match b.len() {
-                    4 => sans.ips.push(std::net::IpAddr::from(
-                        <[u8; 4]>::try_from(*b).unwrap_or_default(),
-                    )),
-                    16 => sans.ips.push(std::net::IpAddr::from(
-                        <[u8; 16]>::try_from(*b).unwrap_or_default(),
-                    )),
-                    _ => {}
-                },
-                _ => {}
-            }
+    for name in names {
+        match name {
+            x509::GeneralName::Dns(d) => sans.dns.push(d),
+            x509::GeneralName::Ip(ip) => sans.ips.push(ip),
+            x509::GeneralName::Uri(_) => {}
         }
     }
     Ok(sans)

@@ -30,9 +30,9 @@ impl Pin {
 
     /// The pin of a DER certificate.
     pub fn of_cert(der: &[u8]) -> Result<Pin> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der)
+        let cert = crate::pki::x509::Certificate::parse(der)
             .map_err(|e| Error::Pki(format!("cannot parse CA certificate: {e}")))?;
-        Ok(Pin(Sha256::digest(cert.public_key().raw).into()))
+        Ok(Pin(Sha256::digest(cert.spki_raw).into()))
     }
 }
 
@@ -95,8 +95,8 @@ mod tests {
         let der = ca.cert_der().unwrap();
         let pin = Pin::of_cert(&der).unwrap();
         // Independent computation: the SPKI is the key pair's public key DER.
-        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let spki = parsed.tbs_certificate.subject_pki.raw;
+        let key = rcgen::KeyPair::from_pem(&ca.key_pem).unwrap();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
         assert_eq!(pin.0, <[u8; 32]>::from(Sha256::digest(spki)));
         assert!(check_all(std::slice::from_ref(&pin), &[&der]).is_ok());
 

@@ -77,11 +77,10 @@ fn verify_bytes(cert_der: &[u8], msg: &[u8], proof: &str) -> bool {
     let Some(sig) = unhex(proof) else {
         return false;
     };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+    let Ok(cert) = crate::pki::x509::Certificate::parse(cert_der) else {
         return false;
     };
-    let key = cert.public_key().subject_public_key.data.as_ref();
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, cert.public_key)
         .verify(msg, &sig)
         .is_ok()
 }

@@ -16,11 +16,11 @@ const B64_LEN: usize = 44;
 
 /// The curl pin of a DER certificate's public key.
 pub fn of_cert(der: &[u8]) -> Result<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
+    let cert = crate::pki::x509::Certificate::parse(der)
         .map_err(|e| Error::Pki(format!("cannot parse the web certificate: {e}")))?;
     Ok(format!(
         "{PREFIX}{}",
-        base64(&Sha256::digest(cert.public_key().raw))
+        base64(&Sha256::digest(cert.spki_raw))
     ))
 }
 

@@ -103,25 +103,20 @@ pub struct CertFacts {
 pub fn cert_facts(pem: &str) -> CertFacts {
     let der = certs_from_pem(pem).unwrap().remove(0);
     let subject = pki::subject_of(&der).unwrap();
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let cert = pki::parse_cert(&der).unwrap();
     let dns = cert
-        .subject_alternative_name()
+        .subject_alt_names()
         .unwrap()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
-                    _ => None,
-                })
-                .collect()
+        .into_iter()
+        .filter_map(|n| match n {
+            pki::x509::GeneralName::Dns(d) => Some(d),
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     let server_auth = cert
-        .extended_key_usage()
+        .extended_key_usages()
         .unwrap()
-        .is_some_and(|e| e.value.server_auth);
+        .contains(&pki::x509::oid::SERVER_AUTH);
     CertFacts {
         subject,
         dns,

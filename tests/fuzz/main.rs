@@ -9,6 +9,7 @@ mod mutate;
 mod pg;
 mod samples;
 mod tls;
+mod x509;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -43,6 +44,7 @@ pub const TOTAL_WEIGHT: f64 = 1.0 // http_request
     + 0.5 // pin
     + 1.0 // cert_pem
     + 1.0 // cert_der
+    + 1.0 // x509_der
     + 1.0 // config_yaml
     + 0.5 // config_strings
     + 0.5 // route
