@@ -232,6 +232,10 @@ impl<S> ServerStream<S> {
             self.inbuf.copy_within(discard..self.in_used, 0);
             self.in_used -= discard;
         }
+        if self.read_done == Some(Ending::CloseNotify) {
+            // rustls never reads past close_notify: bytes after it are dropped, not kept.
+            self.in_used = 0;
+        }
         step
     }
 

@@ -240,3 +240,23 @@ fn bytes_that_are_not_tls_fail_the_handshake_without_a_panic() {
         }
     });
 }
+
+#[test]
+fn bytes_after_close_notify_are_not_kept_once_the_stream_is_closed() {
+    let p = pair();
+    smol::block_on(async {
+        let (s, c) = futures_lite::future::zip(accepted(&p), connect(&p, None)).await;
+        let (mut s, mut c) = (s.unwrap(), c.unwrap());
+        c.write_all(b"last").await.unwrap();
+        c.get_mut().1.send_close_notify();
+        c.flush().await.unwrap();
+        // Whatever follows close_notify in the same segment: rustls never looks at it.
+        c.get_mut().0.write_all(&[0x17; 100]).await.unwrap();
+        c.get_mut().0.flush().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"last");
+        s.close().await.unwrap();
+        assert_eq!(s.buffered(), 0, "a closed stream holds no buffer");
+    });
+}
