@@ -260,3 +260,25 @@ fn bytes_after_close_notify_are_not_kept_once_the_stream_is_closed() {
         assert_eq!(s.buffered(), 0, "a closed stream holds no buffer");
     });
 }
+
+#[test]
+fn a_key_update_the_client_asks_for_is_answered_and_data_flows_both_ways_after_it() {
+    let p = pair();
+    smol::block_on(async {
+        let (s, c) = futures_lite::future::zip(accepted(&p), connect(&p, None)).await;
+        let (mut s, mut c) = (s.unwrap(), c.unwrap());
+        for round in 0..40u8 {
+            c.get_mut().1.refresh_traffic_keys().unwrap();
+            c.write_all(&[round; 300]).await.unwrap();
+            c.flush().await.unwrap();
+            let mut got = [0u8; 300];
+            s.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, [round; 300]);
+            s.write_all(&[round; 10]).await.unwrap();
+            s.flush().await.unwrap();
+            let mut back = [0u8; 10];
+            c.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, [round; 10]);
+        }
+    });
+}
