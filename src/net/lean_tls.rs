@@ -362,7 +362,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerStream<S> {
                         break;
                     }
                     match this.poll_fill(cx) {
-                        Poll::Ready(Ok(0)) => this.read_done = Some(Ending::Eof),
+                        Poll::Ready(Ok(0)) => {
+                            this.read_done = Some(Ending::Eof);
+                            // A record cut short stays (rustls may still point into it when
+                            // the writer steps), but only its bytes: nothing more will come.
+                            this.inbuf.truncate(this.in_used);
+                            this.inbuf.shrink_to_fit();
+                        }
                         Poll::Ready(Ok(_)) => {}
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => return Poll::Pending,

@@ -282,3 +282,30 @@ fn a_key_update_the_client_asks_for_is_answered_and_data_flows_both_ways_after_i
         }
     });
 }
+
+#[test]
+fn a_stream_cut_inside_a_record_is_an_error_and_the_closed_stream_holds_no_buffer() {
+    let p = pair();
+    smol::block_on(async {
+        let (s, c) = futures_lite::future::zip(accepted(&p), connect(&p, None)).await;
+        let (mut s, mut c) = (s.unwrap(), c.unwrap());
+        // One record's ciphertext, of which only the first half ever arrives.
+        std::io::Write::write_all(&mut c.get_mut().1.writer(), &[7u8; 500]).unwrap();
+        let mut record = Vec::new();
+        c.get_mut().1.write_tls(&mut record).unwrap();
+        let tcp = c.get_mut().0;
+        tcp.write_all(&record[..record.len() / 2]).await.unwrap();
+        tcp.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = [0u8; 64];
+        let e = s.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        let _ = s.write_all(b"bye").await;
+        let _ = s.close().await;
+        // Only the cut record's bytes may stay (not a 4 KiB or larger receive buffer).
+        assert!(
+            s.buffered() <= record.len() / 2,
+            "{} bytes held",
+            s.buffered()
+        );
+    });
+}
