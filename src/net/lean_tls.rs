@@ -49,6 +49,10 @@ pub struct ServerStream<S> {
     read_done: Option<Ending>,
     /// We queued close_notify.
     closing: bool,
+    /// The error rustls reported. It is not stepped over its input again: it would take the
+    /// same bad record again and queue a second fatal alert (a debug build asserts). Later
+    /// steps only take out the alert it queued, then report this error.
+    failed: Option<rustls::Error>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,6 +99,7 @@ where
         send_limit: SEND_LIMIT,
         read_done: None,
         closing: false,
+        failed: None,
     };
     loop {
         let step = match s.step(Intent::Read) {
@@ -145,16 +150,25 @@ impl<S> ServerStream<S> {
     /// always gets the whole of `inbuf`, on the write side too: it remembers positions in it
     /// (a handshake message arriving in pieces), and another slice would break them.
     fn step(&mut self, intent: Intent<'_>) -> io::Result<Step> {
+        if let Some(e) = &self.failed {
+            if !self.conn.wants_write() {
+                return Err(tls_error(e.clone()));
+            }
+        }
         let input = &mut self.inbuf[..self.in_used];
         let UnbufferedStatus { discard, state } = self.conn.process_tls_records(input);
-        let step = match state.map_err(tls_error) {
-            Err(e) => Err(e),
+        let step = match state {
+            Err(e) => {
+                self.failed = Some(e.clone());
+                Err(tls_error(e))
+            }
             Ok(ConnectionState::ReadTraffic(mut records)) => {
                 let mut got = Ok(Step::Progress);
                 while let Some(record) = records.next_record() {
                     match record {
                         Ok(r) => self.plain.extend_from_slice(r.payload),
                         Err(e) => {
+                            self.failed = Some(e.clone());
                             got = Err(tls_error(e));
                             break;
                         }

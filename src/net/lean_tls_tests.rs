@@ -309,3 +309,31 @@ fn a_stream_cut_inside_a_record_is_an_error_and_the_closed_stream_holds_no_buffe
         );
     });
 }
+
+#[test]
+fn after_a_corrupted_record_the_error_stays_and_writing_or_closing_does_not_panic() {
+    let p = pair();
+    smol::block_on(async {
+        let (s, c) = futures_lite::future::zip(accepted(&p), connect(&p, None)).await;
+        let (mut s, mut c) = (s.unwrap(), c.unwrap());
+        std::io::Write::write_all(&mut c.get_mut().1.writer(), b"hello").unwrap();
+        let mut record = Vec::new();
+        c.get_mut().1.write_tls(&mut record).unwrap();
+        *record.last_mut().unwrap() ^= 1; // the tag no longer matches
+        c.get_mut().0.write_all(&record).await.unwrap();
+        let mut buf = [0u8; 64];
+        let first = s.read(&mut buf).await.unwrap_err();
+        assert!(crate::error::net::tls_in(&first).is_some(), "{first}");
+        // What a handler does next: answer, then close. rustls must not see the bad record
+        // again (a second fatal alert; a debug assertion in rustls).
+        let again = s.write_all(b"error").await.unwrap_err();
+        assert!(crate::error::net::tls_in(&again).is_some(), "{again}");
+        assert!(s.read(&mut buf).await.is_err());
+        let _ = s.close().await;
+        // The client was told why, with one fatal alert.
+        let mut rest = Vec::new();
+        let e = c.read_to_end(&mut rest).await.unwrap_err();
+        let tls = crate::error::net::tls_in(&e).expect("a TLS error, not a cut stream");
+        assert!(matches!(tls, rustls::Error::AlertReceived(_)), "{tls:?}");
+    });
+}
