@@ -9,6 +9,7 @@ mod mutate;
 mod pg;
 mod samples;
 mod tls;
+mod tls_session;
 mod x509;
 
 use std::path::Path;
@@ -51,7 +52,8 @@ pub const TOTAL_WEIGHT: f64 = 1.0 // http_request
     + 1.0 // proxy_protocol
     + 1.0 // pg_messages
     + 0.5 // pg_conn_string
-    + 1.0; // tls_server
+    + 1.0 // tls_server
+    + 1.0; // tls_session
 
 /// An outcome label for feedback: the letters and spaces of a message up to its first quoted
 /// part (where the input shows up), so "invalid pin \"x\" at 3" and "invalid pin \"y\" at 4"

@@ -54,7 +54,7 @@ impl AsyncWrite for Script {
     }
 }
 
-fn server_config() -> Arc<rustls::ServerConfig> {
+pub fn server_config() -> Arc<rustls::ServerConfig> {
     static C: OnceLock<Arc<rustls::ServerConfig>> = OnceLock::new();
     C.get_or_init(|| {
         let ca = &fixtures().ca;
