@@ -337,3 +337,24 @@ fn after_a_corrupted_record_the_error_stays_and_writing_or_closing_does_not_pani
         assert!(matches!(tls, rustls::Error::AlertReceived(_)), "{tls:?}");
     });
 }
+
+#[test]
+fn a_corrupted_record_gets_its_alert_out_even_when_the_handler_drops_the_stream_at_once() {
+    let p = pair();
+    smol::block_on(async {
+        let (s, c) = futures_lite::future::zip(accepted(&p), connect(&p, None)).await;
+        let (mut s, mut c) = (s.unwrap(), c.unwrap());
+        std::io::Write::write_all(&mut c.get_mut().1.writer(), b"hello").unwrap();
+        let mut record = Vec::new();
+        c.get_mut().1.write_tls(&mut record).unwrap();
+        *record.last_mut().unwrap() ^= 1;
+        c.get_mut().0.write_all(&record).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(s.read(&mut buf).await.is_err());
+        drop(s); // no close: what a handler does when its read fails
+        let mut rest = Vec::new();
+        let e = c.read_to_end(&mut rest).await.unwrap_err();
+        let tls = crate::error::net::tls_in(&e).expect("a TLS error, not a cut stream");
+        assert!(matches!(tls, rustls::Error::AlertReceived(_)), "{tls:?}");
+    });
+}
