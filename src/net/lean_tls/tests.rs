@@ -310,17 +310,28 @@ fn a_stream_cut_inside_a_record_is_an_error_and_the_closed_stream_holds_no_buffe
     });
 }
 
+/// A connected pair after the client sent one record whose tag no longer matches.
+async fn corrupted_record(
+    p: &Pair,
+) -> (
+    ServerStream<TcpStream>,
+    futures_rustls::client::TlsStream<TcpStream>,
+) {
+    let (s, c) = futures_lite::future::zip(accepted(p), connect(p, None)).await;
+    let (s, mut c) = (s.unwrap(), c.unwrap());
+    std::io::Write::write_all(&mut c.get_mut().1.writer(), b"hello").unwrap();
+    let mut record = Vec::new();
+    c.get_mut().1.write_tls(&mut record).unwrap();
+    *record.last_mut().unwrap() ^= 1;
+    c.get_mut().0.write_all(&record).await.unwrap();
+    (s, c)
+}
+
 #[test]
 fn after_a_corrupted_record_the_error_stays_and_writing_or_closing_does_not_panic() {
     let p = pair();
     smol::block_on(async {
-        let (s, c) = futures_lite::future::zip(accepted(&p), connect(&p, None)).await;
-        let (mut s, mut c) = (s.unwrap(), c.unwrap());
-        std::io::Write::write_all(&mut c.get_mut().1.writer(), b"hello").unwrap();
-        let mut record = Vec::new();
-        c.get_mut().1.write_tls(&mut record).unwrap();
-        *record.last_mut().unwrap() ^= 1; // the tag no longer matches
-        c.get_mut().0.write_all(&record).await.unwrap();
+        let (mut s, mut c) = corrupted_record(&p).await;
         let mut buf = [0u8; 64];
         let first = s.read(&mut buf).await.unwrap_err();
         assert!(crate::error::net::tls_in(&first).is_some(), "{first}");
@@ -342,13 +353,7 @@ fn after_a_corrupted_record_the_error_stays_and_writing_or_closing_does_not_pani
 fn a_corrupted_record_gets_its_alert_out_even_when_the_handler_drops_the_stream_at_once() {
     let p = pair();
     smol::block_on(async {
-        let (s, c) = futures_lite::future::zip(accepted(&p), connect(&p, None)).await;
-        let (mut s, mut c) = (s.unwrap(), c.unwrap());
-        std::io::Write::write_all(&mut c.get_mut().1.writer(), b"hello").unwrap();
-        let mut record = Vec::new();
-        c.get_mut().1.write_tls(&mut record).unwrap();
-        *record.last_mut().unwrap() ^= 1;
-        c.get_mut().0.write_all(&record).await.unwrap();
+        let (mut s, mut c) = corrupted_record(&p).await;
         let mut buf = [0u8; 64];
         assert!(s.read(&mut buf).await.is_err());
         drop(s); // no close: what a handler does when its read fails
