@@ -12,6 +12,7 @@
 # namespace of its own (loopback only), so the count is this benchmark's alone.
 #
 #   bench/herd.sh [N nodes, default 1000] [outage seconds, default 5] [heartbeat, default 5s]
+# TELEPORT_BIN=path runs that executable (default: this tree's glibc release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${HERD_NETNS:-}" ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && command -v ip >/dev/null; then
@@ -26,9 +27,13 @@ NSRC=$(( (N + 249) / 250 ))
 SOURCES="127.0.0.2-127.0.0.$((1 + NSRC))"
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -q
+if [ -n "${TELEPORT_BIN:-}" ]; then
+  BIN=$TELEPORT_BIN # a given executable (the static musl one, A/B runs)
+else
+  cargo build --release -q
+  BIN=$PWD/target/release/teleport
+fi
 W=$(mktemp -d)
-BIN=$PWD/target/release/teleport
 OURS=$BIN
 . bench/lib.sh
 
