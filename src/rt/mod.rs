@@ -19,11 +19,10 @@ use smol::{Executor, Task};
 /// Worker threads the executor starts with; set before the first `spawn`.
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// Sets how many worker threads run tasks beside the thread in `block_on`: auth takes one per
-/// core, so that one busy request (or a slow handshake) cannot stall every other. A proxy and
-/// the agent take none: their tasks run only on the thread in `block_on` (which then also
-/// waits on the sockets itself), so a wakeup never crosses threads. Takes effect only before
-/// the first task is spawned.
+/// Sets how many worker threads run tasks beside the thread in `block_on`. `teleport start`
+/// takes none for every role: tasks run only on the thread in `block_on` (which then also
+/// waits on the sockets itself), so a wakeup never crosses threads; blocking work goes to
+/// `smol::unblock`. Takes effect only before the first task is spawned.
 pub fn set_threads(n: usize) {
     THREADS.store(n, Ordering::Relaxed);
 }
