@@ -133,6 +133,10 @@ async fn serve_keyed<F, Fut>(
             Ok(slot) => crate::rt::spawn(handler(tcp, peer, slot)).detach(),
             Err(why) => debug!("closed a connection from {peer} on {local} at once: {why}"),
         }
+        // Tasks run on one thread: let the handler just spawned (and the others) run before
+        // the next accept, or a burst in the backlog would be accepted whole first, holding
+        // every slot of its source while nothing is served.
+        futures_lite::future::yield_now().await;
     }
 }
 
