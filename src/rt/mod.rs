@@ -27,11 +27,6 @@ pub fn set_threads(n: usize) {
     THREADS.store(n, Ordering::Relaxed);
 }
 
-/// One thread per core, as the OS reports them.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 fn executor() -> &'static Executor<'static> {
     static EXECUTOR: OnceLock<Executor<'static>> = OnceLock::new();
     static WORKERS: Once = Once::new();

@@ -38,10 +38,7 @@ pub struct ServerStream<S> {
     in_used: usize,
     plain: Vec<u8>,
     plain_pos: usize,
-    /// Bytes to send are `out[out_pos..out_end]` (the Vec's length is its initialized size).
-    out: Vec<u8>,
-    out_pos: usize,
-    out_end: usize,
+    out: SendBuf,
     send_limit: usize,
     /// The peer sent close_notify (clean) or the transport ended without it.
     read_done: Option<Ending>,
@@ -91,9 +88,7 @@ where
         in_used: 0,
         plain: Vec::new(),
         plain_pos: 0,
-        out: Vec::new(),
-        out_pos: 0,
-        out_end: 0,
+        out: SendBuf::default(),
         send_limit: SEND_LIMIT,
         read_done: None,
         closing: false,
@@ -140,7 +135,7 @@ impl<S> ServerStream<S> {
 
     /// Bytes held in buffers (for tests of idle memory).
     pub fn buffered(&self) -> usize {
-        self.inbuf.capacity() + self.plain.capacity() + self.out.capacity()
+        self.inbuf.capacity() + self.plain.capacity() + self.out.buf.capacity()
     }
 
     /// One call into rustls: feeds what `inbuf` holds, queues what rustls wants sent into
@@ -177,10 +172,9 @@ impl<S> ServerStream<S> {
             Ok(ConnectionState::EncodeTlsData(mut e)) => {
                 let mut room = 1024;
                 loop {
-                    let tail = spare(&mut self.out, &mut self.out_pos, &mut self.out_end, room);
-                    match e.encode(tail) {
+                    match e.encode(self.out.spare(room)) {
                         Ok(n) => {
-                            self.out_end += n;
+                            self.out.end += n;
                             break Ok(Step::Progress);
                         }
                         Err(EncodeError::InsufficientSize(s)) if s.required_size > room => {
@@ -199,9 +193,8 @@ impl<S> ServerStream<S> {
             Ok(ConnectionState::WriteTraffic(mut w)) => match intent {
                 Intent::Read => Ok(Step::NeedInput),
                 Intent::Close => {
-                    let tail = spare(&mut self.out, &mut self.out_pos, &mut self.out_end, 64);
-                    if let Ok(n) = w.queue_close_notify(tail) {
-                        self.out_end += n;
+                    if let Ok(n) = w.queue_close_notify(self.out.spare(64)) {
+                        self.out.end += n;
                     }
                     Ok(Step::Wrote(0))
                 }
@@ -211,10 +204,9 @@ impl<S> ServerStream<S> {
                     // for again below if rustls wants more.
                     let mut room = data.len() + 64 * (data.len() / (16 * 1024) + 1);
                     loop {
-                        let tail = spare(&mut self.out, &mut self.out_pos, &mut self.out_end, room);
-                        match w.encrypt(data, tail) {
+                        match w.encrypt(data, self.out.spare(room)) {
                             Ok(n) => {
-                                self.out_end += n;
+                                self.out.end += n;
                                 break Ok(Step::Wrote(data.len()));
                             }
                             Err(EncryptError::InsufficientSize(s)) if s.required_size > room => {
@@ -260,25 +252,39 @@ impl<S> ServerStream<S> {
             self.plain = Vec::new();
             self.plain_pos = 0;
         }
-        if self.out_pos == self.out_end && !self.out.is_empty() {
-            self.out = Vec::new();
-            (self.out_pos, self.out_end) = (0, 0);
+        if self.out.pending().is_empty() && !self.out.buf.is_empty() {
+            self.out = SendBuf::default();
         }
     }
 }
 
-/// At least `room` free bytes at the end of `out[..end]` (moving unsent bytes to the front or
-/// growing it); returns them to write into. The caller adds what it wrote to `end`.
-fn spare<'a>(out: &'a mut Vec<u8>, pos: &mut usize, end: &mut usize, room: usize) -> &'a mut [u8] {
-    if out.len() - *end < room && *pos > 0 {
-        out.copy_within(*pos..*end, 0);
-        *end -= *pos;
-        *pos = 0;
+/// Bytes to send: `buf[pos..end]` (the Vec's length is its initialized size, reused while the
+/// stream is busy).
+#[derive(Default)]
+struct SendBuf {
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+impl SendBuf {
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
     }
-    if out.len() - *end < room {
-        out.resize(*end + room, 0);
+
+    /// At least `room` free bytes after `end` (moving unsent bytes to the front or growing
+    /// the buffer) to write into; the caller adds what it wrote to `end`.
+    fn spare(&mut self, room: usize) -> &mut [u8] {
+        if self.buf.len() - self.end < room && self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if self.buf.len() - self.end < room {
+            self.buf.resize(self.end + room, 0);
+        }
+        &mut self.buf[self.end..]
     }
-    &mut out[*end..]
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {

@@ -41,16 +41,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerStream<S> {
 
     /// Sends what `out` holds; `Ready(Ok)` once all of it went.
     pub(super) fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.out_pos < self.out_end {
-            let pending = &self.out[self.out_pos..self.out_end];
+        while !self.out.pending().is_empty() {
+            let pending = self.out.pending();
             let n = ready!(Pin::new(&mut self.io).poll_write(cx, pending))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.out_pos += n;
+            self.out.pos += n;
         }
         // All sent: the space is reused by the next write and freed when the stream idles.
-        (self.out_pos, self.out_end) = (0, 0);
+        (self.out.pos, self.out.end) = (0, 0);
         Poll::Ready(Ok(()))
     }
 
@@ -151,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerStream<S> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let pending = this.out_end - this.out_pos;
+        let pending = this.out.pending().len();
         if pending > 0 && pending + data.len().min(WRITE_CHUNK) > this.send_limit {
             ready!(this.poll_send(cx))?;
         }
