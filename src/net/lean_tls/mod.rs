@@ -18,6 +18,8 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls::ServerConfig;
 
+use super::bufpool;
+
 /// First size of the receive buffer: a ClientHello or a heartbeat fits.
 const IN_FIRST: usize = 4 * 1024;
 /// One full TLS record (16 KiB of data, its header, padding and tag).
@@ -157,6 +159,10 @@ impl<S> ServerStream<S> {
             }
             Ok(ConnectionState::ReadTraffic(mut records)) => {
                 let mut got = Ok(Step::Progress);
+                if self.plain.capacity() == 0 {
+                    self.plain = bufpool::take_small(0);
+                    self.plain.clear();
+                }
                 while let Some(record) = records.next_record() {
                     match record {
                         Ok(r) => self.plain.extend_from_slice(r.payload),
@@ -243,17 +249,18 @@ impl<S> ServerStream<S> {
         step
     }
 
-    /// Frees the buffers that hold nothing (the connection went quiet).
+    /// Gives back the buffers that hold nothing (the connection went quiet) to the thread's
+    /// list, for the next message of any stream.
     fn trim(&mut self) {
-        if self.in_used == 0 && !self.inbuf.is_empty() {
-            self.inbuf = Vec::new();
+        if self.in_used == 0 && self.inbuf.capacity() > 0 {
+            bufpool::give_small(std::mem::take(&mut self.inbuf));
         }
         if self.plain_pos == self.plain.len() && self.plain.capacity() > 0 {
-            self.plain = Vec::new();
+            bufpool::give_small(std::mem::take(&mut self.plain));
             self.plain_pos = 0;
         }
-        if self.out.pending().is_empty() && !self.out.buf.is_empty() {
-            self.out = SendBuf::default();
+        if self.out.pending().is_empty() && self.out.buf.capacity() > 0 {
+            bufpool::give_small(std::mem::take(&mut self.out).buf);
         }
     }
 }
@@ -275,6 +282,9 @@ impl SendBuf {
     /// At least `room` free bytes after `end` (moving unsent bytes to the front or growing
     /// the buffer) to write into; the caller adds what it wrote to `end`.
     fn spare(&mut self, room: usize) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = bufpool::take_small(room);
+        }
         if self.buf.len() - self.end < room && self.pos > 0 {
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;

@@ -8,13 +8,16 @@ use std::task::{ready, Context, Poll};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::{Ending, Intent, ServerStream, Step, IN_FIRST, IN_MAX, IN_RECORD, WRITE_CHUNK};
+use crate::net::bufpool;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ServerStream<S> {
     /// Reads from the socket into `inbuf`, growing it when full; `Ok(0)` at end of stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.in_used == self.inbuf.len() {
+        if self.inbuf.is_empty() {
+            // Most messages fit in this first buffer, reused from the thread's list.
+            self.inbuf = bufpool::take_small(IN_FIRST);
+        } else if self.in_used == self.inbuf.len() {
             let next = match self.inbuf.len() {
-                0 => IN_FIRST,
                 n if n < IN_RECORD => IN_RECORD,
                 n if n < IN_MAX => IN_MAX,
                 _ => {
