@@ -63,7 +63,7 @@ pub async fn serve(stream: Stream) {
     let (stream, rest) = f.into_parts();
     // Small messages (keystrokes, RPC answers) go out at once, as on the tunnel.
     let _ = tcp.set_nodelay(true);
-    let mut tcp = tcp;
+    let mut tcp = net::quiet::Quiet::tcp(tcp);
     (m.node_bytes.to_service).fetch_add(rest.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if !rest.is_empty()
         && futures_lite::AsyncWriteExt::write_all(&mut tcp, &rest)

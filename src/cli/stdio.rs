@@ -18,6 +18,8 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use smol::{Async, Unblock};
 
+use crate::net::quiet::Quiet;
+
 /// Bytes read at a time; also the most that can be in flight in one direction per pump.
 const CHUNK: usize = 64 * 1024;
 
@@ -41,7 +43,7 @@ pub enum Stdio {
 /// A pipe or socket in non-blocking mode; its file status flags are put back when dropped, as
 /// the descriptor's other holders (the shell, ssh) expect them.
 pub struct Direct {
-    io: Async<File>,
+    io: Quiet<File>,
     flags: OFlag,
 }
 
@@ -61,7 +63,10 @@ impl Stdio {
             if let Ok(flags) = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL) {
                 let flags = OFlag::from_bits_truncate(flags);
                 match file.try_clone().and_then(Async::new) {
-                    Ok(io) => return Stdio::Direct(Direct { io, flags }),
+                    Ok(io) => {
+                        let io = Quiet::new(io.into());
+                        return Stdio::Direct(Direct { io, flags });
+                    }
                     Err(_) => {
                         let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags));
                     }

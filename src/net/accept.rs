@@ -215,7 +215,7 @@ async fn tls_conn<F, Fut>(
             refuse_proxy_header(&tcp).await?;
             tcp_peer
         };
-        let tls = super::lean_tls::accept(acceptor, super::Tcp::new(tcp))
+        let tls = super::lean_tls::accept(acceptor, super::tcp(tcp))
             .await
             .map_err(Opening::Tls)?;
         Ok::<_, Opening>((Box::new(tls), peer))

@@ -1,6 +1,6 @@
 //! TCP keepalive for long-lived connections.
 
-use smol::net::TcpStream;
+use std::os::fd::AsFd;
 
 /// A long-lived connection whose peer vanished without closing it (power lost, cable pulled)
 /// is reset by the kernel after this long of silence plus `KEEPALIVE_PROBES` unanswered probes,
@@ -11,7 +11,7 @@ const KEEPALIVE_PROBES: u32 = 3;
 
 /// Turns TCP keepalive on for a long-lived connection (tunnels, heartbeat streams); failures
 /// are harmless (the heartbeats still judge the peer), so they are ignored.
-pub fn keepalive(tcp: &TcpStream) {
+pub fn keepalive(tcp: &impl AsFd) {
     use rustix::net::sockopt;
     let every = std::time::Duration::from_secs(KEEPALIVE_IDLE_SECS);
     let _ = sockopt::set_socket_keepalive(tcp, true);
@@ -29,7 +29,9 @@ mod tests {
     fn keepalive_is_on_with_our_timing() {
         smol::block_on(async {
             let l = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let tcp = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let tcp = smol::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
             keepalive(&tcp);
             use rustix::net::sockopt;
             assert!(sockopt::socket_keepalive(&tcp).unwrap());

@@ -10,10 +10,17 @@ mod keepalive;
 pub mod lean_tls;
 pub mod ping_filter;
 pub mod proxy_protocol;
+pub mod quiet;
 pub mod readahead;
 
-/// A TCP stream as TLS sees it: reads taken ahead while data flows (see `readahead`).
-pub type Tcp = readahead::ReadAhead<TcpStream>;
+/// A TCP stream as TLS sees it: reads taken ahead while data flows (see `readahead`), and no
+/// `recv` that would only find nothing (see `quiet`).
+pub type Tcp = readahead::ReadAhead<quiet::Quiet<std::net::TcpStream>>;
+
+/// smol's stream as TLS sees it (`Tcp`).
+pub fn tcp(stream: TcpStream) -> Tcp {
+    readahead::ReadAhead::new(quiet::Quiet::tcp(stream))
+}
 /// An accepted TLS stream (`lean_tls`: no buffer while idle), boxed: it is handed down through
 /// several async functions, and each would otherwise keep a dead copy of it in its state for
 /// the connection's whole life.
@@ -183,7 +190,7 @@ pub async fn connect_tls_as(
         keepalive(&tcp);
         let offers_auth = config.alpn_protocols.iter().any(|p| p == ALPN_AUTH);
         let tls = TlsConnector::from(config)
-            .connect(name, Tcp::new(tcp))
+            .connect(name, self::tcp(tcp))
             .await
             .map_err(|e| tls_error(addr, e))?;
         // Our auth server always agrees to its ALPN: a TLS server that does not is another

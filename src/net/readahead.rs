@@ -7,6 +7,7 @@
 
 use std::io::{self, IoSlice};
 use std::ops::Deref;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -58,6 +59,12 @@ impl<S> Deref for ReadAhead<S> {
     type Target = S;
     fn deref(&self) -> &S {
         &self.inner
+    }
+}
+
+impl<S: AsFd> AsFd for ReadAhead<S> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
     }
 }
 
