@@ -89,6 +89,7 @@ pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>> {
         .map_err(|e| Error::Pki(format!("unusable server certificate: {e}")))?;
     let mut config = config;
     config.alpn_protocols = vec![ALPN_AUTH.to_vec()];
+    crate::pki::live::full_handshakes_only(&mut config);
     Ok(Arc::new(config))
 }
 
@@ -103,6 +104,7 @@ pub fn insecure_client_config() -> Arc<ClientConfig> {
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![ALPN_AUTH.to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
 
@@ -251,11 +253,12 @@ pub fn client_config_lenient(cas: &[CertificateDer<'static>]) -> Result<Arc<Clie
     if added == 0 {
         return Err(Error::Pki("no usable trusted root certificate".into()));
     }
-    let config = ClientConfig::builder_with_provider(provider())
+    let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Pki(e.to_string()))?
         .with_root_certificates(store)
         .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 

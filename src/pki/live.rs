@@ -108,8 +108,19 @@ impl LiveTls {
             .with_client_cert_verifier(Arc::new(Verifier(self.clone())))
             .with_cert_resolver(resolver);
         config.alpn_protocols = alpn;
+        full_handshakes_only(&mut config);
         Ok(Arc::new(config))
     }
+}
+
+/// Every handshake verifies the client's certificate. A resumed TLS 1.3 session carries the
+/// certificate verified when its ticket was issued, and rustls does not verify it again: a
+/// host evicted by a CA rotation, or whose certificate expired, could resume its way back in
+/// with it. So no ticket is sent and no session is stored (also no 256-session cache holding
+/// certificate chains, and two messages fewer per handshake).
+pub fn full_handshakes_only(config: &mut ServerConfig) {
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
 }
 
 /// Whether `cert` is a client certificate of one of `cas`, valid now.
@@ -180,6 +191,10 @@ impl ClientCertVerifier for Verifier {
         self.0.current_verifier().supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+#[path = "live_tests.rs"]
+mod resumption_tests;
 
 #[cfg(test)]
 mod tests {

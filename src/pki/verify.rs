@@ -145,6 +145,8 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![crate::proto::ALPN_AUTH.to_vec()];
+    // Our servers send no session tickets (`live::full_handshakes_only`): nothing to keep.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
