@@ -4,8 +4,10 @@
 //! in it: an idle heartbeat stream or tunnel holds no buffer at all, only rustls's state.
 //!
 //! - Received TLS bytes wait in `inbuf`, which starts at 4 KiB, grows to one full record (and,
-//!   for a handshake message split over records, up to rustls's 64 KiB limit), and is freed
-//!   once drained when the socket has nothing more.
+//!   for a handshake message split over records, up to rustls's 64 KiB limit), and is given
+//!   up once drained when the socket has nothing more. Receive and send buffers go back to a
+//!   short per-thread list (`net::bufpool`) and serve the next message of any stream, so a
+//!   message costs no allocation and no zeroing; only the bytes written into them are used.
 //! - Decrypted bytes the reader's buffer could not take wait in `plain`.
 //! - Bytes to send (handshake flights, records, alerts) wait in `out` until the socket took
 //!   them all; a writer gets `Pending` while `out` is full, so it is bounded.
@@ -159,10 +161,6 @@ impl<S> ServerStream<S> {
             }
             Ok(ConnectionState::ReadTraffic(mut records)) => {
                 let mut got = Ok(Step::Progress);
-                if self.plain.capacity() == 0 {
-                    self.plain = bufpool::take_small(0);
-                    self.plain.clear();
-                }
                 while let Some(record) = records.next_record() {
                     match record {
                         Ok(r) => self.plain.extend_from_slice(r.payload),
@@ -249,14 +247,16 @@ impl<S> ServerStream<S> {
         step
     }
 
-    /// Gives back the buffers that hold nothing (the connection went quiet) to the thread's
-    /// list, for the next message of any stream.
+    /// Frees the buffers that hold nothing (the connection went quiet); the receive and send
+    /// buffers go back to the thread's list, for the next message of any stream.
     fn trim(&mut self) {
         if self.in_used == 0 && self.inbuf.capacity() > 0 {
             bufpool::give_small(std::mem::take(&mut self.inbuf));
         }
+        // Not kept for reuse: its length is only the bytes it held, and growing a reused buffer
+        // to a receive buffer's length would zero it again.
         if self.plain_pos == self.plain.len() && self.plain.capacity() > 0 {
-            bufpool::give_small(std::mem::take(&mut self.plain));
+            self.plain = Vec::new();
             self.plain_pos = 0;
         }
         if self.out.pending().is_empty() && self.out.buf.capacity() > 0 {
