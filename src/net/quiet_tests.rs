@@ -80,3 +80,31 @@ fn closing_ends_the_peers_input_and_keeps_ours_open() {
         assert_eq!(back, b"still here");
     });
 }
+
+#[test]
+fn after_a_large_short_read_a_flow_reads_again_at_once() {
+    smol::block_on(async {
+        let (mut q, mut peer) = pair().await;
+        let flow = vec![7u8; 8000];
+        peer.write_all(&flow).await.unwrap();
+        let mut peek = vec![0u8; flow.len()];
+        while q.peek(&mut peek).unwrap_or(0) < flow.len() {
+            smol::Timer::after(std::time::Duration::from_millis(1)).await;
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        assert_eq!(q.read(&mut buf).await.unwrap(), flow.len(), "a short read");
+        // More of the flow came in while the reader was away (as in any bulk transfer).
+        peer.write_all(&flow).await.unwrap();
+        while q.peek(&mut peek).unwrap_or(0) < flow.len() {
+            smol::Timer::after(std::time::Duration::from_millis(1)).await;
+        }
+        match poll_once(&mut q, &mut buf) {
+            Poll::Ready(Ok(n)) => assert_eq!(n, flow.len()),
+            other => panic!(
+                "a read of {} bytes is a flow, not a message: the bytes waiting should be \
+                 read at once, not after a trip through the reactor; got {other:?}",
+                flow.len()
+            ),
+        }
+    });
+}
