@@ -2,10 +2,10 @@
 //!
 //! async-io's reader always tries the syscall first and waits for readiness only after it
 //! failed with `WouldBlock`. On a connection of small messages (keystrokes, RPC answers, a
-//! round trip through the tunnel) that is one wasted syscall per message on every hop. A read
-//! that returned less than it asked for has almost surely emptied the kernel's buffer, so the
-//! next read here first asks the reactor whether the descriptor became readable since, which
-//! costs no syscall when it has not. Nothing is missed: the interest registered then is
+//! round trip through the tunnel) that is one wasted syscall per message on every hop. A short
+//! read of a message's size (under `QUIET_BELOW`) has almost surely emptied the kernel's
+//! buffer, so the next read here first asks the reactor whether the descriptor became readable
+//! since, which costs no syscall when it has not. Nothing is missed: the interest registered then is
 //! level-triggered, so bytes that came in between are reported by the reactor's next wait.
 
 use std::fs::File;
@@ -19,6 +19,11 @@ use std::task::{ready, Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use smol::Async;
+
+/// A short read of this many bytes or more is a flow (a bulk transfer), not a message: more
+/// has usually come in by the time the reader is back, and going to the reactor first would
+/// cost a wait (and its syscalls) per read instead of a `recv` that finds data.
+const QUIET_BELOW: usize = 4096;
 
 /// `T` on the reactor, read as described above (writes go straight through).
 pub struct Quiet<T> {
@@ -94,7 +99,7 @@ where
             }
             match (&mut this.io.get_ref()).read(buf) {
                 Ok(n) => {
-                    this.drained = n > 0 && n < buf.len();
+                    this.drained = n > 0 && n < buf.len() && n < QUIET_BELOW;
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => this.drained = true,
