@@ -5,8 +5,9 @@
 //! round trip through the tunnel) that is one wasted syscall per message on every hop. A short
 //! read of a message's size (under `QUIET_BELOW`) has almost surely emptied the kernel's
 //! buffer, so the next read here first asks the reactor whether the descriptor became readable
-//! since, which costs no syscall when it has not. Nothing is missed: the interest registered then is
-//! level-triggered, so bytes that came in between are reported by the reactor's next wait.
+//! since, which costs no syscall when it has not. Nothing is missed: the interest registered
+//! then is level-triggered, so bytes that came in between are reported by the reactor's next
+//! wait.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
