@@ -28,7 +28,7 @@ SOURCES="127.0.0.2-127.0.0.$((1 + NSRC))"
 ulimit -n "$(ulimit -Hn)"
 
 if [ -n "${TELEPORT_BIN:-}" ]; then
-  BIN=$TELEPORT_BIN # a given executable (the static musl one, A/B runs)
+  BIN=$(realpath "$TELEPORT_BIN") # a given executable (the static musl one, A/B runs)
 else
   cargo build --release -q
   BIN=$PWD/target/release/teleport

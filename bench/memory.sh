@@ -26,7 +26,7 @@ SAMPLE=${SAMPLE:-60} # one full pace of a quiet tunnel (12 intervals of 5 s)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ -n "${TELEPORT_BIN:-}" ]; then
-  BIN=$TELEPORT_BIN # a given executable (A/B runs)
+  BIN=$(realpath "$TELEPORT_BIN") # a given executable (A/B runs)
 elif [ "$LIBC" = glibc ]; then
   cargo build --release -q
   BIN=$PWD/target/release/teleport
