@@ -388,3 +388,6 @@ pub fn dial_addr(listen: SocketAddr) -> String {
     };
     SocketAddr::new(ip, listen.port()).to_string()
 }
+
+#[cfg(test)]
+mod resumption_tests;

@@ -193,10 +193,6 @@ impl ClientCertVerifier for Verifier {
 }
 
 #[cfg(test)]
-#[path = "live_tests.rs"]
-mod resumption_tests;
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::pki::ca::{CertAuthority, Sans};

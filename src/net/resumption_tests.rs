@@ -1,16 +1,18 @@
 //! A client that keeps its TLS session tickets (rustls's default) gets no way around the
-//! verifier: every handshake with a live config is a full one.
+//! verifier: every handshake with a live config (`pki::live`) is a full one.
 
 use std::sync::Arc;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
-use rustls::HandshakeKind;
+use rustls::{HandshakeKind, ServerConfig};
 use smol::net::{TcpListener, TcpStream};
 
-use super::*;
+use super::provider;
 use crate::pki::ca::{CertAuthority, Sans};
+use crate::pki::identity::Identity;
+use crate::pki::live::LiveTls;
 use crate::pki::Subject;
 
 fn issue(ca: &CertAuthority, role: &str, sans: &Sans) -> Identity {
@@ -54,7 +56,7 @@ async fn once(
 ) -> (bool, Vec<u8>, Option<HandshakeKind>) {
     let server = async {
         let (tcp, _) = listener.accept().await.unwrap();
-        match crate::net::lean_tls::accept(config.clone(), crate::net::tcp(tcp)).await {
+        match super::lean_tls::accept(config.clone(), super::tcp(tcp)).await {
             Ok(mut s) => {
                 s.write_all(b"hi").await.unwrap();
                 s.close().await.unwrap();
