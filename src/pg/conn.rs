@@ -3,20 +3,22 @@
 //! after any I/O, protocol or deadline failure the connection is `broken` and must be dropped.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
-use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use super::error::{tls_in, PgError, PgErrorKind};
-use super::scram::Scram;
+use super::error::{PgError, PgErrorKind};
 use super::socket::DeadlineSocket;
 use super::url::{ConnParams, SslMode};
-use super::wire::{self, Auth, Backend, Decoder, Notification};
+use super::wire::{self, Backend, Decoder, Notification};
+
+mod rw;
+mod startup;
+
+use rw::dial;
 
 /// Most bytes of rows one statement may return.
 pub const MAX_RESULT: usize = 64 << 20;
@@ -144,167 +146,6 @@ impl Connection {
             self.broken = true;
         }
         PgError::new(&self.addr, kind)
-    }
-
-    fn start_tls(&mut self, p: &ConnParams, config: Arc<ClientConfig>) -> Result<(), PgError> {
-        let mut out = Vec::new();
-        wire::ssl_request(&mut out);
-        self.write_all(&out)?;
-        let mut answer = [0u8; 1];
-        self.read_raw(&mut answer, "the TLS request")?;
-        match answer[0] {
-            b'S' => {}
-            b'N' => {
-                return Err(self.err(PgErrorKind::Config(
-                    "the server does not offer TLS: enable ssl in postgresql.conf, or (on a \
-                     trusted network only) use sslmode=disable"
-                        .into(),
-                )))
-            }
-            other => {
-                return Err(self.err(PgErrorKind::Wire(wire::WireError(format!(
-                    "answer {other:#04x} to the TLS request: is this a PostgreSQL server?"
-                )))))
-            }
-        }
-        let name = ServerName::try_from(p.host.clone()).map_err(|_| {
-            self.err(PgErrorKind::Config(format!(
-                "{:?} is not a host name",
-                p.host
-            )))
-        })?;
-        let conn =
-            ClientConnection::new(config, name).map_err(|e| self.err(PgErrorKind::Tls(e)))?;
-        let Stream::Plain(tcp) = &self.stream else {
-            unreachable!("TLS is started once, on the plain stream")
-        };
-        let tcp = tcp
-            .tcp()
-            .try_clone()
-            .map_err(|e| self.err(PgErrorKind::Io(e)))?;
-        let mut tls = StreamOwned::new(conn, DeadlineSocket::new(tcp, self.deadline));
-        // Finish the handshake now, so a refused certificate is reported as such.
-        while tls.conn.is_handshaking() {
-            self.set_timeouts()?;
-            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-                return Err(self.io_err(e, "the TLS handshake"));
-            }
-        }
-        self.stream = Stream::Tls(Box::new(tls));
-        Ok(())
-    }
-
-    fn startup(&mut self, p: &ConnParams) -> Result<(), PgError> {
-        let mut out = Vec::new();
-        wire::startup(
-            &mut out,
-            &[
-                ("user", &p.user),
-                ("database", &p.database),
-                ("application_name", "teleport"),
-                ("client_encoding", "UTF8"),
-            ],
-        );
-        self.write_all(&out)?;
-        let mut scram: Option<Scram> = None;
-        loop {
-            let msg = self.read_message("authentication")?;
-            let mut out = Vec::new();
-            match msg {
-                Backend::Auth(Auth::Ok) => {}
-                Backend::Auth(Auth::Cleartext) => {
-                    // Only a verified server may read the password: under require (or
-                    // disable) an impostor on the path would simply ask for it.
-                    if !matches!(p.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) {
-                        return Err(self.err(PgErrorKind::Auth(
-                            "the server asks for the password in clear and its certificate was \
-                             not verified; refused: use sslmode=verify-full with sslrootcert, or \
-                             SCRAM (scram-sha-256 in pg_hba.conf)"
-                                .into(),
-                        )));
-                    }
-                    let pw = self.password(p)?;
-                    wire::password(&mut out, pw);
-                }
-                Backend::Auth(Auth::Md5) => {
-                    return Err(self.err(PgErrorKind::Auth(
-                        "the server asks for MD5, which teleport-lite refuses (MD5 passwords are \
-                         deprecated and weak): set password_encryption = 'scram-sha-256', set the \
-                         user's password again, and write scram-sha-256 in pg_hba.conf"
-                            .into(),
-                    )))
-                }
-                Backend::Auth(Auth::Sasl(mechs)) => {
-                    if !mechs.iter().any(|m| m == "SCRAM-SHA-256") {
-                        return Err(self.err(PgErrorKind::Auth(format!(
-                            "the server offers only SASL {mechs:?}; SCRAM-SHA-256 is needed"
-                        ))));
-                    }
-                    let pw = self.password(p)?.to_string();
-                    let (s, first) = Scram::start(&pw, &nonce());
-                    scram = Some(s);
-                    wire::sasl_initial(&mut out, "SCRAM-SHA-256", &first);
-                }
-                Backend::Auth(Auth::SaslContinue(data)) => {
-                    let Some(s) = scram.as_mut() else {
-                        return Err(self.err(PgErrorKind::Auth("SASL data out of order".into())));
-                    };
-                    let reply = s
-                        .server_first(&data)
-                        .map_err(|e| PgError::new(&self.addr, PgErrorKind::Auth(e)))?;
-                    wire::sasl_response(&mut out, &reply);
-                }
-                Backend::Auth(Auth::SaslFinal(data)) => {
-                    let checked = scram.as_ref().map(|s| s.server_final(&data));
-                    match checked {
-                        Some(Ok(())) => {}
-                        Some(Err(e)) => return Err(self.err(PgErrorKind::Auth(e))),
-                        None => {
-                            return Err(
-                                self.err(PgErrorKind::Auth("SASL final without a start".into()))
-                            )
-                        }
-                    }
-                }
-                Backend::Auth(Auth::Other(code)) => {
-                    return Err(self.err(PgErrorKind::Auth(format!(
-                        "method {code} is not supported: use scram-sha-256, cert or trust in \
-                         pg_hba.conf"
-                    ))))
-                }
-                Backend::ParameterStatus { .. } | Backend::BackendKeyData { .. } => {}
-                Backend::Notice(_) | Backend::NegotiateProtocolVersion => {}
-                Backend::ReadyForQuery(_) => {
-                    self.broken = false;
-                    return Ok(());
-                }
-                Backend::Error(e) => {
-                    self.broken = true;
-                    return Err(PgError::new(&self.addr, PgErrorKind::Server(Box::new(e))));
-                }
-                other => {
-                    return Err(self.err(PgErrorKind::Wire(wire::WireError(format!(
-                        "unexpected {} during startup",
-                        other.name()
-                    )))))
-                }
-            }
-            if !out.is_empty() {
-                self.write_all(&out)?;
-            }
-        }
-    }
-
-    fn password<'p>(&mut self, p: &'p ConnParams) -> Result<&'p str, PgError> {
-        match p.password.as_deref() {
-            Some(pw) => Ok(pw),
-            None => Err(self.err(PgErrorKind::Auth(
-                "the server asks for a password and conn_string has none: write \
-                 postgresql://USER:PASSWORD@HOST/DB (percent-encode special characters), or use \
-                 a client certificate (sslcert, sslkey)"
-                    .into(),
-            ))),
-        }
     }
 
     /// One statement with parameters (extended protocol), within `timeout`.
@@ -459,111 +300,6 @@ impl Connection {
             None => Ok(result),
         }
     }
-
-    fn read_message(&mut self, what: &'static str) -> Result<Backend, PgError> {
-        loop {
-            match self.decoder.next_message() {
-                Ok(Some(m)) => return Ok(m),
-                Ok(None) => self.fill(what)?,
-                Err(e) => return Err(self.err(PgErrorKind::Wire(e))),
-            }
-        }
-    }
-
-    /// Reads what is available (at least one byte) into the decoder.
-    fn fill(&mut self, what: &'static str) -> Result<(), PgError> {
-        let mut buf = [0u8; 16 * 1024];
-        let n = self.read_some(&mut buf, what)?;
-        self.decoder.feed(&buf[..n]);
-        Ok(())
-    }
-
-    fn read_raw(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), PgError> {
-        let mut got = 0;
-        while got < buf.len() {
-            got += self.read_some(&mut buf[got..], what)?;
-        }
-        Ok(())
-    }
-
-    fn read_some(&mut self, buf: &mut [u8], what: &'static str) -> Result<usize, PgError> {
-        self.set_timeouts()?;
-        let r = match &mut self.stream {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        };
-        match r {
-            Ok(0) => Err(self.err(PgErrorKind::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            )))),
-            Ok(n) => Ok(n),
-            Err(e) => Err(self.io_err(e, what)),
-        }
-    }
-
-    fn write_all(&mut self, out: &[u8]) -> Result<(), PgError> {
-        self.set_timeouts()?;
-        let r = match &mut self.stream {
-            Stream::Plain(s) => s.write_all(out).and_then(|_| s.flush()),
-            Stream::Tls(s) => s.write_all(out).and_then(|_| s.flush()),
-        };
-        r.map_err(|e| self.io_err(e, "a write"))
-    }
-
-    fn io_err(&mut self, e: io::Error, what: &'static str) -> PgError {
-        if let Some(tls) = tls_in(&e) {
-            return self.err(PgErrorKind::Tls(tls.clone()));
-        }
-        match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                self.err(PgErrorKind::Timeout(what))
-            }
-            _ => self.err(PgErrorKind::Io(e)),
-        }
-    }
-
-    fn set_timeouts(&mut self) -> Result<(), PgError> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(self.err(PgErrorKind::Timeout("the deadline")));
-        }
-        // The socket applies what is left of it to every read and write, even those rustls
-        // makes inside one call of ours.
-        self.stream.set_deadline(self.deadline);
-        Ok(())
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        if !self.broken {
-            // Say goodbye so the server logs no "unexpected EOF"; never wait long for it.
-            self.deadline = Instant::now() + Duration::from_millis(200);
-            let mut out = Vec::new();
-            wire::terminate(&mut out);
-            let _ = self.write_all(&out);
-        }
-    }
-}
-
-fn dial(p: &ConnParams, deadline: Instant) -> Result<TcpStream, PgErrorKind> {
-    let addrs = (p.host.as_str(), p.port)
-        .to_socket_addrs()
-        .map_err(PgErrorKind::Io)?;
-    let mut last = PgErrorKind::Config(format!("the host {:?} has no address", p.host));
-    for a in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(PgErrorKind::Timeout("connect"));
-        }
-        match TcpStream::connect_timeout(&a, left) {
-            Ok(s) => return Ok(s),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => last = PgErrorKind::Timeout("connect"),
-            Err(e) => last = PgErrorKind::Io(e),
-        }
-    }
-    Err(last)
 }
 
 fn encode(p: &Param<'_>) -> Option<Vec<u8>> {
@@ -581,14 +317,6 @@ fn encode(p: &Param<'_>) -> Option<Vec<u8>> {
             Some(v)
         }
     }
-}
-
-/// 24 random bytes as base64-ish printable characters (no ',').
-fn nonce() -> String {
-    let mut b = [0u8; 24];
-    let _ = SystemRandom::new().fill(&mut b);
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    b.iter().map(|x| CHARS[(x % 64) as usize] as char).collect()
 }
 
 /// Decodes a text-format `bytea` column (`\x` hex).
