@@ -1,5 +1,8 @@
 //! Unit tests of parsing, merging and rendering.
 
+use std::path::Path;
+
+use super::merge::file_roles;
 use super::*;
 
 fn pin() -> String {
