@@ -14,7 +14,7 @@ pub const SIZE: usize = 64 * 1024;
 /// Buffers kept per thread.
 const KEEP: usize = 4;
 
-/// Small buffers (a TLS stream's receive, decrypted and send space) kept per thread.
+/// Small buffers (a TLS stream's receive and send space) kept per thread.
 const KEEP_SMALL: usize = 8;
 /// Largest small buffer kept: one full TLS record and its overhead.
 const SMALL_MAX: usize = 20 * 1024;
